@@ -1,0 +1,208 @@
+//! The LMDB engine of huststore: plain keys, hash, set and sorted-set tables, the volatile cache,
+//! TTLs, versions and exact statistics, with one write transaction per event-loop pass (group
+//! commit). A worker opens one [`Store`] after the fork and, for every loop pass, one [`Batch`]:
+//! every request of that pass runs against the batch, then [`Batch::commit`] makes all of the
+//! pass's writes durable at once, and only then may the replies go out.
+//!
+//! It must never know about HTTP: callers map [`StorageError`] to status codes.
+
+use std::fmt;
+use std::path::PathBuf;
+
+/// What [`Store::open`] needs from the conf.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Folder of the persistent environment (created if missing).
+    pub data_dir: PathBuf,
+    /// `map_size`: the most data the persistent store holds; past it writes fail with
+    /// [`StorageError::MapFull`] while reads and deletes keep working.
+    pub map_size: u64,
+    /// `sync_writes`: on = every commit is fsynced; off = the caller calls [`Store::sync`]
+    /// every `sync_interval`.
+    pub sync_writes: bool,
+    /// Folder of the volatile cache environment (emptied by the master at start; created if
+    /// missing). Never fsynced.
+    pub cache_dir: PathBuf,
+    /// `cache_size`: the most the cache holds; past it cache writes fail with `MapFull`.
+    pub cache_size: u64,
+}
+
+/// Every way a storage call can fail. Callers map them to HTTP in one place.
+#[derive(Debug)]
+pub enum StorageError {
+    /// Key, member, field or table absent (or expired).
+    NotFound,
+    /// `ver` given and not the current version; `current` is 0 when the record is absent.
+    VersionMismatch { current: u32 },
+    /// The table exists with another type.
+    WrongType,
+    /// Stored value not a number for an increment, or the result overflows / is not finite.
+    NotNumeric,
+    /// The store (LMDB map), the table count limit or the cache is full; nothing was written.
+    MapFull,
+    /// A cache value (after `append`) would exceed 8 MiB.
+    TooLarge,
+    /// An argument the HTTP layer should have rejected (empty key, key over 64 KiB, ...).
+    Invalid(&'static str),
+    /// Any other LMDB failure; the write did not happen.
+    Lmdb(lmdb::Error),
+}
+
+impl fmt::Display for StorageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StorageError::NotFound => write!(f, "not found"),
+            StorageError::VersionMismatch { current } => {
+                write!(f, "version mismatch (current version {current})")
+            }
+            StorageError::WrongType => write!(f, "table exists with another type"),
+            StorageError::NotNumeric => write!(f, "stored value is not a number or overflows"),
+            StorageError::MapFull => write!(f, "store is full"),
+            StorageError::TooLarge => write!(f, "value too large"),
+            StorageError::Invalid(why) => write!(f, "invalid argument: {why}"),
+            StorageError::Lmdb(e) => write!(f, "lmdb: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for StorageError {}
+
+pub type Result<T> = std::result::Result<T, StorageError>;
+
+/// Table types; one namespace for all three.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TableType {
+    Hash,
+    Set,
+    SortedSet,
+}
+
+impl TableType {
+    /// `H`, `S` or `Z`, as `/stat` prints it.
+    pub fn letter(self) -> &'static str {
+        match self {
+            TableType::Hash => "H",
+            TableType::Set => "S",
+            TableType::SortedSet => "Z",
+        }
+    }
+}
+
+/// A record read back: its version and value (empty for set members; the decimal score is in
+/// [`Batch::zscore`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    pub ver: u32,
+    pub value: Vec<u8>,
+}
+
+/// The outcome of a write that was applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Written {
+    /// Version after the write (for deletes: the version the record had).
+    pub ver: u32,
+}
+
+/// Filters and paging of a listing (`kv-api.md` §2.7). Ranges are already validated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListQuery {
+    pub offset: u64,
+    pub size: u32,
+    /// Bucket range `start <= H(key) mod 1024 < end` (ignored for sorted sets).
+    pub start: u32,
+    pub end: u32,
+    /// Return values (`noval=false`).
+    pub with_values: bool,
+    /// Count every match into [`Listing::total`] (`async=true`); else `total` is 0.
+    pub count_total: bool,
+}
+
+/// One listed item. `val` is the raw value for kv and hash items, the score for sorted sets,
+/// `None` for sets or when values were not asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListItem {
+    pub key: Vec<u8>,
+    pub val: Option<ListValue>,
+    pub ver: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListValue {
+    Bytes(Vec<u8>),
+    Score(i64),
+}
+
+/// A page of a listing.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Listing {
+    pub items: Vec<ListItem>,
+    /// Matches before offset/size when `count_total`, else 0.
+    pub total: u64,
+}
+
+/// `count`, `size`, `capacity` of `kv-api.md` §7.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Usage {
+    pub count: u64,
+    pub size: u64,
+    pub capacity: u64,
+}
+
+/// `/stat` totals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Totals {
+    pub kv: Usage,
+    pub hash: Usage,
+}
+
+/// One table's `/stat` object (`size`/`capacity` meaningful for hashes only).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableStat {
+    pub name: String,
+    pub kind: TableType,
+    pub usage: Usage,
+}
+
+/// `zadd`'s `opt`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ZaddMode {
+    /// `opt=0`: set the score.
+    Set,
+    /// `opt=1`: current + score.
+    Add,
+    /// `opt=-1`: current - score.
+    Subtract,
+}
+
+/// Figures of one commit, for `/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CommitStats {
+    /// Writes (applied or not) in the batch.
+    pub writes: usize,
+    /// Wall time of the commit, microseconds (0 when nothing was written).
+    pub micros: u64,
+}
+
+/// Bucket of a key, `kv-api.md` §2.7: `h = h*31 + b (mod 2^32)` over unsigned bytes, mod 1024.
+pub fn bucket(key: &[u8]) -> u32 {
+    let mut h: u32 = 0;
+    for &b in key {
+        h = h.wrapping_mul(31).wrapping_add(b as u32);
+    }
+    h % 1024
+}
+
+mod store;
+pub use store::{Batch, Store};
+
+#[cfg(test)]
+mod tests {
+    use super::bucket;
+
+    #[test]
+    fn bucket_matches_the_spec_examples() {
+        assert_eq!(bucket(b"a"), 97);
+        assert_eq!(bucket(b"ab"), 33);
+        assert_eq!(bucket(b"k1"), 294);
+    }
+}
