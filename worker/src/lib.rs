@@ -22,11 +22,12 @@ pub struct WorkerArgs {
 /// Exit code of a worker that failed to initialise; the master does not respawn it.
 pub const EXIT_FATAL_INIT: i32 = 2;
 
-/// Prepares the data folder before any worker starts (called by the master, never by a
-/// worker): creates it, checks that it is writable, and empties the cache folder (the cache
-/// is volatile by contract). The error is one line for the operator.
-pub fn prepare(conf: &conf::Conf) -> Result<(), String> {
-    let _ = conf;
+/// Prepares the data folder before workers start (called by the master, never by a worker):
+/// creates it and checks that it is writable; with `empty_cache` (a fresh start, not a reload)
+/// also empties the cache folder, since the cache is volatile by contract. The error is one
+/// line for the operator.
+pub fn prepare(conf: &conf::Conf, empty_cache: bool) -> Result<(), String> {
+    let _ = (conf, empty_cache);
     todo!()
 }
 
