@@ -12,7 +12,7 @@ use std::time::Duration;
 pub mod logger;
 mod parse;
 
-pub use parse::{load, parse_str, ConfError, DIRECTIVES};
+pub use parse::{load, parse_str, ConfError, Context, Directive, DIRECTIVES};
 
 /// Which API the daemon serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,6 +40,45 @@ pub enum LogLevel {
     Crit,
     Alert,
     Emerg,
+}
+
+impl LogLevel {
+    /// Every level, least to most severe.
+    pub const ALL: [LogLevel; 8] = [
+        LogLevel::Debug,
+        LogLevel::Info,
+        LogLevel::Notice,
+        LogLevel::Warn,
+        LogLevel::Error,
+        LogLevel::Crit,
+        LogLevel::Alert,
+        LogLevel::Emerg,
+    ];
+
+    /// The name used in the conf and in log lines (`notice`, `warn`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            LogLevel::Debug => "debug",
+            LogLevel::Info => "info",
+            LogLevel::Notice => "notice",
+            LogLevel::Warn => "warn",
+            LogLevel::Error => "error",
+            LogLevel::Crit => "crit",
+            LogLevel::Alert => "alert",
+            LogLevel::Emerg => "emerg",
+        }
+    }
+
+    /// The level named `name` (exact, lowercase, as nginx spells them).
+    pub fn from_name(name: &str) -> Option<LogLevel> {
+        LogLevel::ALL.into_iter().find(|l| l.name() == name)
+    }
+}
+
+impl std::fmt::Display for LogLevel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// Where `error_log` writes.
