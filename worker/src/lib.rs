@@ -27,14 +27,140 @@ pub const EXIT_FATAL_INIT: i32 = 2;
 /// also empties the cache folder, since the cache is volatile by contract. The error is one
 /// line for the operator.
 pub fn prepare(conf: &conf::Conf, empty_cache: bool) -> Result<(), String> {
-    let _ = (conf, empty_cache);
-    todo!()
+    let dir = &conf.data_dir;
+    let not_writable =
+        |e: std::io::Error| format!("data folder {} is not writable: {e}", dir.display());
+    std::fs::create_dir_all(dir).map_err(not_writable)?;
+    let probe = dir.join(".huststore-write-test");
+    std::fs::write(&probe, b"ok").map_err(not_writable)?;
+    let _ = std::fs::remove_file(&probe);
+    let cache = cache_dir(conf);
+    if empty_cache {
+        match std::fs::remove_dir_all(&cache) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(format!(
+                    "could not empty the cache folder {}: {e}",
+                    cache.display()
+                ))
+            }
+        }
+    }
+    for d in [store_dir(conf), cache] {
+        std::fs::create_dir_all(&d)
+            .map_err(|e| format!("could not create {}: {e}", d.display()))?;
+    }
+    Ok(())
+}
+
+/// The persistent LMDB environment's folder.
+pub fn store_dir(conf: &conf::Conf) -> std::path::PathBuf {
+    conf.data_dir.join("db")
+}
+
+/// The volatile cache environment's folder (emptied at every fresh start).
+pub fn cache_dir(conf: &conf::Conf) -> std::path::PathBuf {
+    conf.data_dir.join("cache")
 }
 
 /// Runs the worker until it is told to stop. Installs its own signal handling (QUIT: graceful,
 /// TERM/INT: now, USR1: reopen logs). Returns the process exit code: 0 after a requested stop,
 /// [`EXIT_FATAL_INIT`] when it could not start.
 pub fn run(args: WorkerArgs) -> i32 {
-    let _ = args;
-    todo!()
+    conf::logger::install_panic_hook();
+    let conf = args.conf;
+    let signals = match install_signals() {
+        Ok(s) => s,
+        Err(e) => {
+            log::error!(
+                "worker {}: could not install signal handlers: {e}",
+                args.slot
+            );
+            return EXIT_FATAL_INIT;
+        }
+    };
+    let users = match &conf.auth_basic_user_file {
+        Some(path) => match auth::Users::load(path) {
+            Ok(u) => Some(u),
+            Err(e) => {
+                log::error!("{e}");
+                return EXIT_FATAL_INIT;
+            }
+        },
+        None => None,
+    };
+    // The environment is opened here, after the fork: LMDB forbids carrying one across it.
+    let store = match storage::Store::open(&storage::StoreOptions {
+        data_dir: store_dir(&conf),
+        map_size: conf.map_size,
+        sync_writes: conf.sync_writes,
+        cache_dir: cache_dir(&conf),
+        cache_size: conf.cache_size,
+    }) {
+        Ok(s) => s,
+        Err(e) => {
+            log::error!(
+                "could not open the store in {}: {e}",
+                conf.data_dir.display()
+            );
+            return EXIT_FATAL_INIT;
+        }
+    };
+    let mut service: Box<dyn service::Service> = match conf.mode {
+        conf::Mode::Kv => Box::new(kv::KvService::new(&conf)),
+        conf::Mode::Mq => Box::new(mq_service::MqService::new(&conf)),
+    };
+    let mut event_loop = match event_loop::EventLoop::new(args.listeners, &conf, users, signals) {
+        Ok(l) => l,
+        Err(e) => {
+            log::error!("could not start the event loop: {e}");
+            return EXIT_FATAL_INIT;
+        }
+    };
+    if let Some(ready) = args.ready {
+        let mut ready = std::fs::File::from(ready);
+        // The master only counts the byte; a failure here shows up as a missing worker.
+        let _ = std::io::Write::write_all(&mut ready, &[args.slot as u8]);
+    }
+    conf::notice!("worker {} serving (slot {})", std::process::id(), args.slot);
+    event_loop.run(&mut *service, &store)
 }
+
+fn install_signals() -> std::io::Result<event_loop::Signals> {
+    use signal_hook::consts::{SIGINT, SIGQUIT, SIGTERM, SIGUSR1};
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+    let (reader, writer) = std::os::unix::net::UnixStream::pair()?;
+    reader.set_nonblocking(true)?;
+    writer.set_nonblocking(true)?;
+    let quit = Arc::new(AtomicBool::new(false));
+    let terminate = Arc::new(AtomicBool::new(false));
+    let reopen = Arc::new(AtomicBool::new(false));
+    for (sig, flag) in [
+        (SIGQUIT, &quit),
+        (SIGTERM, &terminate),
+        (SIGINT, &terminate),
+        (SIGUSR1, &reopen),
+    ] {
+        // The flag is set before the pipe byte wakes the loop, so the loop always sees it.
+        signal_hook::flag::register(sig, Arc::clone(flag))?;
+        signal_hook::low_level::pipe::register(sig, writer.try_clone()?)?;
+    }
+    Ok(event_loop::Signals {
+        quit,
+        terminate,
+        reopen,
+        pipe: mio::net::UnixStream::from_std(reader),
+    })
+}
+
+mod auth;
+mod conn;
+mod event_loop;
+pub mod http;
+mod kv;
+mod mq_service;
+pub mod query;
+mod routes;
+mod service;

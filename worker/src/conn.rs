@@ -1,0 +1,473 @@
+//! One client connection: an explicit state machine over its own read and write buffers.
+//! Bytes come in through [`Conn::read_available`], complete requests go out to a dispatcher in
+//! order (pipelining), and replies are appended to the write buffer, which the loop flushes
+//! only after the pass's writes are committed.
+
+use crate::http::{
+    self, BodyFraming, ChunkProgress, ChunkedDecoder, FramingError, Head, HeadParse, Response,
+};
+use mio::net::TcpStream;
+use std::io::{self, Read, Write};
+use std::time::{Duration, Instant};
+
+/// Reads are done in slices of this size.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// Where a connection is in its request/response cycle.
+#[derive(Debug)]
+pub enum State {
+    /// Waiting for (the rest of) a request head; with an empty buffer the connection is idle.
+    ReadHead,
+    /// Reading a body framed by `Content-Length`.
+    ReadBody {
+        head: Head,
+        body: Vec<u8>,
+        remaining: u64,
+    },
+    /// Reading a `chunked` body.
+    ReadChunked {
+        head: Head,
+        body: Vec<u8>,
+        decoder: ChunkedDecoder,
+    },
+    /// Dropping the body of a request already answered (a `413` by `Content-Length`), so the
+    /// connection stays usable.
+    Discard { remaining: u64 },
+    /// A handler parked the request (long poll, RPC, debug sleep); requests pipelined behind it
+    /// wait in the read buffer.
+    Parked { minor: u8, keep_alive: bool },
+    /// The last reply is queued; close once it is written.
+    Closing,
+}
+
+/// What a dispatcher made of a request.
+pub enum Outcome {
+    Reply(Response),
+    /// Answer later, through [`Conn::finish_parked`], by `deadline` at the latest.
+    Park {
+        deadline: Instant,
+    },
+}
+
+/// Result of a step on a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    Continue,
+    Close,
+}
+
+pub struct Conn {
+    pub stream: TcpStream,
+    /// Distinguishes this connection from earlier ones in the same slab slot.
+    pub generation: u64,
+    pub state: State,
+    inbuf: Vec<u8>,
+    /// Bytes of `inbuf` already consumed.
+    in_start: usize,
+    /// How far the search for the end of the current head got.
+    scanned: usize,
+    out: Vec<u8>,
+    out_pos: usize,
+    /// The peer closed its side; finish what is queued, then close.
+    pub peer_closed: bool,
+    /// Set when the worker retires: close after the request in progress.
+    pub draining: bool,
+    pub accepted_at: Instant,
+    /// Requests answered so far.
+    pub served: u64,
+    /// When the current partial request started (header timeout) or the connection went idle.
+    pub since: Instant,
+    /// Earliest timer entry scheduled for this connection, to avoid flooding the timer heap.
+    pub scheduled: Option<Instant>,
+    pub writable_interest: bool,
+    /// A request head has started arriving (its header timeout runs from `since`).
+    head_started: bool,
+    /// Deadline of a parked request.
+    pub park_deadline: Option<Instant>,
+    /// Replies queued in this loop pass, and where in `out` the pass began (to rewrite them if
+    /// the pass's commit fails).
+    pub pass_replies: u32,
+    pub pass_mark: usize,
+    /// Requests whose reply must wait for the commit were served on this connection this pass.
+    pub in_pass: bool,
+}
+
+/// Limits the connection enforces.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_body: u64,
+    pub header_timeout: Duration,
+    pub keepalive_timeout: Duration,
+}
+
+impl Conn {
+    pub fn new(stream: TcpStream, generation: u64, now: Instant) -> Conn {
+        Conn {
+            stream,
+            generation,
+            state: State::ReadHead,
+            inbuf: Vec::new(),
+            in_start: 0,
+            scanned: 0,
+            out: Vec::new(),
+            out_pos: 0,
+            peer_closed: false,
+            draining: false,
+            accepted_at: now,
+            served: 0,
+            since: now,
+            scheduled: None,
+            writable_interest: false,
+            head_started: false,
+            park_deadline: None,
+            pass_replies: 0,
+            pass_mark: 0,
+            in_pass: false,
+        }
+    }
+
+    /// Reads everything the socket has. `Close` when the connection broke; a clean close by the
+    /// peer sets [`Conn::peer_closed`] instead.
+    pub fn read_available(&mut self) -> Step {
+        loop {
+            if self.inbuf.len() - self.in_start > 0 && self.in_start > READ_CHUNK {
+                self.inbuf.drain(..self.in_start);
+                self.scanned -= self.in_start.min(self.scanned);
+                self.in_start = 0;
+            }
+            let len = self.inbuf.len();
+            self.inbuf.resize(len + READ_CHUNK, 0);
+            let res = self.stream.read(&mut self.inbuf[len..]);
+            match res {
+                Ok(0) => {
+                    self.inbuf.truncate(len);
+                    self.peer_closed = true;
+                    return Step::Continue;
+                }
+                Ok(n) => {
+                    self.inbuf.truncate(len + n);
+                    if n < READ_CHUNK {
+                        // A short read means the socket is drained for now; skip the extra
+                        // syscall that would only say WouldBlock.
+                        return Step::Continue;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.inbuf.truncate(len);
+                    return Step::Continue;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => self.inbuf.truncate(len),
+                Err(_) => {
+                    self.inbuf.truncate(len);
+                    return Step::Close;
+                }
+            }
+        }
+    }
+
+    fn buffered(&self) -> &[u8] {
+        &self.inbuf[self.in_start..]
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.in_start += n;
+        self.scanned = 0;
+        if self.in_start == self.inbuf.len() {
+            self.inbuf.clear();
+            self.in_start = 0;
+        }
+    }
+
+    /// True when nothing is in progress: no partial request, nothing to write, not parked.
+    pub fn is_idle(&self) -> bool {
+        matches!(self.state, State::ReadHead)
+            && self.in_start == self.inbuf.len()
+            && self.out_pos == self.out.len()
+    }
+
+    pub fn has_output(&self) -> bool {
+        self.out_pos < self.out.len()
+    }
+
+    /// Serves every complete request in the read buffer, in order, until the buffer runs dry,
+    /// a request parks, or the connection is closing.
+    pub fn process(
+        &mut self,
+        limits: &Limits,
+        now: Instant,
+        dispatch: &mut dyn FnMut(&Head, &[u8]) -> Outcome,
+    ) -> Step {
+        loop {
+            let state = std::mem::replace(&mut self.state, State::Closing);
+            match state {
+                State::ReadHead => {
+                    if self.buffered().is_empty() {
+                        self.state = State::ReadHead;
+                        break;
+                    }
+                    if !self.head_started {
+                        self.head_started = true;
+                        self.since = now;
+                    }
+                    match http::parse_head(self.buffered(), self.scanned) {
+                        Ok(HeadParse::Partial { scanned }) => {
+                            self.scanned = scanned;
+                            self.state = State::ReadHead;
+                            break;
+                        }
+                        Err(e) => {
+                            self.reply_framing_error(e);
+                            break;
+                        }
+                        Ok(HeadParse::Complete { head, len }) => {
+                            self.head_started = false;
+                            self.since = now;
+                            self.consume(len);
+                            self.start_body(head, limits, dispatch);
+                        }
+                    }
+                }
+                State::ReadBody {
+                    head,
+                    mut body,
+                    remaining,
+                } => {
+                    let take = (remaining as usize).min(self.buffered().len());
+                    body.extend_from_slice(&self.buffered()[..take]);
+                    self.consume(take);
+                    if take > 0 {
+                        self.since = now;
+                    }
+                    let remaining = remaining - take as u64;
+                    if remaining > 0 {
+                        self.state = State::ReadBody {
+                            head,
+                            body,
+                            remaining,
+                        };
+                        break;
+                    }
+                    self.dispatch(head, &body, dispatch);
+                }
+                State::ReadChunked {
+                    head,
+                    mut body,
+                    mut decoder,
+                } => {
+                    let input = &self.inbuf[self.in_start..];
+                    match decoder.feed(input, &mut body, limits.max_body) {
+                        Ok(ChunkProgress::NeedMore(n)) => {
+                            if n > 0 {
+                                self.since = now;
+                            }
+                            self.consume(n);
+                            self.state = State::ReadChunked {
+                                head,
+                                body,
+                                decoder,
+                            };
+                            break;
+                        }
+                        Ok(ChunkProgress::Done(n)) => {
+                            self.consume(n);
+                            self.dispatch(head, &body, dispatch);
+                        }
+                        Err(e) => {
+                            self.reply_framing_error_to(e, head.minor);
+                            break;
+                        }
+                    }
+                }
+                State::Discard { remaining } => {
+                    let take = (remaining as usize).min(self.buffered().len());
+                    self.consume(take);
+                    let remaining = remaining - take as u64;
+                    if remaining > 0 {
+                        self.state = State::Discard { remaining };
+                        break;
+                    }
+                    self.state = self.after_reply_state(true);
+                }
+                parked @ State::Parked { .. } => {
+                    self.state = parked;
+                    break;
+                }
+                State::Closing => {
+                    self.state = State::Closing;
+                    break;
+                }
+            }
+        }
+        if matches!(self.state, State::Closing) && !self.has_output() {
+            return Step::Close;
+        }
+        Step::Continue
+    }
+
+    /// A head is complete: answer the HTTP-layer `413` or set up the body.
+    fn start_body(
+        &mut self,
+        head: Head,
+        limits: &Limits,
+        dispatch: &mut dyn FnMut(&Head, &[u8]) -> Outcome,
+    ) {
+        match head.framing {
+            BodyFraming::None => self.dispatch(head, &[], dispatch),
+            BodyFraming::Length(n) if n > limits.max_body => {
+                // The client that asked for 100-continue will not send the body; anyone else
+                // will, and we skip it so the connection stays usable.
+                let discard = !head.expect_continue;
+                let keep_alive = head.keep_alive && discard && !self.draining;
+                self.queue_reply(&Response::empty(413), keep_alive, head.minor);
+                self.state = if !keep_alive {
+                    State::Closing
+                } else {
+                    State::Discard { remaining: n }
+                };
+            }
+            BodyFraming::Length(n) => {
+                if head.expect_continue && self.buffered().is_empty() {
+                    self.out.extend_from_slice(http::CONTINUE);
+                }
+                self.state = State::ReadBody {
+                    head,
+                    body: Vec::with_capacity(n.min(1 << 20) as usize),
+                    remaining: n,
+                };
+            }
+            BodyFraming::Chunked => {
+                if head.expect_continue && self.buffered().is_empty() {
+                    self.out.extend_from_slice(http::CONTINUE);
+                }
+                self.state = State::ReadChunked {
+                    head,
+                    body: Vec::new(),
+                    decoder: ChunkedDecoder::default(),
+                };
+            }
+        }
+    }
+
+    fn dispatch(
+        &mut self,
+        head: Head,
+        body: &[u8],
+        dispatch: &mut dyn FnMut(&Head, &[u8]) -> Outcome,
+    ) {
+        match dispatch(&head, body) {
+            Outcome::Reply(resp) => {
+                let keep_alive = head.keep_alive && !resp.close && !self.draining;
+                self.queue_reply(&resp, keep_alive, head.minor);
+                self.state = self.after_reply_state(keep_alive);
+            }
+            Outcome::Park { deadline } => {
+                self.park_deadline = Some(deadline);
+                self.state = State::Parked {
+                    minor: head.minor,
+                    keep_alive: head.keep_alive,
+                };
+            }
+        }
+    }
+
+    fn after_reply_state(&self, keep_alive: bool) -> State {
+        if keep_alive && !self.draining {
+            State::ReadHead
+        } else {
+            State::Closing
+        }
+    }
+
+    /// Answers a parked request and goes on with any request pipelined behind it.
+    pub fn finish_parked(
+        &mut self,
+        resp: &Response,
+        limits: &Limits,
+        now: Instant,
+        dispatch: &mut dyn FnMut(&Head, &[u8]) -> Outcome,
+    ) -> Step {
+        let State::Parked { minor, keep_alive } = self.state else {
+            return Step::Continue;
+        };
+        let keep_alive = keep_alive && !resp.close && !self.draining;
+        self.park_deadline = None;
+        self.queue_reply(resp, keep_alive, minor);
+        self.state = self.after_reply_state(keep_alive);
+        self.since = now;
+        self.process(limits, now, dispatch)
+    }
+
+    fn reply_framing_error(&mut self, e: FramingError) {
+        self.reply_framing_error_to(e, 1);
+    }
+
+    fn reply_framing_error_to(&mut self, e: FramingError, minor: u8) {
+        let mut resp = Response::empty(e.status);
+        resp.close = e.close;
+        self.queue_reply(&resp, false, minor);
+        self.state = State::Closing;
+    }
+
+    fn queue_reply(&mut self, resp: &Response, keep_alive: bool, minor: u8) {
+        if !self.in_pass {
+            self.in_pass = true;
+            self.pass_mark = self.out.len();
+            self.pass_replies = 0;
+        }
+        self.pass_replies += 1;
+        self.served += 1;
+        resp.write_to(&mut self.out, keep_alive, minor);
+    }
+
+    /// The pass's commit failed: every reply queued in this pass becomes a `500` (reads of the
+    /// pass may have seen the uncommitted writes), and the connection closes after them.
+    pub fn fail_pass(&mut self) {
+        if !self.in_pass {
+            return;
+        }
+        self.out.truncate(self.pass_mark.max(self.out_pos));
+        let mut resp = Response::empty(500);
+        resp.close = true;
+        for _ in 0..self.pass_replies {
+            resp.write_to(&mut self.out, false, 1);
+        }
+        self.state = State::Closing;
+    }
+
+    /// Writes what is queued. `Close` when the connection is done or broken.
+    pub fn flush(&mut self) -> Step {
+        self.in_pass = false;
+        while self.out_pos < self.out.len() {
+            match self.stream.write(&self.out[self.out_pos..]) {
+                Ok(0) => return Step::Close,
+                Ok(n) => self.out_pos += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Step::Continue,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return Step::Close,
+            }
+        }
+        self.out.clear();
+        self.out_pos = 0;
+        if matches!(self.state, State::Closing) {
+            return Step::Close;
+        }
+        if self.peer_closed && !matches!(self.state, State::Parked { .. }) {
+            return Step::Close;
+        }
+        Step::Continue
+    }
+
+    /// When this connection times out if nothing happens.
+    pub fn deadline(&self, limits: &Limits) -> Instant {
+        match &self.state {
+            State::Parked { .. } => self
+                .park_deadline
+                .unwrap_or(self.since + limits.keepalive_timeout),
+            State::ReadHead if self.buffered().is_empty() && !self.has_output() => {
+                self.since + limits.keepalive_timeout
+            }
+            _ if self.has_output() => self.since + limits.keepalive_timeout,
+            _ => self.since + limits.header_timeout,
+        }
+    }
+}

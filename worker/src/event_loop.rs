@@ -1,0 +1,585 @@
+//! The worker's single-threaded mio loop. Each pass ends the same way: expire timers → let the
+//! service do its periodic work → commit the pass's write transaction → write the replies →
+//! check for shutdown. No reply leaves before the write it reports is committed.
+
+use crate::conn::{Conn, Limits, Outcome, State, Step};
+use crate::http::{Head, Response};
+use crate::routes::{self, Op, Route};
+use crate::service::{ConnRef, Pass, Service};
+use crate::{auth::Users, query::Params};
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token};
+use slab::Slab;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::io;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Tokens below this are reserved; connection `k` of the slab has token `FIRST_CONN + k`.
+const SIGNAL: Token = Token(0);
+const FIRST_LISTENER: usize = 1;
+const FIRST_CONN: usize = 1024;
+/// Connections accepted per listener per pass, so one worker does not grab a whole burst
+/// while the others sleep.
+const ACCEPT_BATCH: usize = 64;
+/// A connection accepted but with no request yet counts as busy this long during a retire.
+const FRESH_CONNECTION_GRACE: Duration = Duration::from_secs(1);
+
+/// Why the loop should stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// Keep running.
+    No,
+    /// Retire: stop accepting, finish requests in flight, exit by the deadline.
+    Graceful,
+    /// Exit now.
+    Now,
+}
+
+/// Signal flags, set by the signal handlers (through signal-hook) and read by the loop.
+pub struct Signals {
+    pub quit: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    pub terminate: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    pub reopen: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    pub pipe: mio::net::UnixStream,
+}
+
+pub struct EventLoop {
+    poll: Poll,
+    listeners: Vec<TcpListener>,
+    accepting: bool,
+    conns: Slab<Conn>,
+    next_generation: u64,
+    timers: BinaryHeap<Reverse<(Instant, usize, u64)>>,
+    limits: Limits,
+    routes: &'static [Route],
+    users: Option<Users>,
+    debug_endpoints: bool,
+    shutdown_timeout: Duration,
+    signals: Signals,
+    /// Connections with replies queued in this pass.
+    dirty: Vec<usize>,
+    /// Connections with a parked `/debug/sleep`.
+    sleepers: Vec<ConnRef>,
+}
+
+impl EventLoop {
+    pub fn new(
+        listeners: Vec<std::net::TcpListener>,
+        conf: &conf::Conf,
+        users: Option<Users>,
+        signals: Signals,
+    ) -> io::Result<EventLoop> {
+        let poll = Poll::new()?;
+        let mut mio_listeners = Vec::with_capacity(listeners.len());
+        for (i, l) in listeners.into_iter().enumerate() {
+            l.set_nonblocking(true)?;
+            let mut l = TcpListener::from_std(l);
+            poll.registry()
+                .register(&mut l, Token(FIRST_LISTENER + i), Interest::READABLE)?;
+            mio_listeners.push(l);
+        }
+        let mut signals = signals;
+        poll.registry()
+            .register(&mut signals.pipe, SIGNAL, Interest::READABLE)?;
+        Ok(EventLoop {
+            poll,
+            listeners: mio_listeners,
+            accepting: true,
+            conns: Slab::with_capacity(1024),
+            next_generation: 1,
+            timers: BinaryHeap::new(),
+            limits: Limits {
+                max_body: conf.client_max_body_size,
+                header_timeout: conf.client_header_timeout,
+                keepalive_timeout: conf.keepalive_timeout,
+            },
+            routes: match conf.mode {
+                conf::Mode::Kv => routes::KV_ROUTES,
+                conf::Mode::Mq => routes::MQ_ROUTES,
+            },
+            users,
+            debug_endpoints: conf.debug_endpoints,
+            shutdown_timeout: conf.shutdown_timeout,
+            signals,
+            dirty: Vec::new(),
+            sleepers: Vec::new(),
+        })
+    }
+
+    /// Runs until told to stop; returns the exit code.
+    pub fn run(&mut self, service: &mut dyn Service, store: &storage::Store) -> i32 {
+        let mut events = Events::with_capacity(1024);
+        let mut stop = Stop::No;
+        let mut retire_deadline: Option<Instant> = None;
+        let mut wakeups: Vec<(ConnRef, Response)> = Vec::new();
+        loop {
+            let now = Instant::now();
+            let mut timeout = self.next_timer().map(|t| t.saturating_duration_since(now));
+            if let Some(d) = service.next_deadline() {
+                let d = d.saturating_duration_since(now);
+                timeout = Some(timeout.map_or(d, |t| t.min(d)));
+            }
+            if let Some(deadline) = retire_deadline {
+                let d = deadline.saturating_duration_since(now);
+                timeout = Some(timeout.map_or(d, |t| t.min(d)));
+            }
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    log::error!("poll failed: {e}");
+                    return 1;
+                }
+            }
+            let now = Instant::now();
+            let now_ms = unix_ms();
+            let mut batch = store.batch();
+            let mut pass = Pass {
+                batch: &mut batch,
+                now,
+                now_ms,
+            };
+            for event in events.iter() {
+                match event.token() {
+                    SIGNAL => stop = stop.max_with(self.read_signals()),
+                    Token(t) if t < FIRST_CONN => self.accept(t - FIRST_LISTENER, now),
+                    Token(t) => self.on_conn_event(t - FIRST_CONN, service, &mut pass),
+                }
+            }
+            self.expire_timers(service, &mut pass);
+            wakeups.clear();
+            service.tick(&mut pass, &mut wakeups);
+            for (who, resp) in wakeups.drain(..) {
+                self.finish_parked(who, &resp, service, &mut pass);
+            }
+            if stop != Stop::No && retire_deadline.is_none() {
+                retire_deadline = Some(now + self.shutdown_timeout);
+                self.begin_retire(service, &mut pass);
+            }
+            let committed = if pass.batch.has_writes() {
+                match batch.commit() {
+                    Ok(_) => true,
+                    Err(e) => {
+                        log::error!("commit failed, answering the pass's requests with 500: {e}");
+                        false
+                    }
+                }
+            } else {
+                drop(batch);
+                true
+            };
+            self.flush_dirty(committed, service);
+            if stop == Stop::Now {
+                return 0;
+            }
+            if let Some(deadline) = retire_deadline {
+                self.close_idle(now);
+                if self.conns.is_empty() {
+                    return 0;
+                }
+                if Instant::now() >= deadline {
+                    log::info!("shutdown timeout: closing {} connections", self.conns.len());
+                    return 0;
+                }
+            }
+        }
+    }
+
+    fn read_signals(&mut self) -> Stop {
+        use std::io::Read;
+        use std::sync::atomic::Ordering;
+        let mut buf = [0u8; 64];
+        while let Ok(n) = self.signals.pipe.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+        }
+        if self.signals.reopen.swap(false, Ordering::Relaxed) {
+            if let Err(e) = conf::logger::reopen() {
+                log::error!("could not reopen the error log: {e}");
+            }
+        }
+        if self.signals.terminate.load(Ordering::Relaxed) {
+            Stop::Now
+        } else if self.signals.quit.load(Ordering::Relaxed) {
+            Stop::Graceful
+        } else {
+            Stop::No
+        }
+    }
+
+    fn accept(&mut self, index: usize, now: Instant) {
+        if !self.accepting {
+            return;
+        }
+        for _ in 0..ACCEPT_BATCH {
+            let Some(listener) = self.listeners.get(index) else {
+                return;
+            };
+            match listener.accept() {
+                Ok((stream, _)) => self.add_conn(stream, now),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    // EMFILE and friends: log and try again on the next readiness.
+                    log::error!("accept failed: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn add_conn(&mut self, mut stream: TcpStream, now: Instant) {
+        let _ = stream.set_nodelay(true);
+        let entry = self.conns.vacant_entry();
+        let key = entry.key();
+        if let Err(e) =
+            self.poll
+                .registry()
+                .register(&mut stream, Token(FIRST_CONN + key), Interest::READABLE)
+        {
+            log::error!("could not register a connection: {e}");
+            return;
+        }
+        let generation = self.next_generation;
+        self.next_generation += 1;
+        entry.insert(Conn::new(stream, generation, now));
+        self.schedule(key);
+    }
+
+    fn on_conn_event(&mut self, key: usize, service: &mut dyn Service, pass: &mut Pass<'_, '_>) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        if conn.read_available() == Step::Close {
+            self.close(key, service);
+            return;
+        }
+        self.process(key, service, pass);
+    }
+
+    /// Runs the connection's state machine and records what it needs next.
+    fn process(&mut self, key: usize, service: &mut dyn Service, pass: &mut Pass<'_, '_>) {
+        let limits = self.limits;
+        let routes = self.routes;
+        let users = self.users.as_ref();
+        let debug = self.debug_endpoints;
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        let who = ConnRef {
+            key,
+            generation: conn.generation,
+        };
+        let mut slept = false;
+        let step = conn.process(&limits, pass.now, &mut |head, body| {
+            dispatch(
+                routes, users, debug, head, body, who, service, pass, &mut slept,
+            )
+        });
+        if slept {
+            self.sleepers.push(who);
+        }
+        self.after_step(key, step, service);
+    }
+
+    fn after_step(&mut self, key: usize, step: Step, service: &mut dyn Service) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        if step == Step::Close {
+            self.close(key, service);
+            return;
+        }
+        if conn.peer_closed {
+            if let State::Parked { .. } = conn.state {
+                // The client of a parked request left: forget it at once.
+                self.close(key, service);
+                return;
+            }
+            if !conn.has_output() && !conn.in_pass {
+                self.close(key, service);
+                return;
+            }
+        }
+        if conn.has_output() {
+            self.dirty.push(key);
+        }
+        self.schedule(key);
+    }
+
+    fn finish_parked(
+        &mut self,
+        who: ConnRef,
+        resp: &Response,
+        service: &mut dyn Service,
+        pass: &mut Pass<'_, '_>,
+    ) {
+        let limits = self.limits;
+        let routes = self.routes;
+        let users = self.users.as_ref();
+        let debug = self.debug_endpoints;
+        let Some(conn) = self.conns.get_mut(who.key) else {
+            return;
+        };
+        if conn.generation != who.generation {
+            return;
+        }
+        let mut slept = false;
+        let step = conn.finish_parked(resp, &limits, pass.now, &mut |head, body| {
+            dispatch(
+                routes, users, debug, head, body, who, service, pass, &mut slept,
+            )
+        });
+        if slept {
+            self.sleepers.push(who);
+        }
+        self.after_step(who.key, step, service);
+    }
+
+    fn close(&mut self, key: usize, service: &mut dyn Service) {
+        if let Some(mut conn) = self.conns.try_remove(key) {
+            if let State::Parked { .. } = conn.state {
+                let who = ConnRef {
+                    key,
+                    generation: conn.generation,
+                };
+                self.sleepers.retain(|s| *s != who);
+                service.park_cancel(who);
+            }
+            let _ = self.poll.registry().deregister(&mut conn.stream);
+        }
+    }
+
+    /// Makes sure the timer heap holds an entry no later than the connection's deadline.
+    fn schedule(&mut self, key: usize) {
+        let limits = self.limits;
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        let deadline = conn.deadline(&limits);
+        if conn.scheduled.is_none_or(|s| deadline < s) {
+            conn.scheduled = Some(deadline);
+            self.timers.push(Reverse((deadline, key, conn.generation)));
+        }
+    }
+
+    fn next_timer(&self) -> Option<Instant> {
+        self.timers.peek().map(|Reverse((t, _, _))| *t)
+    }
+
+    fn expire_timers(&mut self, service: &mut dyn Service, pass: &mut Pass<'_, '_>) {
+        let now = pass.now;
+        while let Some(&Reverse((at, key, generation))) = self.timers.peek() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            let limits = self.limits;
+            let Some(conn) = self.conns.get_mut(key) else {
+                continue;
+            };
+            if conn.generation != generation {
+                continue;
+            }
+            if conn.scheduled == Some(at) {
+                conn.scheduled = None;
+            }
+            let deadline = conn.deadline(&limits);
+            if deadline > now {
+                self.schedule(key);
+                continue;
+            }
+            let who = ConnRef { key, generation };
+            if let State::Parked { .. } = conn.state {
+                let resp = if let Some(pos) = self.sleepers.iter().position(|s| *s == who) {
+                    self.sleepers.swap_remove(pos);
+                    Response::text("slept\n")
+                } else {
+                    service.park_timeout(who, pass)
+                };
+                self.finish_parked(who, &resp, service, pass);
+                continue;
+            }
+            // Idle keep-alive, a head or body that took too long, or a client that does not
+            // read its replies: close without a reply, as nginx does.
+            self.close(key, service);
+        }
+    }
+
+    /// Stops accepting, answers parked requests, and marks every connection to close after
+    /// its request in progress.
+    fn begin_retire(&mut self, service: &mut dyn Service, pass: &mut Pass<'_, '_>) {
+        self.accepting = false;
+        for l in &mut self.listeners {
+            let _ = self.poll.registry().deregister(l);
+        }
+        // Closing our copies does not close the master's sockets: their backlog survives.
+        self.listeners.clear();
+        for (_, conn) in self.conns.iter_mut() {
+            conn.draining = true;
+        }
+        let mut wakeups = Vec::new();
+        service.retire(pass, &mut wakeups);
+        for who in std::mem::take(&mut self.sleepers) {
+            wakeups.push((who, Response::text("slept\n")));
+        }
+        for (who, resp) in wakeups {
+            self.finish_parked(who, &resp, service, pass);
+        }
+    }
+
+    /// While retiring: close connections with nothing in progress. A connection accepted
+    /// less than a second ago that has not sent anything yet gets that second.
+    fn close_idle(&mut self, now: Instant) {
+        let idle: Vec<usize> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| {
+                c.is_idle()
+                    && (c.served > 0 || now.duration_since(c.accepted_at) >= FRESH_CONNECTION_GRACE)
+            })
+            .map(|(k, _)| k)
+            .collect();
+        for key in idle {
+            if let Some(mut conn) = self.conns.try_remove(key) {
+                let _ = self.poll.registry().deregister(&mut conn.stream);
+            }
+        }
+        // Fresh connections need a wakeup when their grace ends.
+        if let Some(first) = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.is_idle() && c.served == 0)
+            .map(|(_, c)| c.accepted_at + FRESH_CONNECTION_GRACE)
+            .min()
+        {
+            self.timers.push(Reverse((first, usize::MAX, 0)));
+        }
+    }
+
+    /// Writes the pass's replies (after the commit), or turns them into `500`s if it failed.
+    fn flush_dirty(&mut self, committed: bool, service: &mut dyn Service) {
+        let mut dirty = std::mem::take(&mut self.dirty);
+        dirty.sort_unstable();
+        dirty.dedup();
+        for &key in &dirty {
+            let Some(conn) = self.conns.get_mut(key) else {
+                continue;
+            };
+            if !committed {
+                conn.fail_pass();
+            }
+            let step = conn.flush();
+            if step == Step::Close {
+                self.close(key, service);
+                continue;
+            }
+            let want_write = conn.has_output();
+            if want_write != conn.writable_interest {
+                conn.writable_interest = want_write;
+                let interest = if want_write {
+                    Interest::READABLE | Interest::WRITABLE
+                } else {
+                    Interest::READABLE
+                };
+                let token = Token(FIRST_CONN + key);
+                if self
+                    .poll
+                    .registry()
+                    .reregister(&mut conn.stream, token, interest)
+                    .is_err()
+                {
+                    self.close(key, service);
+                    continue;
+                }
+            }
+            if want_write {
+                // Keep flushing on writable events.
+                self.dirty.push(key);
+            }
+        }
+        dirty.clear();
+        if self.dirty.is_empty() {
+            self.dirty = dirty;
+        }
+    }
+}
+
+impl Stop {
+    fn max_with(self, other: Stop) -> Stop {
+        match (self, other) {
+            (Stop::Now, _) | (_, Stop::Now) => Stop::Now,
+            (Stop::Graceful, _) | (_, Stop::Graceful) => Stop::Graceful,
+            _ => Stop::No,
+        }
+    }
+}
+
+/// Milliseconds since the unix epoch (TTLs and expiry are wall-clock).
+pub fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The generic stage of every request: routing checks, the health paths, query decoding, then
+/// the mode's service.
+#[allow(clippy::too_many_arguments)]
+fn dispatch(
+    routes: &'static [Route],
+    users: Option<&Users>,
+    debug: bool,
+    head: &Head,
+    body: &[u8],
+    who: ConnRef,
+    service: &mut dyn Service,
+    pass: &mut Pass<'_, '_>,
+    slept: &mut bool,
+) -> Outcome {
+    let op = match routes::route(
+        routes,
+        &head.path,
+        head.method,
+        head.authorization.as_deref(),
+        users,
+        debug,
+    ) {
+        Ok(op) => op,
+        Err(resp) => return Outcome::Reply(resp),
+    };
+    match op {
+        Op::Status => return Outcome::Reply(Response::text("ok\n")),
+        Op::Version => {
+            return Outcome::Reply(Response::text(format!(
+                "huststore {}\n",
+                env!("CARGO_PKG_VERSION")
+            )))
+        }
+        _ => {}
+    }
+    let params = match Params::parse(&head.query) {
+        Ok(p) => p,
+        Err(_) => return Outcome::Reply(service.bad_request("malformed % escape in the query")),
+    };
+    if op == Op::DebugSleep {
+        let ms = params
+            .get("ms")
+            .and_then(crate::query::parse_u64)
+            .filter(|&ms| ms <= 600_000);
+        return match ms {
+            Some(ms) => {
+                *slept = true;
+                Outcome::Park {
+                    deadline: pass.now + Duration::from_millis(ms),
+                }
+            }
+            None => Outcome::Reply(service.bad_request("ms must be 0..600000")),
+        };
+    }
+    let req = crate::service::Request {
+        method: head.method,
+        params: &params,
+        body,
+    };
+    service.call(op, &req, who, pass)
+}
