@@ -288,3 +288,158 @@ macro_rules! emerg {
         $crate::logger::write($crate::LogLevel::Emerg, ::std::format_args!($($arg)+))
     };
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn read(path: &Path) -> String {
+        std::fs::read_to_string(path).unwrap_or_default()
+    }
+
+    /// `2026/11/24 05:54:36 [notice] 4242#0: message` → (level, pid, message).
+    fn split(line: &str) -> (&str, u32, &str) {
+        let b = line.as_bytes();
+        assert!(line.len() > 20, "{line:?}");
+        for (i, &c) in b[..19].iter().enumerate() {
+            let want_digit = !matches!(i, 4 | 7 | 10 | 13 | 16);
+            assert_eq!(c.is_ascii_digit(), want_digit, "{line:?}");
+        }
+        assert_eq!(&line[4..5], "/");
+        assert_eq!(&line[19..21], " [");
+        let rest = &line[21..];
+        let (level, rest) = rest.split_once("] ").unwrap();
+        let (pid, message) = rest.split_once("#0: ").unwrap();
+        (level, pid.parse().unwrap(), message)
+    }
+
+    /// One test for the whole logger: it is process-global state.
+    #[test]
+    fn the_error_log() {
+        let dir = std::env::temp_dir().join(format!("conf-logger-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let path = dir.join("logs/error.log");
+        let me = std::process::id();
+
+        // The folder is created; levels filter; the log crate is routed here.
+        init(&LogTarget::File(path.clone()), LogLevel::Info).unwrap();
+        assert_eq!(level(), LogLevel::Info);
+        crate::notice!("hello {}", 42);
+        log::info!("from log {}", "info");
+        log::debug!("hidden debug");
+        log::trace!("hidden trace");
+        write(LogLevel::Debug, format_args!("hidden too"));
+        log::warn!("a warning");
+        log::error!("an error");
+        crate::crit!("critical");
+        crate::alert!("alerted");
+        crate::emerg!("emergency");
+        let text = read(&path);
+        let lines: Vec<(&str, u32, &str)> = text.lines().map(split).collect();
+        assert_eq!(
+            lines,
+            vec![
+                ("notice", me, "hello 42"),
+                ("info", me, "from log info"),
+                ("warn", me, "a warning"),
+                ("error", me, "an error"),
+                ("crit", me, "critical"),
+                ("alert", me, "alerted"),
+                ("emerg", me, "emergency"),
+            ]
+        );
+        assert!(text.ends_with('\n'));
+
+        // Reopen after a rotation: new lines go to a fresh file at the path.
+        let rotated = dir.join("logs/error.log.1");
+        std::fs::rename(&path, &rotated).unwrap();
+        crate::notice!("before reopen");
+        reopen().unwrap();
+        crate::notice!("after reopen");
+        assert!(read(&rotated).contains("before reopen"));
+        assert!(!read(&rotated).contains("after reopen"));
+        assert!(read(&path).contains("[notice] "));
+        assert!(read(&path).ends_with(": after reopen\n"));
+
+        // init again replaces target and level.
+        let other = dir.join("other.log");
+        init(&LogTarget::File(other.clone()), LogLevel::Error).unwrap();
+        crate::notice!("filtered");
+        log::warn!("filtered");
+        log::error!("kept");
+        assert_eq!(
+            read(&other).lines().map(|l| split(l).2).collect::<Vec<_>>(),
+            ["kept"]
+        );
+        assert!(!read(&path).contains("filtered"));
+
+        // A failed init keeps the old log.
+        let blocked = dir.join("other.log/x.log");
+        assert!(init(&LogTarget::File(blocked), LogLevel::Debug).is_err());
+        assert_eq!(level(), LogLevel::Error);
+        log::error!("still here");
+        assert!(read(&other).ends_with(": still here\n"));
+
+        // Lines from a forked child and its parent never interleave.
+        let shared = dir.join("shared.log");
+        init(&LogTarget::File(shared.clone()), LogLevel::Notice).unwrap();
+        let body = |c: char| c.to_string().repeat(3000);
+        const N: usize = 300;
+        // SAFETY: the child only formats, writes and calls _exit.
+        let child = unsafe { libc::fork() };
+        assert!(child >= 0);
+        if child == 0 {
+            let b = body('c');
+            for i in 0..N {
+                crate::notice!("{i} {b}");
+            }
+            // SAFETY: ends the child without running the test harness's code.
+            unsafe { libc::_exit(0) };
+        }
+        let b = body('p');
+        for i in 0..N {
+            crate::notice!("{i} {b}");
+        }
+        let mut status = 0;
+        // SAFETY: waits for the child forked above.
+        assert_eq!(unsafe { libc::waitpid(child, &mut status, 0) }, child);
+        let text = read(&shared);
+        let (mut from_child, mut from_parent) = (0, 0);
+        for line in text.lines() {
+            let (level, pid, message) = split(line);
+            assert_eq!(level, "notice");
+            let (_, b) = message.split_once(' ').unwrap();
+            if pid == me {
+                assert_eq!(b, body('p'));
+                from_parent += 1;
+            } else {
+                assert_eq!(pid, child as u32);
+                assert_eq!(b, body('c'));
+                from_child += 1;
+            }
+        }
+        assert_eq!((from_child, from_parent), (N, N));
+
+        // A panic is logged at alert with its place.
+        let previous = std::panic::take_hook();
+        install_panic_hook();
+        let result = std::panic::catch_unwind(|| panic!("boom {}", 7));
+        let line = line!() - 1;
+        std::panic::set_hook(previous);
+        assert!(result.is_err());
+        let text = read(&shared);
+        let last = split(text.lines().last().unwrap());
+        assert_eq!(
+            last,
+            (
+                "alert",
+                me,
+                format!("panic: boom 7 at {}:{line}", file!()).as_str()
+            )
+        );
+
+        init(&LogTarget::Stderr, LogLevel::Notice).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

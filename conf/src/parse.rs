@@ -1192,3 +1192,6 @@ pub(crate) fn parse_listen(s: &str) -> Option<SocketAddr> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
