@@ -875,6 +875,8 @@ pub fn parse_str(text: &str, path: &Path) -> Result<Conf, ConfError> {
         dir: &dir,
         seen: Vec::new(),
     };
+    // A byte-order mark some editors write is not part of the first directive's name.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut lexer = Lexer::new(text, path);
     let mut words: Vec<Word> = Vec::new();
     loop {

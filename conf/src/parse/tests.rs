@@ -792,3 +792,19 @@ fn log_levels_round_trip() {
     assert!(LogLevel::ALL.windows(2).all(|w| w[0] < w[1]));
     assert_eq!(LogLevel::from_name("warning"), None);
 }
+
+#[test]
+fn the_man_page_examples_parse() {
+    let man = include_str!("../../../man/huststore.conf.5");
+    let examples = &man[man.find("\n.SH EXAMPLES\n").unwrap()..man.find("\n.SH FILES\n").unwrap()];
+    let mut count = 0;
+    for block in examples.split("\n.nf\n").skip(1) {
+        let block = &block[..block.find("\n.fi\n").unwrap()];
+        let text = block.replace("\\-", "-");
+        if let Err(e) = parse(&text) {
+            panic!("man page example does not parse: {e}\n{text}");
+        }
+        count += 1;
+    }
+    assert_eq!(count, 2);
+}
