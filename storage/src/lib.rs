@@ -192,11 +192,18 @@ pub fn bucket(key: &[u8]) -> u32 {
     h % 1024
 }
 
+mod cache;
+mod codec;
+mod data;
+mod list;
 mod store;
 pub use store::{Batch, Store};
 
 #[cfg(test)]
-mod tests {
+mod tests;
+
+#[cfg(test)]
+mod bucket_tests {
     use super::bucket;
 
     #[test]

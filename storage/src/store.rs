@@ -1,39 +1,336 @@
-//! [`Store`] (one per worker process) and [`Batch`] (one per event-loop pass).
-//! STUB: signatures fixed; bodies to be written.
+//! [`Store`] (one per worker process) and [`Batch`] (one per event-loop pass): environments,
+//! transactions of a pass, capacity. The operations themselves are in `data`, `list`, `cache`.
 
+use std::borrow::Cow;
+use std::fs;
+use std::path::Path;
+use std::time::Instant;
+
+use lmdb::{
+    Database, DatabaseFlags, Environment, EnvironmentFlags, RoTransaction, RwTransaction,
+    Transaction,
+};
+
+use crate::codec::{self, Tot};
 use crate::*;
+
+/// Named databases of the persistent environment (layouts in `codec`).
+#[derive(Clone, Copy)]
+pub(crate) struct Dbs {
+    pub kv: Database,
+    pub mem: Database,
+    pub zidx: Database,
+    pub tbl: Database,
+    pub exp: Database,
+    pub meta: Database,
+}
+
+/// Named databases of the cache environment.
+#[derive(Clone, Copy)]
+pub(crate) struct CacheDbs {
+    pub kv: Database,
+    pub hash: Database,
+    pub exp: Database,
+    pub meta: Database,
+}
+
+/// Room of one environment. `limit` is what the operator configured (`map_size`,
+/// `cache_size`); writes are refused once the bytes charged against it (`codec::entry_fp`,
+/// kept exactly in the environment itself) would pass it. LMDB's real map is larger
+/// ([`real_map_size`]) so that deletes, copy-on-write and commits always find pages, and
+/// `guard` stops growth on the physical side too, should pages be unusually empty.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Room {
+    pub limit: u64,
+    pub real: u64,
+    pub guard: u64,
+    pub psize: u64,
+}
+
+/// LMDB's map size for a configured limit: twice the limit (B-tree pages are on average ~70%
+/// full, so the data charged against `limit` needs up to ~1.5x in pages) plus 64 MiB for
+/// copy-on-write of a pass and the free-list. It is only address space: without `WRITEMAP`,
+/// LMDB grows the file as pages are used.
+fn real_map_size(limit: u64) -> u64 {
+    codec::round_up(limit.saturating_mul(2).saturating_add(64 << 20), 1 << 16)
+}
+
+/// Capacity bookkeeping of one environment during a pass. The high-water mark and the pages in
+/// use are those of the last commit: a pass holds the environment's write lock, so nothing else
+/// commits while it runs, and they are read at most once per pass.
+#[derive(Default)]
+pub(crate) struct Pass {
+    /// Bytes charged by this pass's applied writes so far.
+    growth: u64,
+    high_water: Option<u64>,
+    in_use: Option<u64>,
+}
+
+impl Pass {
+    /// Refuses growth the environment has no room for; else charges it to the pass. `used` is
+    /// the environment's charged bytes before this write.
+    pub fn charge(&mut self, env: &Environment, room: &Room, used: u64, growth: u64) -> Result<()> {
+        if growth == 0 {
+            return Ok(());
+        }
+        if used.saturating_add(growth) > room.limit {
+            return Err(StorageError::MapFull);
+        }
+        self.physical(env, room, room.guard, growth)?;
+        self.growth += growth;
+        Ok(())
+    }
+
+    /// Checks that the pages in use plus the pass's growth plus `growth` stay within `bound`.
+    /// The free-list is only read when the file's high-water mark is that close.
+    fn physical(&mut self, env: &Environment, room: &Room, bound: u64, growth: u64) -> Result<()> {
+        let hw = match self.high_water {
+            Some(hw) => hw,
+            None => {
+                let info = env.info()?;
+                let hw = (info.last_pgno() as u64 + 1) * room.psize;
+                self.high_water = Some(hw);
+                hw
+            }
+        };
+        let want = self.growth.saturating_add(growth);
+        if hw.saturating_add(want) <= bound {
+            return Ok(());
+        }
+        let in_use = match self.in_use {
+            Some(u) => u,
+            None => {
+                // Free pages are in LMDB's free-list database; this opens a read transaction,
+                // fine under NO_TLS while this process holds the write transaction.
+                let free = env.freelist()? as u64;
+                let u = hw.saturating_sub(free * room.psize);
+                self.in_use = Some(u);
+                u
+            }
+        };
+        if in_use.saturating_add(want) > bound {
+            return Err(StorageError::MapFull);
+        }
+        Ok(())
+    }
+}
+
+impl From<lmdb::Error> for StorageError {
+    /// The one place LMDB errors are mapped. `NotFound` is only produced where absence is the
+    /// answer; lookups that expect absence use `data::get_opt` instead.
+    fn from(e: lmdb::Error) -> StorageError {
+        match e {
+            lmdb::Error::MapFull => StorageError::MapFull,
+            lmdb::Error::NotFound => StorageError::NotFound,
+            other => StorageError::Lmdb(other),
+        }
+    }
+}
 
 /// One worker's handle on the persistent and the cache environments. Open it after the fork.
 pub struct Store {
-    _private: (),
+    env: Environment,
+    cache: Environment,
+    pub(crate) db: Dbs,
+    pub(crate) cdb: CacheDbs,
+    pub(crate) room: Room,
+    pub(crate) croom: Room,
+}
+
+fn io_error(e: std::io::Error) -> StorageError {
+    StorageError::Lmdb(lmdb::Error::Other(e.raw_os_error().unwrap_or(libc::EIO)))
+}
+
+/// Opens (creating) an environment in `dir` and clears reader slots of dead processes.
+fn open_env(dir: &Path, limit: u64, flags: EnvironmentFlags) -> Result<(Environment, Room)> {
+    fs::create_dir_all(dir).map_err(io_error)?;
+    let real = real_map_size(limit);
+    let map = usize::try_from(real).map_err(|_| StorageError::Invalid("map size too large"))?;
+    let env = Environment::new()
+        // Room for the queue crate's own databases.
+        .set_max_dbs(32)
+        // NO_TLS ties reader slots to transactions, and every worker may hold a few at once.
+        .set_max_readers(1024)
+        .set_map_size(map)
+        .set_flags(flags)
+        .open(dir)?;
+    let mut dead: libc::c_int = 0;
+    // SAFETY: `env.env()` is the open environment owned by `env`, alive for this call;
+    // `dead` is a valid out-pointer.
+    let rc = unsafe { lmdb_sys::mdb_reader_check(env.env(), &mut dead) };
+    if rc != 0 {
+        return Err(lmdb::Error::from_err_code(rc).into());
+    }
+    if dead > 0 {
+        log::info!(
+            "{}: cleared {dead} reader slot(s) of dead processes",
+            dir.display()
+        );
+    }
+    let psize = env.stat()?.page_size() as u64;
+    let room = Room {
+        limit,
+        real,
+        guard: real / 4 * 3,
+        psize,
+    };
+    Ok((env, room))
 }
 
 impl Store {
     /// Opens (creating if needed) both environments and all named databases, and clears reader
     /// slots left by killed processes (`mdb_reader_check`).
-    pub fn open(_opts: &StoreOptions) -> Result<Store> {
-        todo!()
+    ///
+    /// Write locking across processes uses LMDB's process-shared mutex in `lock.mdb`;
+    /// lmdb-rkv-sys compiles LMDB from source with `MDB_USE_POSIX_MUTEX` and, on Linux/glibc,
+    /// `MDB_USE_ROBUST`, so a worker killed while holding the write lock does not block the
+    /// others: the next locker gets `EOWNERDEAD` and LMDB recovers the lock.
+    pub fn open(opts: &StoreOptions) -> Result<Store> {
+        let mut flags = EnvironmentFlags::NO_TLS;
+        if !opts.sync_writes {
+            // RISK: NO_SYNC: commits are not fsynced (`sync_writes off`); a machine crash loses
+            // what the last `Store::sync` did not flush. A process crash loses nothing.
+            flags |= EnvironmentFlags::NO_SYNC;
+        }
+        let (env, room) = open_env(&opts.data_dir, opts.map_size, flags)?;
+        // RISK: NO_SYNC | NO_META_SYNC: the cache is volatile by contract and never fsynced;
+        // a machine crash may leave it inconsistent, and the master empties it at start.
+        let cflags =
+            EnvironmentFlags::NO_TLS | EnvironmentFlags::NO_SYNC | EnvironmentFlags::NO_META_SYNC;
+        let (cache, croom) = open_env(&opts.cache_dir, opts.cache_size, cflags)?;
+        let none = DatabaseFlags::empty();
+        let db = Dbs {
+            kv: env.create_db(Some("kv"), none)?,
+            mem: env.create_db(Some("mem"), none)?,
+            zidx: env.create_db(Some("zidx"), none)?,
+            tbl: env.create_db(Some("tbl"), none)?,
+            exp: env.create_db(Some("exp"), none)?,
+            meta: env.create_db(Some("meta"), none)?,
+        };
+        let cdb = CacheDbs {
+            kv: cache.create_db(Some("ckv"), none)?,
+            hash: cache.create_db(Some("chash"), none)?,
+            exp: cache.create_db(Some("cexp"), none)?,
+            meta: cache.create_db(Some("cmeta"), none)?,
+        };
+        Ok(Store {
+            env,
+            cache,
+            db,
+            cdb,
+            room,
+            croom,
+        })
     }
 
     /// Starts the batch of one loop pass. Reads go through a read transaction until the first
     /// write of the pass opens the write transaction; from then on reads see the pass's writes.
     pub fn batch(&self) -> Batch<'_> {
-        todo!()
+        Batch {
+            store: self,
+            ro: None,
+            rw: None,
+            cro: None,
+            crw: None,
+            writes: 0,
+            pass: Pass::default(),
+            cpass: Pass::default(),
+        }
     }
 
     /// Flushes the persistent environment to disk (`sync_writes off`: every `sync_interval`).
     pub fn sync(&self) -> Result<()> {
-        todo!()
+        Ok(self.env.sync(true)?)
     }
 
-    /// The persistent environment, for the queue crate's own databases.
+    /// The persistent environment, for the queue crate's own databases. Do not begin a write
+    /// transaction on it while a [`Batch`] of this process holds one (LMDB's write lock is not
+    /// recursive); use [`Batch::write`].
     pub fn env(&self) -> &lmdb::Environment {
-        todo!()
+        &self.env
     }
 
-    /// Bytes of the persistent map in use and the configured `map_size`.
+    /// Bytes of the persistent map in use and the configured `map_size`. "In use" is what
+    /// writes are charged against `map_size`: the exact sum of `codec::entry_fp` over every
+    /// entry of the kv/table databases (the queue crate's databases are bounded by the
+    /// physical check of [`Batch::ensure_room`] instead).
     pub fn map_usage(&self) -> (u64, u64) {
-        todo!()
+        let used = self
+            .env
+            .begin_ro_txn()
+            .ok()
+            .and_then(|t| crate::data::load_totals(&t, self).ok())
+            .map_or(0, |t| t.used);
+        (used, self.room.limit)
+    }
+
+    /// Bytes of the cache charged against `cache_size`, and `cache_size`.
+    pub fn cache_usage(&self) -> (u64, u64) {
+        let used = self
+            .cache
+            .begin_ro_txn()
+            .ok()
+            .and_then(|t| crate::cache::load_used(&t, self).ok())
+            .unwrap_or(0);
+        (used, self.croom.limit)
+    }
+
+    /// Pages in use in the persistent file (allocated minus free), in bytes, and LMDB's real
+    /// map size (see `map_usage` for what `map_size` bounds).
+    pub fn file_usage(&self) -> Result<(u64, u64)> {
+        let info = self.env.info()?;
+        let free = self.env.freelist()? as u64;
+        let used = (info.last_pgno() as u64 + 1).saturating_sub(free) * self.room.psize;
+        Ok((used, self.room.real))
+    }
+
+    pub(crate) fn cache_env(&self) -> &Environment {
+        &self.cache
+    }
+}
+
+/// Begins a transaction; a map grown by another process (after a reload with a larger
+/// `map_size`) is adopted once and the begin retried.
+fn begin<'e, T>(env: &'e Environment, f: impl Fn(&'e Environment) -> lmdb::Result<T>) -> Result<T> {
+    match f(env) {
+        Err(lmdb::Error::MapResized) => {
+            env.set_map_size(0)?;
+            Ok(f(env)?)
+        }
+        r => Ok(r?),
+    }
+}
+
+/// A nested transaction of `parent`. lmdb-rkv ignores `mdb_txn_begin`'s result here, so a failed
+/// begin shows up as a null handle, which must never reach LMDB (nor `mdb_txn_abort`, which
+/// accepts null but the handle is useless).
+fn nested<'p>(parent: &'p mut RwTransaction<'_>) -> Result<RwTransaction<'p>> {
+    let child = parent.begin_nested_txn()?;
+    if child.txn().is_null() {
+        std::mem::forget(child);
+        return Err(StorageError::Lmdb(lmdb::Error::BadTxn));
+    }
+    Ok(child)
+}
+
+/// A read view on whichever transaction the pass has: reads see the pass's own writes once the
+/// write transaction is open.
+pub(crate) enum Reader<'a, 'e> {
+    Ro(&'a RoTransaction<'e>),
+    Rw(&'a RwTransaction<'e>),
+}
+
+impl Transaction for Reader<'_, '_> {
+    fn txn(&self) -> *mut lmdb_sys::MDB_txn {
+        match self {
+            Reader::Ro(t) => t.txn(),
+            Reader::Rw(t) => t.txn(),
+        }
+    }
+
+    // Never commit through a view: the transaction belongs to the batch.
+    fn commit(self) -> lmdb::Result<()> {
+        Err(lmdb::Error::BadTxn)
     }
 }
 
@@ -44,165 +341,438 @@ impl Store {
 /// Time is passed in as `now_ms` (unix epoch milliseconds), `ttl` in seconds (0 = none), `ver`
 /// as the expected version (0 = unconditional).
 pub struct Batch<'s> {
-    _store: &'s Store,
+    store: &'s Store,
+    ro: Option<RoTransaction<'s>>,
+    rw: Option<RwTransaction<'s>>,
+    cro: Option<RoTransaction<'s>>,
+    crw: Option<RwTransaction<'s>>,
+    writes: usize,
+    pass: Pass,
+    cpass: Pass,
 }
 
-#[allow(unused_variables)]
 impl<'s> Batch<'s> {
+    /// The pass's view of the persistent store.
+    fn reader(&mut self) -> Result<Reader<'_, 's>> {
+        if let Some(rw) = &self.rw {
+            return Ok(Reader::Rw(rw));
+        }
+        let ro = match self.ro {
+            Some(ref ro) => ro,
+            None => self
+                .ro
+                .insert(begin(&self.store.env, |e| e.begin_ro_txn())?),
+        };
+        Ok(Reader::Ro(ro))
+    }
+
+    fn cache_reader(&mut self) -> Result<Reader<'_, 's>> {
+        if let Some(rw) = &self.crw {
+            return Ok(Reader::Rw(rw));
+        }
+        let ro = match self.cro {
+            Some(ref ro) => ro,
+            None => self
+                .cro
+                .insert(begin(&self.store.cache, |e| e.begin_ro_txn())?),
+        };
+        Ok(Reader::Ro(ro))
+    }
+
+    /// Opens the pass's write transaction (taking LMDB's write lock, which serialises the
+    /// worker processes) unless it is open.
+    fn open_rw(&mut self) -> Result<()> {
+        if self.rw.is_none() {
+            // The read snapshot is older than anything the write transaction sees; drop it so
+            // it does not pin old pages.
+            self.ro = None;
+            self.rw = Some(begin(&self.store.env, |e| e.begin_rw_txn())?);
+            self.pass = Pass::default();
+        }
+        Ok(())
+    }
+
+    fn open_crw(&mut self) -> Result<()> {
+        if self.crw.is_none() {
+            self.cro = None;
+            self.crw = Some(begin(&self.store.cache, |e| e.begin_rw_txn())?);
+            self.cpass = Pass::default();
+        }
+        Ok(())
+    }
+
+    /// Runs one write request in its own nested transaction of the pass.
+    fn write_op<T>(
+        &mut self,
+        f: impl FnOnce(&mut RwTransaction<'_>, &mut Pass, &'s Store) -> Result<T>,
+    ) -> Result<T> {
+        self.writes += 1;
+        self.open_rw()?;
+        let store = self.store;
+        let growth = self.pass.growth;
+        let Some(rw) = self.rw.as_mut() else {
+            return Err(StorageError::Lmdb(lmdb::Error::BadTxn));
+        };
+        let mut txn = nested(rw)?;
+        let r = f(&mut txn, &mut self.pass, store).and_then(|v| {
+            txn.commit()?;
+            Ok(v)
+        });
+        if r.is_err() {
+            self.pass.growth = growth;
+        }
+        r
+    }
+
+    /// Runs one cache write in its own nested transaction of the pass's cache transaction.
+    fn cache_op<T>(
+        &mut self,
+        f: impl FnOnce(&mut RwTransaction<'_>, &mut Pass, &'s Store) -> Result<T>,
+    ) -> Result<T> {
+        self.writes += 1;
+        self.open_crw()?;
+        let store = self.store;
+        let growth = self.cpass.growth;
+        let Some(rw) = self.crw.as_mut() else {
+            return Err(StorageError::Lmdb(lmdb::Error::BadTxn));
+        };
+        let mut txn = nested(rw)?;
+        let r = f(&mut txn, &mut self.cpass, store).and_then(|v| {
+            txn.commit()?;
+            Ok(v)
+        });
+        if r.is_err() {
+            self.cpass.growth = growth;
+        }
+        r
+    }
+
     /// Commits the pass's writes (fsynced when `sync_writes on`) and the cache's.
-    pub fn commit(self) -> Result<CommitStats> {
-        todo!()
+    pub fn commit(mut self) -> Result<CommitStats> {
+        let start = Instant::now();
+        self.ro = None;
+        self.cro = None;
+        let mut result = Ok(());
+        if let Some(rw) = self.rw.take() {
+            result = rw.commit().map_err(StorageError::from);
+        }
+        if let Some(crw) = self.crw.take() {
+            let r = crw.commit().map_err(StorageError::from);
+            if result.is_ok() {
+                result = r;
+            }
+        }
+        result?;
+        let micros = if self.writes == 0 {
+            0
+        } else {
+            start.elapsed().as_micros() as u64
+        };
+        Ok(CommitStats {
+            writes: self.writes,
+            micros,
+        })
     }
 
     /// True once a write of this pass has been attempted (the replies of this pass must then
     /// wait for [`Batch::commit`]).
     pub fn has_writes(&self) -> bool {
-        todo!()
+        self.writes > 0
     }
 
     // ---- plain kv
-    pub fn put(&mut self, key: &[u8], val: &[u8], ttl: u32, ver: u32, now_ms: u64) -> Result<Written> {
-        todo!()
+    pub fn put(
+        &mut self,
+        key: &[u8],
+        val: &[u8],
+        ttl: u32,
+        ver: u32,
+        now_ms: u64,
+    ) -> Result<Written> {
+        self.write_op(|t, p, s| data::kv_put(t, p, s, key, val, ttl, ver, now_ms))
     }
     pub fn get(&mut self, key: &[u8], now_ms: u64) -> Result<Record> {
-        todo!()
+        let s = self.store;
+        data::kv_get(&self.reader()?, s, key, now_ms)
     }
     /// The current version.
     pub fn exist(&mut self, key: &[u8], now_ms: u64) -> Result<u32> {
-        todo!()
+        let s = self.store;
+        data::kv_exist(&self.reader()?, s, key, now_ms)
     }
     pub fn del(&mut self, key: &[u8], ver: u32, now_ms: u64) -> Result<Written> {
-        todo!()
+        self.write_op(|t, _, s| data::kv_del(t, s, key, ver, now_ms))
     }
     pub fn keys(&mut self, q: &ListQuery, now_ms: u64) -> Result<Listing> {
-        todo!()
+        let s = self.store;
+        list::keys(&self.reader()?, s, q, now_ms)
     }
 
     // ---- hash tables
-    pub fn hset(&mut self, tb: &str, key: &[u8], val: &[u8], ttl: u32, ver: u32, now_ms: u64) -> Result<Written> {
-        todo!()
+    pub fn hset(
+        &mut self,
+        tb: &str,
+        key: &[u8],
+        val: &[u8],
+        ttl: u32,
+        ver: u32,
+        now_ms: u64,
+    ) -> Result<Written> {
+        self.write_op(|t, p, s| data::hset(t, p, s, tb, key, val, ttl, ver, now_ms))
     }
     pub fn hget(&mut self, tb: &str, key: &[u8], now_ms: u64) -> Result<Record> {
-        todo!()
+        let s = self.store;
+        let r = self.reader()?;
+        let (ver, value) =
+            data::member_get(&r, s, tb, TableType::Hash, key, now_ms, |p| p.to_vec())?;
+        Ok(Record { ver, value })
     }
     pub fn hexist(&mut self, tb: &str, key: &[u8], now_ms: u64) -> Result<u32> {
-        todo!()
+        let s = self.store;
+        let r = self.reader()?;
+        Ok(data::member_get(&r, s, tb, TableType::Hash, key, now_ms, |_| ())?.0)
     }
     pub fn hdel(&mut self, tb: &str, key: &[u8], ver: u32, now_ms: u64) -> Result<Written> {
-        todo!()
+        self.write_op(|t, _, s| data::member_del(t, s, tb, TableType::Hash, key, ver, now_ms))
     }
     /// Returns the write and the new value.
-    pub fn hincrby(&mut self, tb: &str, key: &[u8], delta: i64, ttl: u32, ver: u32, now_ms: u64) -> Result<(Written, i64)> {
-        todo!()
+    pub fn hincrby(
+        &mut self,
+        tb: &str,
+        key: &[u8],
+        delta: i64,
+        ttl: u32,
+        ver: u32,
+        now_ms: u64,
+    ) -> Result<(Written, i64)> {
+        self.write_op(|t, p, s| data::hincrby(t, p, s, tb, key, delta, ttl, ver, now_ms))
     }
     pub fn hkeys(&mut self, tb: &str, q: &ListQuery, now_ms: u64) -> Result<Listing> {
-        todo!()
+        let s = self.store;
+        list::members(&self.reader()?, s, tb, TableType::Hash, q, now_ms)
     }
 
     // ---- sets
-    pub fn sadd(&mut self, tb: &str, member: &[u8], ttl: u32, ver: u32, now_ms: u64) -> Result<Written> {
-        todo!()
+    pub fn sadd(
+        &mut self,
+        tb: &str,
+        member: &[u8],
+        ttl: u32,
+        ver: u32,
+        now_ms: u64,
+    ) -> Result<Written> {
+        self.write_op(|t, p, s| data::sadd(t, p, s, tb, member, ttl, ver, now_ms))
     }
     pub fn srem(&mut self, tb: &str, member: &[u8], ver: u32, now_ms: u64) -> Result<Written> {
-        todo!()
+        self.write_op(|t, _, s| data::member_del(t, s, tb, TableType::Set, member, ver, now_ms))
     }
     pub fn sismember(&mut self, tb: &str, member: &[u8], now_ms: u64) -> Result<u32> {
-        todo!()
+        let s = self.store;
+        let r = self.reader()?;
+        Ok(data::member_get(&r, s, tb, TableType::Set, member, now_ms, |_| ())?.0)
     }
     pub fn smembers(&mut self, tb: &str, q: &ListQuery, now_ms: u64) -> Result<Listing> {
-        todo!()
+        let s = self.store;
+        list::members(&self.reader()?, s, tb, TableType::Set, q, now_ms)
     }
 
     // ---- sorted sets
     /// Returns the write (for a no-op: the current, unchanged version) and the resulting score.
-    pub fn zadd(&mut self, tb: &str, member: &[u8], score: i64, mode: ZaddMode, ttl: u32, ver: u32, now_ms: u64) -> Result<(Written, i64)> {
-        todo!()
+    #[allow(clippy::too_many_arguments)]
+    pub fn zadd(
+        &mut self,
+        tb: &str,
+        member: &[u8],
+        score: i64,
+        mode: ZaddMode,
+        ttl: u32,
+        ver: u32,
+        now_ms: u64,
+    ) -> Result<(Written, i64)> {
+        self.write_op(|t, p, s| data::zadd(t, p, s, tb, member, score, mode, ttl, ver, now_ms))
     }
     pub fn zrem(&mut self, tb: &str, member: &[u8], ver: u32, now_ms: u64) -> Result<Written> {
-        todo!()
+        self.write_op(|t, _, s| {
+            data::member_del(t, s, tb, TableType::SortedSet, member, ver, now_ms)
+        })
     }
     pub fn zismember(&mut self, tb: &str, member: &[u8], now_ms: u64) -> Result<u32> {
-        todo!()
+        let s = self.store;
+        let r = self.reader()?;
+        Ok(data::member_get(&r, s, tb, TableType::SortedSet, member, now_ms, |_| ())?.0)
     }
     /// Version and score.
     pub fn zscore(&mut self, tb: &str, member: &[u8], now_ms: u64) -> Result<(u32, i64)> {
-        todo!()
+        let s = self.store;
+        let r = self.reader()?;
+        let (ver, score) = data::member_get(
+            &r,
+            s,
+            tb,
+            TableType::SortedSet,
+            member,
+            now_ms,
+            data::score_of,
+        )?;
+        Ok((ver, score?))
     }
     pub fn zrange_by_rank(&mut self, tb: &str, q: &ListQuery, now_ms: u64) -> Result<Listing> {
-        todo!()
+        let s = self.store;
+        list::zrange(&self.reader()?, s, tb, None, q, now_ms)
     }
-    pub fn zrange_by_score(&mut self, tb: &str, min: i64, max: i64, q: &ListQuery, now_ms: u64) -> Result<Listing> {
-        todo!()
+    pub fn zrange_by_score(
+        &mut self,
+        tb: &str,
+        min: i64,
+        max: i64,
+        q: &ListQuery,
+        now_ms: u64,
+    ) -> Result<Listing> {
+        let s = self.store;
+        list::zrange(&self.reader()?, s, tb, Some((min, max)), q, now_ms)
     }
 
     // ---- statistics
     pub fn totals(&mut self) -> Result<Totals> {
-        todo!()
+        let s = self.store;
+        let t: Tot = data::load_totals(&self.reader()?, s)?;
+        Ok(Totals {
+            kv: t.kv,
+            hash: t.hash,
+        })
     }
     pub fn table_stat(&mut self, tb: &str, now_ms: u64) -> Result<TableStat> {
-        todo!()
+        let s = self.store;
+        data::table_stat(&self.reader()?, s, tb, now_ms)
     }
     /// Every existing table, by name bytewise.
     pub fn all_tables(&mut self, now_ms: u64) -> Result<Vec<TableStat>> {
-        todo!()
+        let s = self.store;
+        data::all_tables(&self.reader()?, s, now_ms)
     }
 
     /// Removes at most `max` expired records (persistent store and cache); returns how many.
+    /// Opens a write transaction only when something has expired, so the call every worker
+    /// makes every second costs one cursor read per environment otherwise.
     pub fn purge_expired(&mut self, now_ms: u64, max: usize) -> Result<usize> {
-        todo!()
+        let mut n = 0;
+        let s = self.store;
+        if max > 0 && data::has_expired(&self.reader()?, s.db.exp, now_ms)? {
+            n += self.write_op(|t, _, s| data::purge(t, s, now_ms, max))?;
+        }
+        if n < max && data::has_expired(&self.cache_reader()?, s.cdb.exp, now_ms)? {
+            n += self.cache_op(|t, _, s| cache::purge(t, s, now_ms, max - n))?;
+        }
+        Ok(n)
     }
 
     // ---- cache (volatile, no versions)
     pub fn cache_put(&mut self, key: &[u8], val: &[u8], ttl: u32, now_ms: u64) -> Result<()> {
-        todo!()
+        self.cache_op(|t, p, s| cache::put(t, p, s, key, val, ttl, now_ms))
     }
     pub fn cache_get(&mut self, key: &[u8], now_ms: u64) -> Result<Vec<u8>> {
-        todo!()
+        let s = self.store;
+        cache::get(&self.cache_reader()?, s, key, now_ms, |r| {
+            r.payload.to_vec()
+        })
     }
     pub fn cache_exist(&mut self, key: &[u8], now_ms: u64) -> Result<()> {
-        todo!()
+        let s = self.store;
+        cache::get(&self.cache_reader()?, s, key, now_ms, |_| ())
     }
     pub fn cache_del(&mut self, key: &[u8], now_ms: u64) -> Result<()> {
-        todo!()
+        self.cache_op(|t, _, s| cache::del(t, s, key, now_ms))
     }
     /// Seconds left rounded to nearest, or `None` when the key has no expiry.
     pub fn cache_ttl(&mut self, key: &[u8], now_ms: u64) -> Result<Option<u64>> {
-        todo!()
+        let s = self.store;
+        let exp = cache::get(&self.cache_reader()?, s, key, now_ms, |r| r.exp)?;
+        Ok((exp != 0).then(|| (exp.saturating_sub(now_ms) + 500) / 1000))
     }
     pub fn cache_expire(&mut self, key: &[u8], ttl: u32, now_ms: u64) -> Result<()> {
-        todo!()
+        if ttl == 0 {
+            return Err(StorageError::Invalid("expire needs a ttl of at least 1 s"));
+        }
+        self.cache_op(|t, p, s| {
+            cache::set_expiry(t, p, s, key, codec::expiry(ttl, now_ms), now_ms, false)
+        })
     }
     /// `NotFound` when absent or without expiry.
     pub fn cache_persist(&mut self, key: &[u8], now_ms: u64) -> Result<()> {
-        todo!()
+        self.cache_op(|t, p, s| cache::set_expiry(t, p, s, key, 0, now_ms, true))
     }
     /// `TooLarge` past 8 MiB.
     pub fn cache_append(&mut self, key: &[u8], val: &[u8], now_ms: u64) -> Result<()> {
-        todo!()
+        self.cache_op(|t, p, s| cache::append(t, p, s, key, val, now_ms))
     }
     pub fn cache_hset(&mut self, tb: &str, key: &[u8], val: &[u8]) -> Result<()> {
-        todo!()
+        self.cache_op(|t, p, s| cache::hset(t, p, s, tb, key, |_| Ok(Cow::Borrowed(val))))
     }
     pub fn cache_hget(&mut self, tb: &str, key: &[u8]) -> Result<Vec<u8>> {
-        todo!()
+        let s = self.store;
+        cache::hget(&self.cache_reader()?, s, tb, key, |v| v.to_vec())
     }
     pub fn cache_hdel(&mut self, tb: &str, key: &[u8]) -> Result<()> {
-        todo!()
+        self.cache_op(|t, _, s| cache::hdel(t, s, tb, key))
     }
     pub fn cache_hexist(&mut self, tb: &str, key: &[u8]) -> Result<()> {
-        todo!()
+        let s = self.store;
+        cache::hget(&self.cache_reader()?, s, tb, key, |_| ())
     }
     pub fn cache_hincrby(&mut self, tb: &str, key: &[u8], delta: i64) -> Result<i64> {
-        todo!()
+        self.cache_op(|t, p, s| {
+            let mut out = 0;
+            cache::hset(t, p, s, tb, key, |old| {
+                let cur = match old {
+                    Some(v) => codec::parse_i64(v).ok_or(StorageError::NotNumeric)?,
+                    None => 0,
+                };
+                out = cur.checked_add(delta).ok_or(StorageError::NotNumeric)?;
+                Ok(Cow::Owned(out.to_string().into_bytes()))
+            })?;
+            Ok(out)
+        })
     }
     pub fn cache_hincrbyfloat(&mut self, tb: &str, key: &[u8], delta: f64) -> Result<f64> {
-        todo!()
+        if !delta.is_finite() {
+            return Err(StorageError::NotNumeric);
+        }
+        self.cache_op(|t, p, s| {
+            let mut out = 0.0;
+            cache::hset(t, p, s, tb, key, |old| {
+                let cur = match old {
+                    Some(v) => codec::parse_f64(v).ok_or(StorageError::NotNumeric)?,
+                    None => 0.0,
+                };
+                out = cur + delta;
+                if !out.is_finite() {
+                    return Err(StorageError::NotNumeric);
+                }
+                Ok(Cow::Owned(format!("{out}").into_bytes()))
+            })?;
+            Ok(out)
+        })
     }
 
     // ---- for the queue crate
     /// Runs `f` in a nested write transaction of this pass: on `Err` only `f`'s changes are
     /// undone and the pass's other writes stay.
-    pub fn write<T>(&mut self, f: impl FnOnce(&mut lmdb::RwTransaction<'_>) -> Result<T>) -> Result<T> {
-        todo!()
+    pub fn write<T>(
+        &mut self,
+        f: impl FnOnce(&mut lmdb::RwTransaction<'_>) -> Result<T>,
+    ) -> Result<T> {
+        self.write_op(|t, _, _| f(t))
+    }
+
+    /// For the queue crate, before a write that adds about `bytes`: `MapFull` when the pages in
+    /// use (allocated minus free, as of the last commit) plus this pass's charged growth plus
+    /// `bytes` would pass `map_size`. The queue's data is not in the kv byte count, so this
+    /// physical check is what bounds it. Deletes need no check.
+    pub fn ensure_room(&mut self, bytes: u64) -> Result<()> {
+        self.open_rw()?;
+        let s = self.store;
+        self.pass.physical(&s.env, &s.room, s.room.limit, bytes)?;
+        self.pass.growth += bytes;
+        Ok(())
     }
 }
