@@ -1,2 +1,156 @@
-//! STUB
-fn main() {}
+//! The huststore binary and its master process: command line, conf check, signals to a running
+//! master, and the daemon itself: bind the listening sockets once, fork the workers, write the
+//! pid file once they serve, then supervise (respawn, reload, reopen, stop) as nginx's master
+//! does.
+//!
+//! The master never serves HTTP and never opens the database: it knows nothing about HTTP or
+//! LMDB, only `conf` (what to run) and `worker` (`prepare` and `run`).
+
+mod args;
+mod cycle;
+mod daemon;
+mod error;
+mod listen;
+mod pidfile;
+mod process;
+mod signals;
+
+use std::path::Path;
+
+use nix::sys::signal::kill;
+use nix::unistd::Pid;
+
+use args::{Action, Command};
+use error::MasterError;
+
+fn main() {
+    let command = match args::parse(std::env::args_os().skip(1)) {
+        Ok(command) => command,
+        Err(args::UsageError(message)) => {
+            eprintln!("huststore: {message}");
+            eprint!("{}", args::USAGE);
+            std::process::exit(1);
+        }
+    };
+    let code = match command {
+        Command::Help => {
+            print!("{}", args::USAGE);
+            0
+        }
+        Command::Version => {
+            println!("huststore version {}", env!("CARGO_PKG_VERSION"));
+            0
+        }
+        Command::Test { conf } => test_conf(&conf),
+        Command::Signal { conf, action } => match send_signal(&conf, action) {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("huststore: {e}");
+                1
+            }
+        },
+        Command::Run { conf } => run(&conf),
+    };
+    std::process::exit(code);
+}
+
+/// `-t`: parse the conf and say so.
+fn test_conf(path: &Path) -> i32 {
+    match conf::load(path) {
+        Ok(_) => {
+            println!("conf {} is ok", path.display());
+            0
+        }
+        Err(e) => {
+            eprintln!("huststore: {e}");
+            1
+        }
+    }
+}
+
+/// `-s NAME`: signal the master named by the conf's pid file, if it is a live huststore.
+fn send_signal(path: &Path, action: Action) -> Result<(), MasterError> {
+    let conf = conf::load(path).map_err(MasterError::Conf)?;
+    let pid = pidfile::read(&conf.pid).map_err(|e| MasterError::NotRunning {
+        pid_file: conf.pid.clone(),
+        why: e.to_string(),
+    })?;
+    if !pidfile::is_huststore_alive(pid) {
+        return Err(MasterError::NotRunning {
+            pid_file: conf.pid.clone(),
+            why: format!("process {pid} is not running"),
+        });
+    }
+    kill(Pid::from_raw(pid), action.signal()).map_err(|e| MasterError::Signal {
+        pid,
+        err: std::io::Error::from(e),
+    })
+}
+
+/// Starts the daemon; returns the exit code. Every startup error is one line on stderr.
+fn run(path: &Path) -> i32 {
+    conf::logger::install_panic_hook();
+    let (conf, listeners, user) = match prepare(path) {
+        Ok(prepared) => prepared,
+        Err(e) => {
+            eprintln!("huststore: {e}");
+            return 1;
+        }
+    };
+    let reporter = if conf.daemon {
+        match daemon::daemonize() {
+            Ok(reporter) => Some(reporter),
+            Err(e) => {
+                eprintln!("huststore: {e}");
+                return 1;
+            }
+        }
+    } else {
+        None
+    };
+    // From here on a daemon's stderr is /dev/null: errors go through the reporter.
+    let signals = cycle::init_logger(&conf).and_then(|()| {
+        if let Some(user) = &user {
+            cycle::chown_logs(&conf, user);
+        }
+        signals::SignalPipe::install()
+    });
+    let signals = match signals {
+        Ok(signals) => signals,
+        Err(e) => {
+            match reporter {
+                Some(reporter) => reporter.fail(&e.to_string()),
+                None => eprintln!("huststore: {e}"),
+            }
+            return 1;
+        }
+    };
+    cycle::Master::new(conf, listeners, user, signals, reporter).run()
+}
+
+/// Everything that can fail before the master detaches, so that a failure is reported on the
+/// terminal: the conf, a running master, the data folder, the user, the listening sockets.
+fn prepare(
+    path: &Path,
+) -> Result<(conf::Conf, Vec<listen::Listener>, Option<nix::unistd::User>), MasterError> {
+    let conf = conf::load(path).map_err(MasterError::Conf)?;
+    if let Ok(pid) = pidfile::read(&conf.pid) {
+        if pidfile::is_huststore_alive(pid) {
+            return Err(MasterError::AlreadyRunning {
+                pid,
+                pid_file: conf.pid.clone(),
+            });
+        }
+    }
+    worker::prepare(&conf, true).map_err(MasterError::Prepare)?;
+    let user = process::resolve_user(&conf.user)?;
+    if let Some(user) = &user {
+        process::chown_tree(&conf.data_dir, user)?;
+    }
+    let listeners = conf
+        .listen
+        .iter()
+        .map(|l| listen::bind(l.addr))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((conf, listeners, user))
+}
