@@ -148,7 +148,10 @@ impl Master {
         }
         loop {
             let pending = self.wait();
-            self.reap();
+            // A stop signal often reaches the workers too (Ctrl-C to the process group, systemd
+            // signalling the whole cgroup), and they may exit before it is handled below: the
+            // reap must already count those exits as asked for.
+            self.reap(pending.terminate || pending.quit);
             if pending.terminate {
                 self.stop(Signal::SIGTERM);
             }
@@ -261,14 +264,15 @@ impl Master {
         at.into_iter().min()
     }
 
-    /// Collects every exited child (waitpid WNOHANG until none is left).
-    fn reap(&mut self) {
+    /// Collects every exited child (waitpid WNOHANG until none is left). With `stopping`, no
+    /// exit is respawned.
+    fn reap(&mut self, stopping: bool) {
         loop {
             match waitpid(None::<Pid>, Some(WaitPidFlag::WNOHANG)) {
                 Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => return,
                 Ok(status) => {
                     if let Some((pid, exit)) = Exit::from_status(status) {
-                        self.worker_exited(pid, exit);
+                        self.worker_exited(pid, exit, stopping);
                     }
                 }
                 Err(Errno::EINTR) => continue,
@@ -280,12 +284,13 @@ impl Master {
         }
     }
 
-    fn worker_exited(&mut self, pid: Pid, exit: Exit) {
+    fn worker_exited(&mut self, pid: Pid, exit: Exit, stopping: bool) {
         let Some(i) = self.workers.iter().position(|w| w.pid == pid) else {
             return;
         };
         let w = self.workers.remove(i);
         let asked = w.state == State::Exiting
+            || stopping
             || self.phase == Phase::Stopping
             || w.generation != self.generation;
         if asked {

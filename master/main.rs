@@ -110,6 +110,12 @@ fn run(path: &Path) -> i32 {
     };
     // From here on a daemon's stderr is /dev/null: errors go through the reporter.
     let signals = cycle::init_logger(&conf).and_then(|()| {
+        if conf.daemon {
+            // Whatever a library prints to stderr lands in the log instead of /dev/null.
+            if let Err(e) = conf::logger::redirect_stderr() {
+                log::warn!("could not point stderr at the error log: {e}");
+            }
+        }
         if let Some(user) = &user {
             cycle::chown_logs(&conf, user);
         }
