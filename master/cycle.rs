@@ -670,8 +670,9 @@ impl Master {
         self.close_unused_listeners();
     }
 
-    /// A kv reload: once no new worker is still starting, retire the old generation; if every
-    /// new worker failed its init, keep the old workers and go back to the old conf.
+    /// A kv reload: once no new worker is still starting, retire the old generation; if no new
+    /// worker serves (each failed its init or keeps crashing), keep the old workers and go back
+    /// to the old conf.
     fn progress_reload(&mut self, now: Instant) {
         let Some(reload) = &self.reload else { return };
         let starting = self
@@ -688,8 +689,22 @@ impl Master {
             .workers
             .iter()
             .any(|w| w.generation == reload.old_generation && w.state == State::Running);
-        if self.slots.iter().all(|s| s.failed) && old_serving {
+        let new_serving = self
+            .workers
+            .iter()
+            .any(|w| w.generation == self.generation && w.state == State::Running);
+        if !new_serving && old_serving {
+            // Every new worker failed its init or keeps crashing: retiring the old ones would
+            // leave nobody serving.
             conf::alert!("reload failed: no new worker could start, keeping the old workers");
+            let kill_at = now + TERMINATE_GRACE;
+            for w in &mut self.workers {
+                if w.generation == self.generation {
+                    signal_worker(w.pid, Signal::SIGTERM);
+                    w.state = State::Exiting;
+                    w.kill_at = Some(kill_at);
+                }
+            }
             self.conf = reload.old_conf;
             self.slots = reload.old_slots;
             self.user = reload.old_user;

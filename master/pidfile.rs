@@ -24,8 +24,13 @@ pub fn read(path: &Path) -> io::Result<i32> {
 }
 
 /// Writes `pid` to `path` atomically (a temporary file renamed over it), so a reader never sees
-/// an empty or half-written file.
+/// an empty or half-written file. The folder is created if missing.
 pub fn write(path: &Path, pid: i32) -> io::Result<()> {
+    if let Some(dir) = path.parent() {
+        if !dir.as_os_str().is_empty() {
+            std::fs::create_dir_all(dir)?;
+        }
+    }
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
     let tmp = PathBuf::from(tmp);
@@ -57,9 +62,17 @@ pub fn is_huststore_alive(pid: i32) -> bool {
     }
     // A zombie still answers signal 0 but has an empty command line, which fails the next check.
     match std::fs::read(format!("/proc/{pid}/cmdline")) {
-        Ok(cmdline) => cmdline.windows(9).any(|w| w == b"huststore"),
+        Ok(cmdline) => is_huststore_cmdline(&cmdline),
         Err(_) => false,
     }
+}
+
+/// Whether the program of a /proc command line (NUL-separated) is huststore: the file name of
+/// argv[0], not any argument or folder (a checkout folder named huststore runs other programs).
+fn is_huststore_cmdline(cmdline: &[u8]) -> bool {
+    let argv0 = cmdline.split(|&b| b == 0).next().unwrap_or_default();
+    let name = argv0.rsplit(|&b| b == b'/').next().unwrap_or_default();
+    name.starts_with(b"huststore")
 }
 
 #[cfg(test)]
@@ -80,6 +93,19 @@ mod tests {
         std::fs::write(&path, "junk").unwrap();
         assert!(read(&path).is_err());
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn only_the_program_name_counts() {
+        assert!(is_huststore_cmdline(
+            b"/usr/bin/huststore\0-c\0/etc/h.conf\0"
+        ));
+        assert!(is_huststore_cmdline(b"huststore\0"));
+        assert!(!is_huststore_cmdline(
+            b"/src/huststore/target/lifecycle-1\0"
+        ));
+        assert!(!is_huststore_cmdline(b"vi\0huststore.conf\0"));
+        assert!(!is_huststore_cmdline(b""));
     }
 
     #[test]

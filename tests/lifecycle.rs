@@ -616,3 +616,22 @@ fn ipv6_listen() {
     assert_eq!(get(v6, "/status.html").status, 200);
     assert_eq!(get(server.addr(), "/status.html").status, 200);
 }
+
+#[test]
+fn mq_mode_runs_one_worker_and_a_reload_replaces_it_in_turn() {
+    let server = Server::start(&[("mode", "mq"), ("worker_processes", "4")]);
+    let old = server.worker_pids();
+    assert_eq!(old.len(), 1, "mq mode runs exactly one worker");
+    server.signal(libc::SIGHUP);
+    let new = wait_for_new_workers(&server, &old, 1, Duration::from_secs(10));
+    assert_eq!(get(server.addr(), "/status.html").status, 200);
+    // Only one mq worker may run: the old one exited before the new one was forked.
+    let log = server.error_log();
+    let exited = log
+        .find(&format!("worker {} exited", old[0]))
+        .unwrap_or_else(|| panic!("no exit line for the old worker\n{log}"));
+    let started = log
+        .find(&format!("started worker {}", new[0]))
+        .unwrap_or_else(|| panic!("no start line for the new worker\n{log}"));
+    assert!(exited < started, "{log}");
+}
