@@ -109,7 +109,13 @@ pub fn run(args: WorkerArgs) -> i32 {
     };
     let mut service: Box<dyn service::Service> = match conf.mode {
         conf::Mode::Kv => Box::new(kv::KvService::new(&conf)),
-        conf::Mode::Mq => Box::new(mq_service::MqService::new(&conf)),
+        conf::Mode::Mq => match mq_service::MqService::new(&conf, &store) {
+            Ok(s) => Box::new(s),
+            Err(e) => {
+                log::error!("could not open the queues in {}: {e}", conf.data_dir.display());
+                return EXIT_FATAL_INIT;
+            }
+        },
     };
     let mut event_loop = match event_loop::EventLoop::new(args.listeners, &conf, users, signals) {
         Ok(l) => l,

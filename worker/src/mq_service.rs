@@ -1,44 +1,333 @@
-//! mq mode (`mq-api.md`). Not built yet: every queue path answers 501 until the queue
-//! crate lands (issue 4).
+//! mq mode (`mq-api.md`): the parameter rules of §2.2-2.3, then the queue crate's [`Broker`],
+//! and each of its replies as status, headers and body. Everything stateful (queues, parked
+//! requests, RPC) is the broker's; this file only translates.
 
 use crate::conn::Outcome;
-use crate::http::Response;
+use crate::http::{Response, APPLICATION_JSON, TEXT_PLAIN};
+use crate::query::{parse_bool_any_case, parse_u64, valid_name};
 use crate::routes::Op;
 use crate::service::{ConnRef, Pass, Request, Service};
+use mq::{Broker, Clock, Reply, Step};
 use std::time::Instant;
 
-pub struct MqService;
+/// Longest `worker` name.
+const MAX_WORKER: usize = 32;
+/// Largest `/max`.
+const MAX_NUM: u64 = mq::HARD_CAP;
+/// Longest RPC token (u64 in decimal).
+const MAX_RPC_TOKEN: usize = 20;
+
+/// The mq mode service of the event loop.
+pub struct MqService {
+    broker: Broker<ConnRef>,
+    /// `mq_ttl_maximum` in seconds.
+    ttl_max: u64,
+    /// `max_do_task_body_size`.
+    max_task_body: u64,
+}
 
 impl MqService {
-    pub fn new(_conf: &conf::Conf) -> MqService {
-        MqService
+    /// Opens the queue database on the worker's store.
+    pub fn new(conf: &conf::Conf, store: &storage::Store) -> Result<MqService, mq::MqError> {
+        let clock = Clock {
+            now: Instant::now(),
+            now_ms: crate::event_loop::unix_ms(),
+        };
+        Ok(MqService {
+            broker: Broker::open(store.env(), &conf.mq, clock)?,
+            ttl_max: conf.mq.mq_ttl_maximum.as_secs().max(1),
+            max_task_body: conf.mq.max_do_task_body_size,
+        })
+    }
+}
+
+/// A parameter problem: the `400` (or `413`) to send instead.
+type Check<T> = Result<T, Response>;
+
+fn bad(why: &str) -> Response {
+    Response::with_body(400, TEXT_PLAIN, format!("{why}\n").into_bytes())
+}
+
+fn clock(pass: &Pass<'_, '_>) -> Clock {
+    Clock {
+        now: pass.now,
+        now_ms: pass.now_ms,
+    }
+}
+
+/// `queue` (also the RPC task name): 1-64 bytes of `A-Z a-z 0-9 _ : .`.
+fn queue<'r>(req: &'r Request<'_>) -> Check<&'r str> {
+    let q = req
+        .params
+        .get("queue")
+        .ok_or_else(|| bad("queue is missing"))?;
+    if !valid_name(q) {
+        return Err(bad("queue must be 1-64 bytes of A-Z a-z 0-9 _ : ."));
+    }
+    // valid_name admits ASCII only.
+    std::str::from_utf8(q).map_err(|_| bad("queue is not ASCII"))
+}
+
+/// `worker`: 1-32 visible ASCII bytes, without `"` and `\`.
+fn worker<'r>(req: &'r Request<'_>) -> Check<&'r str> {
+    let w = req
+        .params
+        .get("worker")
+        .ok_or_else(|| bad("worker is missing"))?;
+    if w.len() > MAX_WORKER
+        || !w
+            .iter()
+            .all(|&b| (0x21..=0x7e).contains(&b) && b != b'"' && b != b'\\')
+    {
+        return Err(bad(
+            "worker must be 1-32 visible ASCII characters without quote or backslash",
+        ));
+    }
+    std::str::from_utf8(w).map_err(|_| bad("worker is not ASCII"))
+}
+
+/// `ack`: `true`/`false` in any case, `1`/`0`; default true.
+fn ack(req: &Request<'_>) -> Check<bool> {
+    match req.params.get("ack") {
+        None => Ok(true),
+        Some(v) => parse_bool_any_case(v).ok_or_else(|| bad("ack must be true, false, 1 or 0")),
+    }
+}
+
+/// A number parameter within `min..=max`.
+fn number(req: &Request<'_>, name: &str, min: u64, max: u64) -> Check<Option<u64>> {
+    match req.params.get(name) {
+        None => Ok(None),
+        Some(v) => parse_u64(v)
+            .filter(|n| (min..=max).contains(n))
+            .map(Some)
+            .ok_or_else(|| bad(&format!("{name} must be a number in {min}..{max}"))),
+    }
+}
+
+fn required_number(req: &Request<'_>, name: &str, min: u64, max: u64) -> Check<u64> {
+    number(req, name, min, max)?.ok_or_else(|| bad(&format!("{name} is missing")))
+}
+
+fn priori(req: &Request<'_>) -> Check<Option<u8>> {
+    Ok(number(req, "priori", 0, 2)?.map(|p| p as u8))
+}
+
+/// The message of `put`/`pub`: a non-empty body (whatever the method), else `item`.
+fn message<'r>(req: &'r Request<'_>) -> Check<&'r [u8]> {
+    if !req.body.is_empty() {
+        return Ok(req.body);
+    }
+    req.params
+        .get("item")
+        .ok_or_else(|| bad("no message: send a body or item"))
+}
+
+/// Maps the broker's answer to HTTP.
+fn response(reply: Reply) -> Response {
+    match reply {
+        Reply::Done => Response::empty(200),
+        Reply::Message(body) => Response::with_body(200, TEXT_PLAIN, body),
+        Reply::Pending { body, token } => Response::with_body(200, TEXT_PLAIN, body)
+            .header("Ack-Token", token)
+            .header("Ack-Peer", 0),
+        Reply::Published { si, ci } => Response::empty(200).header("Index", format!("{si}-{ci}")),
+        Reply::Json(s) => Response::with_body(200, APPLICATION_JSON, s.into_bytes()),
+        Reply::Task { name, token, args } => Response::with_body(200, TEXT_PLAIN, args)
+            .header("Queue", name)
+            .header("Token", token),
+        Reply::NotFound => Response::empty(404),
+        Reply::OutOfWindow { si, ci } => Response::empty(403).header("Index", format!("{si}-{ci}")),
+        Reply::WrongType => Response::empty(409),
+        Reply::Timeout => Response::empty(408),
+        Reply::Busy => Response::empty(503),
+        Reply::Storage(storage::StorageError::MapFull) => Response::empty(507),
+        Reply::Storage(_) => Response::empty(500),
+    }
+}
+
+fn outcome(step: Step, now: Instant) -> Outcome {
+    match step {
+        Step::Reply(r) => Outcome::Reply(response(r)),
+        Step::Park(d) => Outcome::Park { deadline: now + d },
+    }
+}
+
+impl MqService {
+    fn serve(
+        &mut self,
+        op: Op,
+        req: &Request<'_>,
+        who: ConnRef,
+        pass: &mut Pass<'_, '_>,
+    ) -> Check<Outcome> {
+        let c = clock(pass);
+        let b = &mut self.broker;
+        let x = &mut *pass.batch;
+        let reply = match op {
+            Op::MqPut => {
+                let q = queue(req)?;
+                let prio = priori(req)?.unwrap_or(0);
+                let msg = message(req)?;
+                b.put(x, c, q, prio, msg)
+            }
+            Op::MqGet => {
+                let (q, w, a) = (queue(req)?, worker(req)?, ack(req)?);
+                b.get(x, c, q, w, a)
+            }
+            Op::MqAck => {
+                let q = queue(req)?;
+                let token = req
+                    .params
+                    .get("token")
+                    .ok_or_else(|| bad("token is missing"))?;
+                if !valid_name(token) {
+                    return Err(bad("token must be 1-64 bytes of A-Z a-z 0-9 _ : ."));
+                }
+                b.ack(x, c, q, token)
+            }
+            Op::MqTimeout => {
+                let q = queue(req)?;
+                let minute = required_number(req, "minute", 1, 255)?;
+                b.set_timeout(x, c, q, minute as u32)
+            }
+            Op::MqLock => {
+                let q = queue(req)?;
+                let on = required_number(req, "on", 0, 1)?;
+                b.set_lock(x, c, q, on == 1)
+            }
+            Op::MqMax => {
+                let q = queue(req)?;
+                let num = required_number(req, "num", 0, MAX_NUM)?;
+                b.set_max(x, c, q, num)
+            }
+            Op::MqPurge => {
+                let q = queue(req)?;
+                let prio = priori(req)?.ok_or_else(|| bad("priori is missing"))?;
+                b.purge(x, c, q, prio)
+            }
+            Op::MqWorker => {
+                let q = queue(req)?;
+                b.worker_list(x, c, q)
+            }
+            Op::MqStat => {
+                let q = queue(req)?;
+                b.stat(x, c, q)
+            }
+            Op::MqStatAll => b.stat_all(x, c),
+            Op::MqAutost => Reply::Done,
+            Op::MqEvget => {
+                let (q, w, a) = (queue(req)?, worker(req)?, ack(req)?);
+                return Ok(outcome(b.evget(x, c, who, q, w, a), c.now));
+            }
+            Op::MqPub => {
+                let q = queue(req)?;
+                let idx = number(req, "idx", 0, mq::MAX_IDX)?;
+                let ttl = number(req, "ttl", 1, self.ttl_max)?
+                    .unwrap_or(mq::DEFAULT_TTL.min(self.ttl_max));
+                let msg = message(req)?;
+                b.publish(x, c, q, idx, ttl, msg)
+            }
+            Op::MqSub => {
+                let q = queue(req)?;
+                let idx = required_number(req, "idx", 0, mq::MAX_IDX)?;
+                b.sub(x, c, q, idx)
+            }
+            Op::MqEvsub => {
+                let q = queue(req)?;
+                let idx = required_number(req, "idx", 0, mq::MAX_IDX)?;
+                return Ok(outcome(b.evsub(x, c, who, q, idx), c.now));
+            }
+            Op::MqDoGet => {
+                let q = queue(req)?;
+                let args = req
+                    .body()
+                    .ok_or_else(|| bad("the task arguments (body) are missing"))?;
+                if args.len() as u64 > self.max_task_body {
+                    return Err(Response::empty(413));
+                }
+                return Ok(outcome(b.do_get(c, who, q, args.to_vec()), c.now));
+            }
+            Op::MqDoPost if req.params.has("token") => {
+                let token = req
+                    .params
+                    .get("token")
+                    .filter(|t| t.len() <= MAX_RPC_TOKEN && t.iter().all(u8::is_ascii_digit))
+                    .ok_or_else(|| bad("token must be 1-20 digits"))?;
+                if req.body.len() as u64 > self.max_task_body {
+                    return Err(Response::empty(413));
+                }
+                // Twenty digits can exceed u64: such a token was never issued.
+                let token = std::str::from_utf8(token)
+                    .ok()
+                    .and_then(|t| t.parse::<u64>().ok());
+                match token {
+                    Some(t) => b.do_post_reply(c, t, req.body.to_vec()),
+                    None => Reply::NotFound,
+                }
+            }
+            Op::MqDoPost => return Ok(outcome(b.do_post_claim(c, who), c.now)),
+            Op::MqDoGetStatus => b.do_get_status(),
+            Op::MqDoPostStatus => b.do_post_status(),
+            Op::Metrics => {
+                let (evget, evsub, tasks, workers) = b.parked_counts();
+                let body = format!(
+                    "# huststore metrics\n\
+                     # TYPE huststore_mq_parked_evget gauge\nhuststore_mq_parked_evget {evget}\n\
+                     # TYPE huststore_mq_parked_evsub gauge\nhuststore_mq_parked_evsub {evsub}\n\
+                     # TYPE huststore_mq_rpc_tasks gauge\nhuststore_mq_rpc_tasks {tasks}\n\
+                     # TYPE huststore_mq_rpc_workers gauge\nhuststore_mq_rpc_workers {workers}\n"
+                );
+                return Ok(Outcome::Reply(Response::with_body(
+                    200,
+                    "text/plain; version=0.0.4",
+                    body.into_bytes(),
+                )));
+            }
+            _ => Reply::NotFound,
+        };
+        Ok(Outcome::Reply(response(reply)))
     }
 }
 
 impl Service for MqService {
     fn call(
         &mut self,
-        _op: Op,
-        _req: &Request<'_>,
-        _who: ConnRef,
-        _pass: &mut Pass<'_, '_>,
+        op: Op,
+        req: &Request<'_>,
+        who: ConnRef,
+        pass: &mut Pass<'_, '_>,
     ) -> Outcome {
-        Outcome::Reply(Response::empty(501))
+        self.serve(op, req, who, pass)
+            .unwrap_or_else(Outcome::Reply)
     }
+
     fn bad_request(&self, why: &str) -> Response {
-        Response::with_body(
-            400,
-            crate::http::TEXT_PLAIN,
-            format!("{why}\n").into_bytes(),
-        )
+        bad(why)
     }
-    fn park_timeout(&mut self, _who: ConnRef, _pass: &mut Pass<'_, '_>) -> Response {
-        Response::empty(404)
+
+    fn park_timeout(&mut self, who: ConnRef, _pass: &mut Pass<'_, '_>) -> Response {
+        response(self.broker.park_timeout(who))
     }
-    fn park_cancel(&mut self, _who: ConnRef) {}
-    fn tick(&mut self, _pass: &mut Pass<'_, '_>, _wakeups: &mut Vec<(ConnRef, Response)>) {}
+
+    fn park_cancel(&mut self, who: ConnRef) {
+        self.broker.park_cancel(who);
+    }
+
+    fn tick(&mut self, pass: &mut Pass<'_, '_>, wakeups: &mut Vec<(ConnRef, Response)>) {
+        let c = clock(pass);
+        let mut out = Vec::new();
+        self.broker.tick(&mut *pass.batch, c, &mut out);
+        wakeups.extend(out.into_iter().map(|(who, r)| (who, response(r))));
+    }
+
     fn next_deadline(&self) -> Option<Instant> {
-        None
+        self.broker.next_deadline()
     }
-    fn retire(&mut self, _pass: &mut Pass<'_, '_>, _wakeups: &mut Vec<(ConnRef, Response)>) {}
+
+    fn retire(&mut self, _pass: &mut Pass<'_, '_>, wakeups: &mut Vec<(ConnRef, Response)>) {
+        let mut out = Vec::new();
+        self.broker.retire(&mut out);
+        wakeups.extend(out.into_iter().map(|(who, r)| (who, response(r))));
+    }
 }
