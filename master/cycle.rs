@@ -22,6 +22,7 @@ use crate::listen::{self, Listener};
 use crate::pidfile;
 use crate::process::{self, Exit, Slot, State, Worker};
 use crate::signals::{self, Pending, SignalPipe};
+use crate::upgrade;
 
 /// How long a new worker may take to write its ready byte.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -80,6 +81,12 @@ pub struct Master {
     deferred_reload: bool,
     /// Why a failed startup stops.
     failure: Option<MasterError>,
+    /// The binary a USR2 starts (absolute path this master was started from).
+    binary: Option<PathBuf>,
+    /// The new master started by USR2, while it runs.
+    new_binary: Option<Pid>,
+    /// WINCH retired the workers (a new master serves): none is respawned until HUP.
+    no_accepting: bool,
 }
 
 impl Master {
@@ -90,6 +97,7 @@ impl Master {
         user: Option<User>,
         signals: SignalPipe,
         reporter: Option<Reporter>,
+        binary: Option<PathBuf>,
     ) -> Master {
         let slots = (0..conf.worker_count()).map(|_| Slot::default()).collect();
         Master {
@@ -108,6 +116,9 @@ impl Master {
             mq_pending: false,
             deferred_reload: false,
             failure: None,
+            binary,
+            new_binary: None,
+            no_accepting: false,
         }
     }
 
@@ -169,10 +180,10 @@ impl Master {
                 self.reopen();
             }
             if pending.upgrade {
-                conf::notice!("binary upgrade (USR2) is not supported yet, ignored");
+                self.upgrade();
             }
             if pending.winch {
-                conf::notice!("WINCH is not supported yet, ignored");
+                self.retire_all();
             }
             self.timers(Instant::now());
             match self.phase {
@@ -285,6 +296,10 @@ impl Master {
     }
 
     fn worker_exited(&mut self, pid: Pid, exit: Exit, stopping: bool) {
+        if self.new_binary == Some(pid) {
+            self.new_binary_exited(pid, exit);
+            return;
+        }
         let Some(i) = self.workers.iter().position(|w| w.pid == pid) else {
             return;
         };
@@ -507,8 +522,21 @@ impl Master {
         }
     }
 
-    /// HUP: re-read the conf; a bad one changes nothing.
+    /// HUP: re-read the conf; a bad one changes nothing. After WINCH it restarts the workers
+    /// with the conf in force instead (the rollback of a binary upgrade).
     fn reconfigure(&mut self) {
+        if self.no_accepting {
+            conf::notice!("restarting the workers (HUP after WINCH)");
+            self.no_accepting = false;
+            self.generation += 1;
+            self.slots = (0..self.conf.worker_count())
+                .map(|_| Slot::default())
+                .collect();
+            for slot in 0..self.slots.len() {
+                self.respawn(slot);
+            }
+            return;
+        }
         conf::notice!("reconfiguring: reading {}", self.conf.path.display());
         let result = conf::load(&self.conf.path)
             .map_err(MasterError::Conf)
@@ -628,9 +656,91 @@ impl Master {
         }
     }
 
+    /// USR2: start the binary on disk as a new master that inherits the listening sockets;
+    /// the pid file moves to `.oldbin` so that the new master can write its own.
+    fn upgrade(&mut self) {
+        if self.phase != Phase::Running {
+            conf::notice!("binary upgrade (USR2) ignored: not running");
+            return;
+        }
+        if let Some(pid) = self.new_binary {
+            conf::notice!("binary upgrade (USR2) ignored: new master {pid} is running already");
+            return;
+        }
+        let (Some(binary), Some(pid_file)) = (self.binary.clone(), self.pid_file.clone()) else {
+            conf::alert!("binary upgrade impossible: the path of the binary is unknown");
+            return;
+        };
+        let oldbin = upgrade::oldbin_path(&pid_file);
+        if let Err(e) = std::fs::rename(&pid_file, &oldbin) {
+            conf::alert!(
+                "binary upgrade failed: could not rename {} to {}: {e}",
+                pid_file.display(),
+                oldbin.display()
+            );
+            return;
+        }
+        match upgrade::spawn_new_master(&binary, &self.conf.path, &self.listeners) {
+            Ok(pid) => {
+                conf::notice!(
+                    "binary upgrade: started the new master {pid} from {}",
+                    binary.display()
+                );
+                self.new_binary = Some(pid);
+                self.pid_file = Some(oldbin);
+            }
+            Err(e) => {
+                conf::alert!("binary upgrade failed: {e}");
+                if let Err(e) = std::fs::rename(&oldbin, &pid_file) {
+                    conf::alert!("could not rename {} back: {e}", oldbin.display());
+                }
+            }
+        }
+    }
+
+    /// The new master of a binary upgrade exited: this master is the one again. The pid file
+    /// comes back from `.oldbin`, and workers retired by WINCH are started again.
+    fn new_binary_exited(&mut self, pid: Pid, exit: Exit) {
+        self.new_binary = None;
+        conf::notice!(
+            "new master {pid} {exit}, the old master {} takes over",
+            self.pid
+        );
+        if let Some(oldbin) = self.pid_file.clone() {
+            let pid_file = self.conf.pid.clone();
+            match std::fs::rename(&oldbin, &pid_file) {
+                Ok(()) => self.pid_file = Some(pid_file),
+                Err(e) => conf::alert!("could not rename {} back: {e}", oldbin.display()),
+            }
+        }
+        if self.no_accepting && self.phase == Phase::Running {
+            self.reconfigure();
+        }
+    }
+
+    /// WINCH, after a binary upgrade: gracefully retire every worker and respawn none, since
+    /// the new master serves. Ignored otherwise (a terminal resize sends WINCH to a
+    /// foreground process group).
+    fn retire_all(&mut self) {
+        if self.new_binary.is_none() || self.phase != Phase::Running {
+            conf::notice!("WINCH ignored: no binary upgrade in progress");
+            return;
+        }
+        conf::notice!("retiring the workers (WINCH)");
+        self.no_accepting = true;
+        self.reload = None;
+        self.mq_pending = false;
+        for s in &mut self.slots {
+            s.respawn_at = None;
+        }
+        // Every current worker becomes "old" and is retired.
+        self.generation += 1;
+        self.retire_old();
+    }
+
     /// Everything that happens at a time rather than on an event.
     fn timers(&mut self, now: Instant) {
-        if self.phase != Phase::Stopping {
+        if self.phase != Phase::Stopping && !self.no_accepting {
             for slot in 0..self.slots.len() {
                 if self.slots[slot].respawn_at.is_some_and(|at| at <= now) {
                     self.slots[slot].respawn_at = None;

@@ -53,6 +53,8 @@ pub enum MasterError {
         action: &'static str,
         err: io::Error,
     },
+    /// The sockets handed over by an old master (binary upgrade) are not what they claim.
+    Inherit(String),
     /// Every worker exited with the fatal init code at startup.
     WorkersFailed {
         log: String,
@@ -106,6 +108,9 @@ impl fmt::Display for MasterError {
                 write!(f, "could not write the pid file {}: {err}", path.display())
             }
             MasterError::Os { action, err } => write!(f, "could not {action}: {err}"),
+            MasterError::Inherit(msg) => {
+                write!(f, "could not take over the listening sockets: {msg}")
+            }
             MasterError::WorkersFailed { log } => {
                 write!(f, "no worker could start (fatal init error), see {log}")
             }

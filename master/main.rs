@@ -14,6 +14,7 @@ mod listen;
 mod pidfile;
 mod process;
 mod signals;
+mod upgrade;
 
 use std::path::Path;
 
@@ -90,14 +91,22 @@ fn send_signal(path: &Path, action: Action) -> Result<(), MasterError> {
 /// Starts the daemon; returns the exit code. Every startup error is one line on stderr.
 fn run(path: &Path) -> i32 {
     conf::logger::install_panic_hook();
-    let (conf, listeners, user) = match prepare(path) {
+    // Resolved now, before a daemon's chdir: the binary a USR2 will start.
+    let binary = upgrade::started_binary();
+    let prepared = upgrade::inherited().and_then(|inherited| {
+        let upgrading = !inherited.is_empty();
+        prepare(path, inherited).map(|p| (p, upgrading))
+    });
+    let ((conf, listeners, user), upgrading) = match prepared {
         Ok(prepared) => prepared,
         Err(e) => {
             eprintln!("huststore: {e}");
             return 1;
         }
     };
-    let reporter = if conf.daemon {
+    // A new master started by a binary upgrade is the child of a daemon already, detached
+    // from any terminal: it stays where it is.
+    let reporter = if conf.daemon && !upgrading {
         match daemon::daemonize() {
             Ok(reporter) => Some(reporter),
             Err(e) => {
@@ -131,13 +140,16 @@ fn run(path: &Path) -> i32 {
             return 1;
         }
     };
-    cycle::Master::new(conf, listeners, user, signals, reporter).run()
+    cycle::Master::new(conf, listeners, user, signals, reporter, binary).run()
 }
 
 /// Everything that can fail before the master detaches, so that a failure is reported on the
 /// terminal: the conf, a running master, the data folder, the user, the listening sockets.
+/// `inherited`: the sockets an old master handed over (binary upgrade), used instead of
+/// binding again; then the old master's workers still use the cache, which is kept.
 fn prepare(
     path: &Path,
+    mut inherited: Vec<listen::Listener>,
 ) -> Result<(conf::Conf, Vec<listen::Listener>, Option<nix::unistd::User>), MasterError> {
     let conf = conf::load(path).map_err(MasterError::Conf)?;
     if let Ok(pid) = pidfile::read(&conf.pid) {
@@ -148,15 +160,18 @@ fn prepare(
             });
         }
     }
-    worker::prepare(&conf, true).map_err(MasterError::Prepare)?;
+    worker::prepare(&conf, inherited.is_empty()).map_err(MasterError::Prepare)?;
     let user = process::resolve_user(&conf.user)?;
     if let Some(user) = &user {
         process::chown_tree(&conf.data_dir, user)?;
     }
-    let listeners = conf
-        .listen
-        .iter()
-        .map(|l| listen::bind(l.addr))
-        .collect::<Result<Vec<_>, _>>()?;
+    let mut listeners = Vec::new();
+    for l in &conf.listen {
+        match inherited.iter().position(|i| i.addr == l.addr) {
+            Some(i) => listeners.push(inherited.swap_remove(i)),
+            None => listeners.push(listen::bind(l.addr)?),
+        }
+    }
+    // Inherited sockets this conf no longer lists are closed here (dropped).
     Ok((conf, listeners, user))
 }

@@ -74,11 +74,17 @@ impl SignalPipe {
             SaFlags::SA_RESTART | SaFlags::SA_NOCLDSTOP,
             SigSet::empty(),
         );
+        let mut set = SigSet::empty();
         for sig in HANDLED {
             // SAFETY: the handler only does async-signal-safe work (see `on_signal`).
             unsafe { signal::sigaction(sig, &action) }
                 .map_err(|e| MasterError::os("install a signal handler", e))?;
+            set.add(sig);
         }
+        // The mask survives exec: a master started by a binary upgrade (or by a parent that
+        // blocks signals) would otherwise never see them.
+        signal::sigprocmask(SigmaskHow::SIG_UNBLOCK, Some(&set), None)
+            .map_err(|e| MasterError::os("unblock the signals", e))?;
         Ok(SignalPipe { read, write })
     }
 

@@ -635,3 +635,86 @@ fn mq_mode_runs_one_worker_and_a_reload_replaces_it_in_turn() {
         .unwrap_or_else(|| panic!("no start line for the new worker\n{log}"));
     assert!(exited < started, "{log}");
 }
+
+/// `<pid file>.oldbin`.
+fn oldbin(server: &Server) -> std::path::PathBuf {
+    let mut name = server.pid_file().into_os_string();
+    name.push(".oldbin");
+    name.into()
+}
+
+/// After USR2: waits until the pid file names a new master (and `.oldbin` the old one).
+fn wait_for_new_master(server: &Server, old: i32) -> i32 {
+    let mut new = None;
+    let ok = wait_until(Duration::from_secs(10), || {
+        new = read_pid(&server.pid_file()).filter(|&p| p != old);
+        new.is_some() && read_pid(&oldbin(server)) == Some(old)
+    });
+    assert!(ok, "no new master\n{}", server.error_log());
+    let new = new.expect("checked above");
+    assert!(
+        wait_until(Duration::from_secs(5), || children_of(new).len() == 2),
+        "the new master {new} has no workers"
+    );
+    new
+}
+
+#[test]
+fn binary_upgrade_then_the_old_master_retires() {
+    let mut server = Server::start(&[]);
+    let old = server.master_pid();
+    let prober = Prober::start(&server);
+    prober.wait_answers(10);
+    let out = server.command(&["-s", "upgrade"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let new = wait_for_new_master(&server, old);
+    prober.wait_answers(10);
+    // WINCH: the old workers retire; only the new master is left as the old one's child.
+    server.signal(libc::SIGWINCH);
+    assert!(
+        wait_until(Duration::from_secs(10), || children_of(old) == vec![new]),
+        "{:?}\n{}",
+        children_of(old),
+        server.error_log()
+    );
+    prober.wait_answers(10);
+    // QUIT the old master: the new one keeps serving and owns the pid file.
+    server.signal(libc::SIGQUIT);
+    assert_eq!(server.wait_exit().code(), Some(0));
+    assert!(!oldbin(&server).exists());
+    assert_eq!(read_pid(&server.pid_file()), Some(new));
+    prober.wait_answers(10);
+    let (ok, failures) = prober.finish();
+    assert!(failures.is_empty(), "failed requests: {failures:?}");
+    assert!(ok > 0);
+    server.adopt_daemon();
+    assert_eq!(server.worker_pids().len(), 2);
+}
+
+#[test]
+fn binary_upgrade_rolls_back() {
+    let server = Server::start(&[]);
+    let old = server.master_pid();
+    server.signal(libc::SIGUSR2);
+    let new = wait_for_new_master(&server, old);
+    server.signal(libc::SIGWINCH);
+    assert!(wait_until(Duration::from_secs(10), || children_of(old) == vec![new]));
+    // HUP restarts the old workers; QUIT to the new master; the pid file comes back.
+    server.signal(libc::SIGHUP);
+    assert!(wait_until(Duration::from_secs(10), || children_of(old)
+        .len()
+        == 3));
+    // SAFETY: kill(2) has no memory effects.
+    assert_eq!(unsafe { libc::kill(new, libc::SIGQUIT) }, 0);
+    assert!(
+        wait_until(Duration::from_secs(10), || read_pid(&server.pid_file())
+            == Some(old)
+            && !oldbin(&server).exists()),
+        "{}",
+        server.error_log()
+    );
+    assert!(wait_until(Duration::from_secs(10), || !is_alive(new)));
+    assert_eq!(server.worker_pids().len(), 2);
+    assert_eq!(get(server.addr(), "/status.html").status, 200);
+    assert!(server.error_log().contains("takes over"));
+}

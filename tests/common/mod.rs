@@ -317,6 +317,11 @@ impl Drop for Server {
             if let Some(mut child) = self.child.take() {
                 let _ = child.wait();
             }
+            if !stopped && !std::thread::panicking() {
+                let log = self.error_log();
+                let _ = std::fs::remove_dir_all(&self.dir);
+                panic!("master {master} did not stop on SIGTERM within {STOP_DEADLINE:?}\n{log}");
+            }
         }
         let log = self.error_log();
         if !std::thread::panicking() {

@@ -1,0 +1,150 @@
+//! Binary upgrade (USR2), as nginx does it: the running master starts the binary on disk as a
+//! new master that inherits the listening sockets, so old and new serve side by side on the
+//! same sockets and no connection is refused; WINCH then retires the old workers, and QUIT the
+//! old master (or HUP rolls back).
+//!
+//! The sockets travel as file descriptors kept open across `exec` (close-on-exec cleared for
+//! the spawn only), named in the environment variable [`ENV`] as `fd:addr;fd:addr`.
+
+use std::ffi::OsString;
+use std::net::{SocketAddr, TcpListener};
+use std::os::fd::{AsRawFd, FromRawFd, RawFd};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use nix::fcntl::{fcntl, FcntlArg, FdFlag};
+use nix::unistd::Pid;
+
+use crate::error::MasterError;
+use crate::listen::Listener;
+use crate::signals;
+
+/// The environment variable that hands the listening sockets to the new master.
+pub const ENV: &str = "HUSTSTORE_LISTEN_FDS";
+
+/// The absolute path of the binary this process was started from: argv[0] made absolute
+/// against the start folder, or looked up in PATH. Not /proc/self/exe, which still names the
+/// old (deleted) file after a package upgrade replaced the binary. Call it before any chdir.
+pub fn started_binary() -> Option<PathBuf> {
+    let argv0 = PathBuf::from(std::env::args_os().next()?);
+    if argv0.as_os_str().is_empty() {
+        return None;
+    }
+    if argv0.components().count() > 1 {
+        return std::path::absolute(&argv0).ok();
+    }
+    let path = std::env::var_os("PATH").unwrap_or_else(|| OsString::from("/usr/bin:/bin"));
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(&argv0))
+        .find(|candidate| candidate.is_file())
+        .and_then(|found| std::path::absolute(found).ok())
+}
+
+/// The listening sockets an old master handed over through [`ENV`] (none on a normal start).
+/// Each is checked to be a socket bound to the address it claims, and made close-on-exec
+/// again; the variable is removed so that it does not leak into a later upgrade.
+pub fn inherited() -> Result<Vec<Listener>, MasterError> {
+    let Some(value) = std::env::var_os(ENV) else {
+        return Ok(Vec::new());
+    };
+    // Single-threaded here, so changing the environment races with nothing.
+    std::env::remove_var(ENV);
+    let value = value.to_string_lossy().into_owned();
+    let mut listeners = Vec::new();
+    for item in value.split(';').filter(|s| !s.is_empty()) {
+        let bad = |why: String| MasterError::Inherit(format!("{ENV} item \"{item}\": {why}"));
+        let (fd, addr) = item
+            .split_once(':')
+            .ok_or_else(|| bad("expected fd:address".into()))?;
+        let fd: RawFd = fd.parse().map_err(|_| bad("bad fd".into()))?;
+        let addr: SocketAddr = addr.parse().map_err(|_| bad("bad address".into()))?;
+        if fd < 3 || fcntl(fd, FcntlArg::F_GETFD).is_err() {
+            return Err(bad("not an open file descriptor".into()));
+        }
+        // SAFETY: the fd is open (checked above) and was left open across exec by the old
+        // master for exactly this purpose; nothing else in this fresh process owns it, so the
+        // listener becomes its only owner.
+        let socket = unsafe { TcpListener::from_raw_fd(fd) };
+        match socket.local_addr() {
+            Ok(local) if local == addr => {}
+            Ok(local) => return Err(bad(format!("the socket is bound to {local}"))),
+            Err(e) => return Err(bad(format!("not a listening socket: {e}"))),
+        }
+        set_cloexec(fd, true).map_err(|e| bad(format!("fcntl: {e}")))?;
+        listeners.push(Listener { addr, socket });
+    }
+    Ok(listeners)
+}
+
+/// Starts `binary -c conf` as the new master, with the listening sockets open across exec and
+/// named in [`ENV`]. Returns its pid; it is a child of this master, reaped by its loop.
+pub fn spawn_new_master(
+    binary: &Path,
+    conf: &Path,
+    listeners: &[Listener],
+) -> Result<Pid, MasterError> {
+    let value: Vec<String> = listeners
+        .iter()
+        .map(|l| format!("{}:{}", l.socket.as_raw_fd(), l.addr))
+        .collect();
+    let fail = |err| MasterError::Os {
+        action: "start the new binary",
+        err,
+    };
+    for l in listeners {
+        set_cloexec(l.socket.as_raw_fd(), false).map_err(|e| fail(e.into()))?;
+    }
+    // Blocked so that no signal runs this master's handlers in the child before its exec
+    // (std resets the mask in the child just before exec).
+    let old_mask = signals::block();
+    let spawned = Command::new(binary)
+        .arg("-c")
+        .arg(conf)
+        .env(ENV, value.join(";"))
+        .stdin(Stdio::null())
+        .spawn();
+    signals::restore(&old_mask);
+    for l in listeners {
+        // Workers are forked, not exec'd, so only a later exec could see them; restore anyway.
+        let _ = set_cloexec(l.socket.as_raw_fd(), true);
+    }
+    // The Child handle is dropped without waiting: the master loop reaps every child itself.
+    spawned
+        .map(|child| Pid::from_raw(child.id() as i32))
+        .map_err(fail)
+}
+
+fn set_cloexec(fd: RawFd, on: bool) -> nix::Result<()> {
+    let flags = if on {
+        FdFlag::FD_CLOEXEC
+    } else {
+        FdFlag::empty()
+    };
+    fcntl(fd, FcntlArg::F_SETFD(flags)).map(|_| ())
+}
+
+/// `<pid file>.oldbin`: where the old master moves its pid file during an upgrade.
+pub fn oldbin_path(pid_file: &Path) -> PathBuf {
+    let mut name = pid_file.as_os_str().to_owned();
+    name.push(".oldbin");
+    PathBuf::from(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn oldbin_is_beside_the_pid_file() {
+        assert_eq!(
+            oldbin_path(Path::new("/run/huststore/huststore.pid")),
+            PathBuf::from("/run/huststore/huststore.pid.oldbin")
+        );
+    }
+
+    #[test]
+    fn the_started_binary_is_absolute() {
+        let bin = started_binary().expect("the test binary");
+        assert!(bin.is_absolute(), "{}", bin.display());
+    }
+}
