@@ -155,7 +155,11 @@ impl Master {
             deadline: Instant::now() + READY_TIMEOUT,
         };
         for slot in 0..self.slots.len() {
-            self.spawn(slot)?;
+            if let Err(e) = self.spawn(slot) {
+                // Stop the workers already forked, then fail.
+                self.fail(e);
+                break;
+            }
         }
         loop {
             let pending = self.wait();
