@@ -10,8 +10,12 @@ use mio::net::TcpStream;
 use std::io::{self, Read, Write};
 use std::time::{Duration, Instant};
 
-/// Reads are done in slices of this size.
+/// Consumed bytes are dropped from the front of the read buffer once they pass this size.
 const READ_CHUNK: usize = 64 * 1024;
+/// Buffers larger than this are freed when the connection goes idle.
+const IDLE_BUFFER_KEEP: usize = 16 * 1024;
+/// The worker's scratch buffer for reads.
+pub const SCRATCH_SIZE: usize = 64 * 1024;
 
 /// Where a connection is in its request/response cycle.
 #[derive(Debug)]
@@ -126,42 +130,49 @@ impl Conn {
         }
     }
 
-    /// Reads everything the socket has. `Close` when the connection broke; a clean close by the
-    /// peer sets [`Conn::peer_closed`] instead.
-    pub fn read_available(&mut self) -> Step {
+    /// Reads everything the socket has, through the worker's `scratch` buffer, so an idle
+    /// connection holds no read buffer of its own and no buffer is zeroed per read. `Close`
+    /// when the connection broke; a clean close by the peer sets [`Conn::peer_closed`].
+    pub fn read_available(&mut self, scratch: &mut [u8]) -> Step {
         loop {
-            if self.inbuf.len() - self.in_start > 0 && self.in_start > READ_CHUNK {
-                self.inbuf.drain(..self.in_start);
-                self.scanned -= self.in_start.min(self.scanned);
-                self.in_start = 0;
-            }
-            let len = self.inbuf.len();
-            self.inbuf.resize(len + READ_CHUNK, 0);
-            let res = self.stream.read(&mut self.inbuf[len..]);
-            match res {
+            match self.stream.read(scratch) {
                 Ok(0) => {
-                    self.inbuf.truncate(len);
                     self.peer_closed = true;
                     return Step::Continue;
                 }
                 Ok(n) => {
-                    self.inbuf.truncate(len + n);
-                    if n < READ_CHUNK {
+                    if self.in_start > 0 && self.in_start == self.inbuf.len() {
+                        self.inbuf.clear();
+                        self.in_start = 0;
+                    } else if self.in_start > READ_CHUNK {
+                        self.inbuf.drain(..self.in_start);
+                        self.scanned -= self.in_start.min(self.scanned);
+                        self.in_start = 0;
+                    }
+                    self.inbuf.extend_from_slice(&scratch[..n]);
+                    if n < scratch.len() {
                         // A short read means the socket is drained for now; skip the extra
                         // syscall that would only say WouldBlock.
                         return Step::Continue;
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.inbuf.truncate(len);
-                    return Step::Continue;
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => self.inbuf.truncate(len),
-                Err(_) => {
-                    self.inbuf.truncate(len);
-                    return Step::Close;
-                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Step::Continue,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return Step::Close,
             }
+        }
+    }
+
+    /// Gives back buffer memory an idle connection no longer needs (10k idle keep-alive
+    /// connections must stay cheap).
+    pub fn trim_buffers(&mut self) {
+        if self.in_start == self.inbuf.len() && self.inbuf.capacity() > IDLE_BUFFER_KEEP {
+            self.inbuf = Vec::new();
+            self.in_start = 0;
+        }
+        if self.out_pos == self.out.len() && self.out.capacity() > IDLE_BUFFER_KEEP {
+            self.out = Vec::new();
+            self.out_pos = 0;
         }
     }
 

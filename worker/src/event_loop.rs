@@ -61,6 +61,12 @@ pub struct EventLoop {
     dirty: Vec<usize>,
     /// Connections with a parked `/debug/sleep`.
     sleepers: Vec<ConnRef>,
+    /// Every read goes through this one buffer (see [`Conn::read_available`]).
+    scratch: Box<[u8]>,
+    /// Connections read in this pass, to be served in its second half.
+    readable: Vec<usize>,
+    /// Listeners that hit [`ACCEPT_BATCH`] and may still have connections queued.
+    accept_pending: Vec<usize>,
 }
 
 impl EventLoop {
@@ -104,6 +110,9 @@ impl EventLoop {
             signals,
             dirty: Vec::new(),
             sleepers: Vec::new(),
+            scratch: vec![0u8; crate::conn::SCRATCH_SIZE].into_boxed_slice(),
+            readable: Vec::new(),
+            accept_pending: Vec::new(),
         })
     }
 
@@ -124,6 +133,10 @@ impl EventLoop {
                 let d = deadline.saturating_duration_since(now);
                 timeout = Some(timeout.map_or(d, |t| t.min(d)));
             }
+            if !self.accept_pending.is_empty() {
+                // Edge-triggered readiness will not fire again for connections already queued.
+                timeout = Some(Duration::ZERO);
+            }
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() != io::ErrorKind::Interrupted {
                     log::error!("poll failed: {e}");
@@ -138,13 +151,25 @@ impl EventLoop {
                 now,
                 now_ms,
             };
+            // Read every ready socket first, then serve: the pass's write transaction (and so
+            // LMDB's write lock, which the other workers wait on) opens only in the second half.
+            self.readable.clear();
+            for index in std::mem::take(&mut self.accept_pending) {
+                self.accept(index, now);
+            }
             for event in events.iter() {
                 match event.token() {
                     SIGNAL => stop = stop.max_with(self.read_signals()),
                     Token(t) if t < FIRST_CONN => self.accept(t - FIRST_LISTENER, now),
-                    Token(t) => self.on_conn_event(t - FIRST_CONN, service, &mut pass),
+                    Token(t) => self.on_conn_event(t - FIRST_CONN, service),
                 }
             }
+            let mut readable = std::mem::take(&mut self.readable);
+            for &key in &readable {
+                self.process(key, service, &mut pass);
+            }
+            readable.clear();
+            self.readable = readable;
             self.expire_timers(service, &mut pass);
             wakeups.clear();
             service.tick(&mut pass, &mut wakeups);
@@ -211,7 +236,14 @@ impl EventLoop {
         if !self.accepting {
             return;
         }
-        for _ in 0..ACCEPT_BATCH {
+        for accepted in 0..=ACCEPT_BATCH {
+            if accepted == ACCEPT_BATCH {
+                // Let the other events of this pass run; go on with this listener next pass.
+                if !self.accept_pending.contains(&index) {
+                    self.accept_pending.push(index);
+                }
+                return;
+            }
             let Some(listener) = self.listeners.get(index) else {
                 return;
             };
@@ -246,15 +278,15 @@ impl EventLoop {
         self.schedule(key);
     }
 
-    fn on_conn_event(&mut self, key: usize, service: &mut dyn Service, pass: &mut Pass<'_, '_>) {
+    fn on_conn_event(&mut self, key: usize, service: &mut dyn Service) {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        if conn.read_available() == Step::Close {
+        if conn.read_available(&mut self.scratch) == Step::Close {
             self.close(key, service);
             return;
         }
-        self.process(key, service, pass);
+        self.readable.push(key);
     }
 
     /// Runs the connection's state machine and records what it needs next.
@@ -418,11 +450,11 @@ impl EventLoop {
         for (_, conn) in self.conns.iter_mut() {
             conn.draining = true;
         }
+        self.accept_pending.clear();
+        // Parked queue clients are answered now so they come back to the next worker; a
+        // `/debug/sleep` is a slow request in progress and finishes on its own time.
         let mut wakeups = Vec::new();
         service.retire(pass, &mut wakeups);
-        for who in std::mem::take(&mut self.sleepers) {
-            wakeups.push((who, Response::text("slept\n")));
-        }
         for (who, resp) in wakeups {
             self.finish_parked(who, &resp, service, pass);
         }
@@ -475,6 +507,9 @@ impl EventLoop {
                 continue;
             }
             let want_write = conn.has_output();
+            if conn.is_idle() {
+                conn.trim_buffers();
+            }
             if want_write != conn.writable_interest {
                 conn.writable_interest = want_write;
                 let interest = if want_write {
