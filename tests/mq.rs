@@ -471,6 +471,7 @@ fn every_error_code() {
         (200, 0),
         "an empty result is a result"
     );
+    assert_eq!(r.header("Content-Type"), Some("text/plain"));
     let caller = spawn_request(a, "POST", "/do_get?queue=t".into(), b"for dp".to_vec());
     let (r, _) = dp.join().unwrap();
     assert_eq!(r.body, b"for dp");

@@ -201,6 +201,27 @@ impl<W: Copy + Eq + Hash> Broker<W> {
         }
     }
 
+    /// Charges a new message against `map_size`; when it does not fit, the answer is `507`
+    /// unless the queue would refuse the write anyway (those checks come first, 2.5).
+    fn room<X: Transact>(
+        &self,
+        x: &mut X,
+        queue: &str,
+        msg: &[u8],
+        kind: Kind,
+    ) -> Result<(), Reply> {
+        // The message, its key, and a rewritten queue record.
+        let bytes = msg.len() as u64 + 2 * queue.len() as u64 + 128;
+        let Err(e) = x.ensure_room(bytes) else {
+            return Ok(());
+        };
+        let queues = &self.queues;
+        match run(x, |txn| queues.check_write(txn, queue, kind)) {
+            Err(refused) => Err(refused.into()),
+            Ok(()) => Err(MqError::Storage(e).into()),
+        }
+    }
+
     // ---- normal queues
 
     /// `/put` (4.1).
@@ -213,6 +234,9 @@ impl<W: Copy + Eq + Hash> Broker<W> {
         msg: &[u8],
     ) -> Reply {
         self.at(c);
+        if let Err(r) = self.room(x, queue, msg, Kind::Normal) {
+            return r;
+        }
         let queues = &self.queues;
         match run(x, |txn| queues.put(txn, queue, prio, msg, c.now_ms)) {
             Ok(created) => {
@@ -439,6 +463,9 @@ impl<W: Copy + Eq + Hash> Broker<W> {
         msg: &[u8],
     ) -> Reply {
         self.at(c);
+        if let Err(r) = self.room(x, queue, msg, Kind::Push) {
+            return r;
+        }
         let queues = &self.queues;
         let ttl_ms = ttl.saturating_mul(1000);
         match run(x, |txn| {

@@ -49,6 +49,12 @@ pub trait Transact {
         &mut self,
         f: impl FnOnce(&mut lmdb::RwTransaction<'_>) -> storage::Result<T>,
     ) -> storage::Result<T>;
+
+    /// Before a write that adds about `bytes`: `MapFull` when it would pass `map_size`.
+    fn ensure_room(&mut self, bytes: u64) -> storage::Result<()> {
+        let _ = bytes;
+        Ok(())
+    }
 }
 
 impl Transact for storage::Batch<'_> {
@@ -57,6 +63,10 @@ impl Transact for storage::Batch<'_> {
         f: impl FnOnce(&mut lmdb::RwTransaction<'_>) -> storage::Result<T>,
     ) -> storage::Result<T> {
         self.write(f)
+    }
+
+    fn ensure_room(&mut self, bytes: u64) -> storage::Result<()> {
+        storage::Batch::ensure_room(self, bytes)
     }
 }
 

@@ -188,6 +188,32 @@ impl Queues {
         Ok(created)
     }
 
+    /// Would a `put` (`kind` normal) or `pub` (push) to `name` be refused by the queue or the
+    /// queue limit? Used to give those answers precedence over a full store (2.5).
+    pub fn check_write(
+        &self,
+        txn: &RwTransaction<'_>,
+        name: &str,
+        kind: Kind,
+    ) -> Result<(), MqError> {
+        match self.load(txn, name)? {
+            None if self.count(txn)? >= self.max_queues => Err(MqError::TooManyQueues),
+            None => Ok(()),
+            Some(r) if r.kind != kind => Err(MqError::WrongType),
+            Some(r) => {
+                let n = match kind {
+                    Kind::Normal => r.ready_total(),
+                    Kind::Push => r.ci() - r.si(),
+                };
+                if r.lock || n >= HARD_CAP || (r.max > 0 && n >= r.max) {
+                    Err(MqError::Refused)
+                } else {
+                    Ok(())
+                }
+            }
+        }
+    }
+
     /// The pending message with the earliest deadline: (deadline, priori, seq).
     pub fn first_pending(
         &self,

@@ -127,7 +127,12 @@ fn message<'r>(req: &'r Request<'_>) -> Check<&'r [u8]> {
 fn response(reply: Reply) -> Response {
     match reply {
         Reply::Done => Response::empty(200),
-        Reply::Message(body) => Response::with_body(200, TEXT_PLAIN, body),
+        Reply::Message(body) => {
+            // An RPC result may be empty and is still a text/plain message.
+            let mut r = Response::with_body(200, TEXT_PLAIN, body);
+            r.content_type = Some(TEXT_PLAIN);
+            r
+        }
         Reply::Pending { body, token } => Response::with_body(200, TEXT_PLAIN, body)
             .header("Ack-Token", token)
             .header("Ack-Peer", 0),
