@@ -829,3 +829,52 @@ fn kill_9_loses_nothing_acknowledged() {
         "{stat}"
     );
 }
+
+#[test]
+fn a_respawned_worker_keeps_pending_deliveries_and_their_deadlines() {
+    let server = mq(&[]);
+    let a = server.addr();
+    for m in ["p", "r"] {
+        assert_eq!(put(a, "w9", m, 0), 200);
+    }
+    assert_eq!(get(a, "/timeout?queue=w9&minute=3").status, 200);
+    let r = get(a, "/get?queue=w9&worker=w&ack=false");
+    let handed = Instant::now();
+    assert_eq!(
+        (r.body.as_slice(), r.header("Ack-Token")),
+        (&b"p"[..], Some("0:1"))
+    );
+    let old = server.worker_pids();
+    assert_eq!(old.len(), 1);
+    // SAFETY: kill(2) has no memory effects.
+    assert_eq!(unsafe { libc::kill(old[0], libc::SIGKILL) }, 0);
+    assert!(wait_until(Duration::from_secs(10), || {
+        let now = server.worker_pids();
+        now.len() == 1
+            && now != old
+            && common::try_request(a, "GET", "/status.html", b"", Duration::from_secs(1))
+                .is_ok_and(|r| r.status == 200)
+    }));
+    // Still pending (not handed out again), the ready one still ready.
+    let stat = get(a, "/stat?queue=w9").text();
+    assert!(
+        stat.contains(r#""ready":[1,0,0]"#) && stat.contains(r#""unacked":1,"timeout":3"#),
+        "{stat}"
+    );
+    assert_eq!(take(a, "w9").body, b"r");
+    if handed.elapsed() < Duration::from_millis(2900) {
+        assert_eq!(take(a, "w9").status, 404, "redelivered before its deadline");
+    }
+    // Back at its deadline, with the same token; then acked for good.
+    let mut again = None;
+    assert!(wait_until(Duration::from_secs(10), || {
+        let r = get(a, "/get?queue=w9&worker=w&ack=false");
+        let ok = r.status == 200;
+        again = Some(r);
+        ok
+    }));
+    assert!(handed.elapsed() >= Duration::from_millis(2900));
+    assert_eq!(again.unwrap().header("Ack-Token"), Some("0:1"));
+    assert_eq!(get(a, "/ack?queue=w9&token=0:1").status, 200);
+    assert_eq!(take(a, "w9").status, 404);
+}
