@@ -6,8 +6,9 @@
 use crate::http::{
     self, BodyFraming, ChunkProgress, ChunkedDecoder, FramingError, Head, HeadParse, Response,
 };
+use crate::outq::{Flushed, OutQueue};
 use mio::net::TcpStream;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::time::{Duration, Instant};
 
 /// Consumed bytes are dropped from the front of the read buffer once they pass this size.
@@ -70,8 +71,7 @@ pub struct Conn {
     in_start: usize,
     /// How far the search for the end of the current head got.
     scanned: usize,
-    out: Vec<u8>,
-    out_pos: usize,
+    out: OutQueue,
     /// The peer closed its side; finish what is queued, then close.
     pub peer_closed: bool,
     /// Set when the worker retires: close after the request in progress.
@@ -113,8 +113,7 @@ impl Conn {
             inbuf: Vec::new(),
             in_start: 0,
             scanned: 0,
-            out: Vec::new(),
-            out_pos: 0,
+            out: OutQueue::default(),
             peer_closed: false,
             draining: false,
             accepted_at: now,
@@ -170,10 +169,7 @@ impl Conn {
             self.inbuf = Vec::new();
             self.in_start = 0;
         }
-        if self.out_pos == self.out.len() && self.out.capacity() > IDLE_BUFFER_KEEP {
-            self.out = Vec::new();
-            self.out_pos = 0;
-        }
+        self.out.shrink();
     }
 
     fn buffered(&self) -> &[u8] {
@@ -193,11 +189,11 @@ impl Conn {
     pub fn is_idle(&self) -> bool {
         matches!(self.state, State::ReadHead)
             && self.in_start == self.inbuf.len()
-            && self.out_pos == self.out.len()
+            && self.out.is_empty()
     }
 
     pub fn has_output(&self) -> bool {
-        self.out_pos < self.out.len()
+        !self.out.is_empty()
     }
 
     /// Serves every complete request in the read buffer, in order, until the buffer runs dry,
@@ -329,7 +325,7 @@ impl Conn {
                 // will, and we skip it so the connection stays usable.
                 let discard = !head.expect_continue;
                 let keep_alive = head.keep_alive && discard && !self.draining;
-                self.queue_reply(&Response::empty(413), keep_alive, head.minor);
+                self.queue_reply(Response::empty(413), keep_alive, head.minor);
                 self.state = if !keep_alive {
                     State::Closing
                 } else {
@@ -338,7 +334,7 @@ impl Conn {
             }
             BodyFraming::Length(n) => {
                 if head.expect_continue && self.buffered().is_empty() {
-                    self.out.extend_from_slice(http::CONTINUE);
+                    self.out.push_bytes(http::CONTINUE);
                 }
                 self.state = State::ReadBody {
                     head,
@@ -348,7 +344,7 @@ impl Conn {
             }
             BodyFraming::Chunked => {
                 if head.expect_continue && self.buffered().is_empty() {
-                    self.out.extend_from_slice(http::CONTINUE);
+                    self.out.push_bytes(http::CONTINUE);
                 }
                 self.state = State::ReadChunked {
                     head,
@@ -368,7 +364,7 @@ impl Conn {
         match dispatch(&head, body) {
             Outcome::Reply(resp) => {
                 let keep_alive = head.keep_alive && !resp.close && !self.draining;
-                self.queue_reply(&resp, keep_alive, head.minor);
+                self.queue_reply(resp, keep_alive, head.minor);
                 self.state = self.after_reply_state(keep_alive);
             }
             Outcome::Park { deadline } => {
@@ -402,7 +398,7 @@ impl Conn {
         };
         let keep_alive = keep_alive && !resp.close && !self.draining;
         self.park_deadline = None;
-        self.queue_reply(resp, keep_alive, minor);
+        self.queue_reply(resp.clone(), keep_alive, minor);
         self.state = self.after_reply_state(keep_alive);
         self.since = now;
         self.process(limits, now, dispatch)
@@ -415,19 +411,20 @@ impl Conn {
     fn reply_framing_error_to(&mut self, e: FramingError, minor: u8) {
         let mut resp = Response::empty(e.status);
         resp.close = e.close;
-        self.queue_reply(&resp, false, minor);
+        self.queue_reply(resp, false, minor);
         self.state = State::Closing;
     }
 
-    fn queue_reply(&mut self, resp: &Response, keep_alive: bool, minor: u8) {
+    fn queue_reply(&mut self, resp: Response, keep_alive: bool, minor: u8) {
         if !self.in_pass {
             self.in_pass = true;
-            self.pass_mark = self.out.len();
+            self.pass_mark = self.out.mark();
             self.pass_replies = 0;
         }
         self.pass_replies += 1;
         self.served += 1;
-        resp.write_to(&mut self.out, keep_alive, minor);
+        resp.write_head(self.out.open_chunk(), keep_alive, minor);
+        self.out.push_body(resp.body);
     }
 
     /// The pass's commit failed: every reply queued in this pass becomes a `500` (reads of the
@@ -436,11 +433,11 @@ impl Conn {
         if !self.in_pass {
             return;
         }
-        self.out.truncate(self.pass_mark.max(self.out_pos));
+        self.out.truncate_to(self.pass_mark);
         let mut resp = Response::empty(500);
         resp.close = true;
         for _ in 0..self.pass_replies {
-            resp.write_to(&mut self.out, false, 1);
+            resp.write_head(self.out.open_chunk(), false, 1);
         }
         self.state = State::Closing;
     }
@@ -448,17 +445,11 @@ impl Conn {
     /// Writes what is queued. `Close` when the connection is done or broken.
     pub fn flush(&mut self) -> Step {
         self.in_pass = false;
-        while self.out_pos < self.out.len() {
-            match self.stream.write(&self.out[self.out_pos..]) {
-                Ok(0) => return Step::Close,
-                Ok(n) => self.out_pos += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Step::Continue,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => return Step::Close,
-            }
+        match self.out.write_to(&mut self.stream) {
+            Flushed::Closed => return Step::Close,
+            Flushed::Partly => return Step::Continue,
+            Flushed::All => {}
         }
-        self.out.clear();
-        self.out_pos = 0;
         if matches!(self.state, State::Closing) {
             return Step::Close;
         }

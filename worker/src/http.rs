@@ -2,8 +2,6 @@
 //! bodies by `Content-Length` or `chunked`, and response serialisation. No I/O here: the
 //! connection feeds bytes in and takes bytes out, so every step is testable with split slices.
 
-use std::fmt::Write as _;
-
 /// Longest request line (`414` past it): a 64 KiB key percent-encoded fits.
 pub const MAX_REQUEST_LINE: usize = 262_144;
 /// Longest header section after the request line (`431` past it).
@@ -422,30 +420,35 @@ impl Response {
         self
     }
 
-    /// Appends the serialised response to `out`.
-    pub fn write_to(&self, out: &mut Vec<u8>, keep_alive: bool, minor: u8) {
-        let mut head = String::with_capacity(128);
+    /// Appends the status line and headers (with `Content-Length`) to `out`.
+    pub fn write_head(&self, out: &mut Vec<u8>, keep_alive: bool, minor: u8) {
+        use std::io::Write as _;
+        // Writing into a Vec cannot fail.
         let _ = write!(
-            head,
+            out,
             "HTTP/1.{} {} {}\r\n",
             if minor == 0 { 0 } else { 1 },
             self.status,
             reason(self.status)
         );
         for (name, value) in &self.headers {
-            let _ = write!(head, "{name}: {value}\r\n");
+            let _ = write!(out, "{name}: {value}\r\n");
         }
         if let Some(ct) = self.content_type {
-            let _ = write!(head, "Content-Type: {ct}\r\n");
+            let _ = write!(out, "Content-Type: {ct}\r\n");
         }
-        let _ = write!(head, "Content-Length: {}\r\n", self.body.len());
+        let _ = write!(out, "Content-Length: {}\r\n", self.body.len());
         if !keep_alive || self.close {
-            head.push_str("Connection: close\r\n");
+            out.extend_from_slice(b"Connection: close\r\n");
         } else if minor == 0 {
-            head.push_str("Connection: keep-alive\r\n");
+            out.extend_from_slice(b"Connection: keep-alive\r\n");
         }
-        head.push_str("\r\n");
-        out.extend_from_slice(head.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+
+    /// Appends the whole serialised response to `out`.
+    pub fn write_to(&self, out: &mut Vec<u8>, keep_alive: bool, minor: u8) {
+        self.write_head(out, keep_alive, minor);
         out.extend_from_slice(&self.body);
     }
 }

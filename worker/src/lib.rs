@@ -112,7 +112,10 @@ pub fn run(args: WorkerArgs) -> i32 {
         conf::Mode::Mq => match mq_service::MqService::new(&conf, &store) {
             Ok(s) => Box::new(s),
             Err(e) => {
-                log::error!("could not open the queues in {}: {e}", conf.data_dir.display());
+                log::error!(
+                    "could not open the queues in {}: {e}",
+                    conf.data_dir.display()
+                );
                 return EXIT_FATAL_INIT;
             }
         },
@@ -167,6 +170,7 @@ mod event_loop;
 pub mod http;
 mod kv;
 mod mq_service;
+mod outq;
 pub mod query;
 mod routes;
 mod service;
