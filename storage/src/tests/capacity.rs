@@ -40,11 +40,31 @@ fn a_full_store_still_reads_and_deletes_and_a_delete_makes_room() {
     assert!(used <= limit && used + 1100 > limit, "{used} of {limit}");
     let mut b = s.batch();
     assert_eq!(b.get(&key(0), 0).unwrap().value.len(), 1000);
-    assert_eq!(b.keys(&ListQuery { count_total: true, ..q(0, 1) }, 0).unwrap().total, n as u64);
+    assert_eq!(
+        b.keys(
+            &ListQuery {
+                count_total: true,
+                ..q(0, 1)
+            },
+            0
+        )
+        .unwrap()
+        .total,
+        n as u64
+    );
     // Still full: a new key, a bigger value, a new table, a ttl (index entry) are refused.
-    assert!(matches!(b.put(b"new", &[1; 1000], 0, 0, 0), Err(StorageError::MapFull)));
-    assert!(matches!(b.put(&key(1), &[1; 2000], 0, 0, 0), Err(StorageError::MapFull)));
-    assert!(matches!(b.sadd("t", &[1; 1000], 0, 0, 0), Err(StorageError::MapFull)));
+    assert!(matches!(
+        b.put(b"new", &[1; 1000], 0, 0, 0),
+        Err(StorageError::MapFull)
+    ));
+    assert!(matches!(
+        b.put(&key(1), &[1; 2000], 0, 0, 0),
+        Err(StorageError::MapFull)
+    ));
+    assert!(matches!(
+        b.sadd("t", &[1; 1000], 0, 0, 0),
+        Err(StorageError::MapFull)
+    ));
     // A write that does not grow goes through.
     assert_eq!(b.put(&key(1), &[2; 1000], 0, 0, 0).unwrap().ver, 2);
     assert_eq!(b.put(&key(2), &[2; 10], 0, 0, 0).unwrap().ver, 2);
@@ -115,8 +135,18 @@ fn a_full_cache() {
     let mut b = s.batch();
     assert_eq!(b.cache_get(&key(0), 0).unwrap().len(), 1000);
     assert_eq!(b.cache_hget("t", &key(1)).unwrap().len(), 1000);
-    assert!(matches!(b.cache_append(&key(0), b"x", 0), Err(StorageError::MapFull)));
-    assert!(matches!(b.cache_hincrby("t", b"n", 1), Err(StorageError::MapFull)));
+    assert!(matches!(
+        b.cache_append(&key(0), &v, 0),
+        Err(StorageError::MapFull)
+    ));
+    assert!(matches!(
+        b.cache_hset("t", b"n", &v),
+        Err(StorageError::MapFull)
+    ));
+    assert!(matches!(
+        b.cache_put(b"n", &v, 0, 0),
+        Err(StorageError::MapFull)
+    ));
     b.cache_del(&key(0), 0).unwrap();
     b.cache_put(&key(0), &v, 0, 0).unwrap();
     b.cache_hdel("t", &key(1)).unwrap();

@@ -10,7 +10,13 @@ fn put_get_exist_del_and_versions() {
     let s = open(&d);
     let mut b = s.batch();
     assert_eq!(b.put(b"k1", b"v1", 0, 0, 0).unwrap(), Written { ver: 1 });
-    assert_eq!(b.get(b"k1", 0).unwrap(), Record { ver: 1, value: b"v1".to_vec() });
+    assert_eq!(
+        b.get(b"k1", 0).unwrap(),
+        Record {
+            ver: 1,
+            value: b"v1".to_vec()
+        }
+    );
     assert_eq!(b.put(b"k1", b"v2", 0, 0, 0).unwrap().ver, 2);
     assert_eq!(b.exist(b"k1", 0).unwrap(), 2);
     assert_eq!(b.del(b"k1", 0, 0).unwrap().ver, 2);
@@ -79,7 +85,10 @@ fn ttl_expiry_is_absence_everywhere() {
     assert_eq!(b.get(b"k", 10_999).unwrap().ver, 1);
     assert!(matches!(b.get(b"k", 11_000), Err(StorageError::NotFound)));
     assert!(matches!(b.exist(b"k", 11_000), Err(StorageError::NotFound)));
-    assert!(matches!(b.del(b"k", 0, 11_000), Err(StorageError::NotFound)));
+    assert!(matches!(
+        b.del(b"k", 0, 11_000),
+        Err(StorageError::NotFound)
+    ));
     assert!(matches!(
         b.put(b"k", b"w", 0, 1, 11_000),
         Err(StorageError::VersionMismatch { current: 0 })
@@ -103,7 +112,13 @@ fn binary_keys_and_values() {
     let d = TempDir::new("kv");
     let s = open(&d);
     let all: Vec<u8> = (0..=255u8).collect();
-    let keys: Vec<Vec<u8>> = vec![vec![0], vec![0, 0], vec![0xff; 3], b"a\0b".to_vec(), all.clone()];
+    let keys: Vec<Vec<u8>> = vec![
+        vec![0],
+        vec![0, 0],
+        vec![0xff; 3],
+        b"a\0b".to_vec(),
+        all.clone(),
+    ];
     with_batch(&s, |b| {
         for (i, k) in keys.iter().enumerate() {
             b.put(k, &all[i..], 0, 0, 0).unwrap();
@@ -142,10 +157,19 @@ fn long_keys() {
     assert_eq!(b.del(&other, 0, 0).unwrap().ver, 1);
     assert!(matches!(b.get(&other, 0), Err(StorageError::NotFound)));
     let l = b.keys(&q(0, 10), 0).unwrap();
-    assert_eq!(keys_of(&l), vec![big[..400].to_vec(), big[..401].to_vec(), big.clone()]);
+    assert_eq!(
+        keys_of(&l),
+        vec![big[..400].to_vec(), big[..401].to_vec(), big.clone()]
+    );
     let too_long = vec![1u8; 65537];
-    assert!(matches!(b.put(&too_long, b"x", 0, 0, 0), Err(StorageError::Invalid(_))));
-    assert!(matches!(b.put(b"", b"x", 0, 0, 0), Err(StorageError::Invalid(_))));
+    assert!(matches!(
+        b.put(&too_long, b"x", 0, 0, 0),
+        Err(StorageError::Invalid(_))
+    ));
+    assert!(matches!(
+        b.put(b"", b"x", 0, 0, 0),
+        Err(StorageError::Invalid(_))
+    ));
     assert!(matches!(b.get(b"", 0), Err(StorageError::Invalid(_))));
     b.commit().unwrap();
 }
@@ -183,7 +207,13 @@ fn a_batch_reads_its_own_writes_and_failed_writes_abort_alone() {
     drop(b);
     let mut b = s.batch();
     assert!(matches!(b.get(b"d", 0), Err(StorageError::NotFound)));
-    assert_eq!(b.commit().unwrap(), CommitStats { writes: 0, micros: 0 });
+    assert_eq!(
+        b.commit().unwrap(),
+        CommitStats {
+            writes: 0,
+            micros: 0
+        }
+    );
 }
 
 #[test]
@@ -215,7 +245,13 @@ fn two_stores_on_the_same_dirs_see_each_other() {
         b.cache_put(b"c", b"x", 0, 0).unwrap();
     });
     let mut b = s1.batch();
-    assert_eq!(b.get(b"k", 0).unwrap(), Record { ver: 2, value: b"2".to_vec() });
+    assert_eq!(
+        b.get(b"k", 0).unwrap(),
+        Record {
+            ver: 2,
+            value: b"2".to_vec()
+        }
+    );
     assert_eq!(b.cache_get(b"c", 0).unwrap(), b"x");
     assert_eq!(b.totals().unwrap().kv.count, 1);
 }
@@ -242,7 +278,8 @@ fn write_runs_the_queue_crates_changes_in_a_nested_transaction() {
         .create_db(Some("queue"), lmdb::DatabaseFlags::empty())
         .unwrap();
     let mut b = s.batch();
-    b.write(|t| Ok(t.put(q, b"m1", b"x", WriteFlags::empty())?)).unwrap();
+    b.write(|t| Ok(t.put(q, b"m1", b"x", WriteFlags::empty())?))
+        .unwrap();
     let r: Result<()> = b.write(|t| {
         t.put(q, b"m2", b"y", WriteFlags::empty())?;
         Err(StorageError::NotFound)
@@ -263,7 +300,12 @@ fn a_writer_killed_with_the_lock_does_not_block_others() {
     drop(open(&d));
     let exe = std::env::current_exe().unwrap();
     let status = std::process::Command::new(exe)
-        .args(["--ignored", "--exact", "tests::kv::child_dies_holding_the_write_lock", "--nocapture"])
+        .args([
+            "--ignored",
+            "--exact",
+            "tests::kv::child_dies_holding_the_write_lock",
+            "--nocapture",
+        ])
         .env("STORAGE_TEST_DIR", d.path())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -281,7 +323,11 @@ fn a_writer_killed_with_the_lock_does_not_block_others() {
         let _ = tx.send(r);
     });
     let got = rx.recv_timeout(std::time::Duration::from_secs(20));
-    assert_eq!(got.ok(), Some(b"parent".to_vec()), "blocked on a dead writer's lock");
+    assert_eq!(
+        got.ok(),
+        Some(b"parent".to_vec()),
+        "blocked on a dead writer's lock"
+    );
 }
 
 #[test]

@@ -5,11 +5,14 @@ use std::collections::BTreeMap;
 
 use super::*;
 
+/// Member → (version, score; 0 for sets).
+type Members = BTreeMap<Vec<u8>, (u32, i64)>;
+
 #[derive(Default)]
 struct Model {
     kv: BTreeMap<Vec<u8>, (u32, Vec<u8>)>,
     /// Table → (type, member → (version, score; 0 for sets)).
-    tables: BTreeMap<String, (TableType, BTreeMap<Vec<u8>, (u32, i64)>)>,
+    tables: BTreeMap<String, (TableType, Members)>,
 }
 
 fn next(v: u32) -> u32 {
@@ -56,8 +59,16 @@ impl Gen {
     }
 
     fn query(&mut self, n: usize) -> ListQuery {
-        let start = if self.rng.below(2) == 0 { 0 } else { self.rng.below(1024) as u32 };
-        let end = if self.rng.below(2) == 0 { 1024 } else { start + 1 + self.rng.below((1024 - start) as u64) as u32 };
+        let start = if self.rng.below(2) == 0 {
+            0
+        } else {
+            self.rng.below(1024) as u32
+        };
+        let end = if self.rng.below(2) == 0 {
+            1024
+        } else {
+            start + 1 + self.rng.below((1024 - start) as u64) as u32
+        };
         ListQuery {
             offset: self.rng.below(n as u64 + 3),
             size: self.rng.below(n as u64 + 3) as u32,
@@ -76,7 +87,11 @@ fn page(all: Vec<ListItem>, q: &ListQuery, buckets: bool) -> Listing {
         .into_iter()
         .filter(|it| !buckets || (q.start..q.end).contains(&bucket(&it.key)))
         .collect();
-    let total = if q.count_total { matched.len() as u64 } else { 0 };
+    let total = if q.count_total {
+        matched.len() as u64
+    } else {
+        0
+    };
     let items = matched
         .into_iter()
         .skip(q.offset as usize)
@@ -93,17 +108,23 @@ fn page(all: Vec<ListItem>, q: &ListQuery, buckets: bool) -> Listing {
 
 fn check(b: &mut Batch<'_>, m: &Model, g: &mut Gen) {
     let q = g.query(m.kv.len());
-    let all = m
-        .kv
-        .iter()
-        .map(|(k, (v, val))| ListItem { key: k.clone(), val: Some(ListValue::Bytes(val.clone())), ver: *v })
-        .collect();
+    let all =
+        m.kv.iter()
+            .map(|(k, (v, val))| ListItem {
+                key: k.clone(),
+                val: Some(ListValue::Bytes(val.clone())),
+                ver: *v,
+            })
+            .collect();
     assert_eq!(b.keys(&q, 0).unwrap(), page(all, &q, true), "keys {q:?}");
     for tb in TABLES {
         let Some((kind, members)) = m.tables.get(tb) else {
             let q = g.query(0);
             assert!(matches!(b.smembers(tb, &q, 0), Err(StorageError::NotFound)));
-            assert!(matches!(b.zrange_by_rank(tb, &q, 0), Err(StorageError::NotFound)));
+            assert!(matches!(
+                b.zrange_by_rank(tb, &q, 0),
+                Err(StorageError::NotFound)
+            ));
             continue;
         };
         let q = g.query(members.len());
@@ -111,30 +132,61 @@ fn check(b: &mut Batch<'_>, m: &Model, g: &mut Gen) {
             TableType::Set => {
                 let all = members
                     .iter()
-                    .map(|(k, (v, _))| ListItem { key: k.clone(), val: None, ver: *v })
+                    .map(|(k, (v, _))| ListItem {
+                        key: k.clone(),
+                        val: None,
+                        ver: *v,
+                    })
                     .collect();
-                assert_eq!(b.smembers(tb, &q, 0).unwrap(), page(all, &q, true), "smembers {tb} {q:?}");
-                assert!(matches!(b.zrange_by_rank(tb, &q, 0), Err(StorageError::WrongType)));
+                assert_eq!(
+                    b.smembers(tb, &q, 0).unwrap(),
+                    page(all, &q, true),
+                    "smembers {tb} {q:?}"
+                );
+                assert!(matches!(
+                    b.zrange_by_rank(tb, &q, 0),
+                    Err(StorageError::WrongType)
+                ));
             }
             TableType::SortedSet => {
                 let mut all: Vec<(i64, ListItem)> = members
                     .iter()
-                    .map(|(k, (v, s))| (*s, ListItem { key: k.clone(), val: Some(ListValue::Score(*s)), ver: *v }))
+                    .map(|(k, (v, s))| {
+                        (
+                            *s,
+                            ListItem {
+                                key: k.clone(),
+                                val: Some(ListValue::Score(*s)),
+                                ver: *v,
+                            },
+                        )
+                    })
                     .collect();
                 all.sort_by(|a, b| (a.0, &a.1.key).cmp(&(b.0, &b.1.key)));
                 let by_rank = all.iter().map(|(_, it)| it.clone()).collect();
-                assert_eq!(b.zrange_by_rank(tb, &q, 0).unwrap(), page(by_rank, &q, false), "zrank {tb} {q:?}");
+                assert_eq!(
+                    b.zrange_by_rank(tb, &q, 0).unwrap(),
+                    page(by_rank, &q, false),
+                    "zrank {tb} {q:?}"
+                );
                 let (mut lo, mut hi) = (g.score(), g.score());
                 if lo > hi {
                     std::mem::swap(&mut lo, &mut hi);
                 }
-                let by_score = all.iter().filter(|(s, _)| (lo..=hi).contains(s)).map(|(_, it)| it.clone()).collect();
+                let by_score = all
+                    .iter()
+                    .filter(|(s, _)| (lo..=hi).contains(s))
+                    .map(|(_, it)| it.clone())
+                    .collect();
                 assert_eq!(
                     b.zrange_by_score(tb, lo, hi, &q, 0).unwrap(),
                     page(by_score, &q, false),
                     "zscore {tb} {lo}..={hi} {q:?}"
                 );
-                assert!(matches!(b.smembers(tb, &q, 0), Err(StorageError::WrongType)));
+                assert!(matches!(
+                    b.smembers(tb, &q, 0),
+                    Err(StorageError::WrongType)
+                ));
             }
             TableType::Hash => unreachable!("the model makes no hashes"),
         }
@@ -163,7 +215,10 @@ fn step(b: &mut Batch<'_>, m: &mut Model, g: &mut Gen) {
         },
         2 => {
             let r = b.sadd(tb, &key, 0, 0, 0);
-            let t = m.tables.entry(tb.to_string()).or_insert((TableType::Set, BTreeMap::new()));
+            let t = m
+                .tables
+                .entry(tb.to_string())
+                .or_insert((TableType::Set, BTreeMap::new()));
             if t.0 != TableType::Set {
                 assert!(matches!(r, Err(StorageError::WrongType)), "{r:?}");
                 return;
@@ -197,16 +252,29 @@ fn step(b: &mut Batch<'_>, m: &mut Model, g: &mut Gen) {
                 None => 1,
             };
             assert_eq!(r.unwrap(), (Written { ver }, new));
-            let t = m.tables.entry(tb.to_string()).or_insert((TableType::SortedSet, BTreeMap::new()));
+            let t = m
+                .tables
+                .entry(tb.to_string())
+                .or_insert((TableType::SortedSet, BTreeMap::new()));
             t.1.insert(key, (ver, new));
         }
         _ => {
             let z = g.rng.below(2) == 0;
-            let r = if z { b.zrem(tb, &key, 0, 0) } else { b.srem(tb, &key, 0, 0) };
-            let want_kind = if z { TableType::SortedSet } else { TableType::Set };
+            let r = if z {
+                b.zrem(tb, &key, 0, 0)
+            } else {
+                b.srem(tb, &key, 0, 0)
+            };
+            let want_kind = if z {
+                TableType::SortedSet
+            } else {
+                TableType::Set
+            };
             match m.tables.get_mut(tb) {
                 None => assert!(matches!(r, Err(StorageError::NotFound))),
-                Some((k, _)) if *k != want_kind => assert!(matches!(r, Err(StorageError::WrongType))),
+                Some((k, _)) if *k != want_kind => {
+                    assert!(matches!(r, Err(StorageError::WrongType)))
+                }
                 Some((_, mem)) => {
                     match mem.remove(&key) {
                         Some((v, _)) => assert_eq!(r.unwrap().ver, v),

@@ -3,7 +3,11 @@
 use super::*;
 
 fn u(count: u64, size: u64, capacity: u64) -> Usage {
-    Usage { count, size, capacity }
+    Usage {
+        count,
+        size,
+        capacity,
+    }
 }
 
 #[test]
@@ -17,21 +21,49 @@ fn stat_examples_of_the_spec() {
     b.zadd("z1", b"m1", 60, ZaddMode::Set, 0, 0, 0).unwrap();
     b.commit().unwrap();
     let mut b = s.batch();
-    assert_eq!(b.totals().unwrap(), Totals { kv: u(1, 4, 1024), hash: u(1, 4, 1024) });
+    assert_eq!(
+        b.totals().unwrap(),
+        Totals {
+            kv: u(1, 4, 1024),
+            hash: u(1, 4, 1024)
+        }
+    );
     assert_eq!(
         b.table_stat("h1", 0).unwrap(),
-        TableStat { name: "h1".into(), kind: TableType::Hash, usage: u(1, 4, 1024) }
+        TableStat {
+            name: "h1".into(),
+            kind: TableType::Hash,
+            usage: u(1, 4, 1024)
+        }
     );
     assert_eq!(
         b.all_tables(0).unwrap(),
         vec![
-            TableStat { name: "h1".into(), kind: TableType::Hash, usage: u(1, 4, 1024) },
-            TableStat { name: "s1".into(), kind: TableType::Set, usage: u(1, 0, 0) },
-            TableStat { name: "z1".into(), kind: TableType::SortedSet, usage: u(1, 0, 0) },
+            TableStat {
+                name: "h1".into(),
+                kind: TableType::Hash,
+                usage: u(1, 4, 1024)
+            },
+            TableStat {
+                name: "s1".into(),
+                kind: TableType::Set,
+                usage: u(1, 0, 0)
+            },
+            TableStat {
+                name: "z1".into(),
+                kind: TableType::SortedSet,
+                usage: u(1, 0, 0)
+            },
         ]
     );
-    assert!(matches!(b.table_stat("nope", 0), Err(StorageError::NotFound)));
-    assert!(matches!(b.table_stat("no pe", 0), Err(StorageError::Invalid(_))));
+    assert!(matches!(
+        b.table_stat("nope", 0),
+        Err(StorageError::NotFound)
+    ));
+    assert!(matches!(
+        b.table_stat("no pe", 0),
+        Err(StorageError::Invalid(_))
+    ));
 }
 
 #[test]
@@ -70,9 +102,11 @@ fn purge_in_bounded_batches_keeps_stats_exact() {
     with_batch(&s, |b| {
         for i in 0..10u8 {
             b.put(&[b'k', i], b"vv", 1 + (i as u32 % 3), 0, 0).unwrap();
-            b.hset("h", &[b'f', i], b"vvv", 1 + (i as u32 % 2), 0, 0).unwrap();
+            b.hset("h", &[b'f', i], b"vvv", 1 + (i as u32 % 2), 0, 0)
+                .unwrap();
             b.sadd("s", &[b'm', i], 1, 0, 0).unwrap();
-            b.zadd("z", &[b'm', i], i as i64, ZaddMode::Set, 1, 0, 0).unwrap();
+            b.zadd("z", &[b'm', i], i as i64, ZaddMode::Set, 1, 0, 0)
+                .unwrap();
         }
         b.put(b"keep", b"v", 0, 0, 0).unwrap();
         b.hset("h", b"keep", b"v", 0, 0, 0).unwrap();
@@ -98,7 +132,13 @@ fn purge_in_bounded_batches_keeps_stats_exact() {
     assert_eq!(total, 41);
     assert_eq!(rounds, 5);
     let mut b = s.batch();
-    assert_eq!(b.totals().unwrap(), Totals { kv: u(1, 5, 1024), hash: u(1, 5, 1024) });
+    assert_eq!(
+        b.totals().unwrap(),
+        Totals {
+            kv: u(1, 5, 1024),
+            hash: u(1, 5, 1024)
+        }
+    );
     assert_eq!(b.all_tables(3_000).unwrap().len(), 1);
     assert_eq!(b.table_stat("h", 3_000).unwrap().usage, u(1, 5, 1024));
     assert!(matches!(b.cache_get(b"c1", 0), Err(StorageError::NotFound)));
