@@ -143,6 +143,22 @@ fn io_error(e: std::io::Error) -> StorageError {
     StorageError::Lmdb(lmdb::Error::Other(e.raw_os_error().unwrap_or(libc::EIO)))
 }
 
+/// Clears the reader slots of processes that died inside a read transaction (a killed worker),
+/// which would otherwise pin old pages and make the file grow.
+fn reader_check(env: &Environment, what: &str) -> Result<()> {
+    let mut dead: libc::c_int = 0;
+    // SAFETY: `env.env()` is the open environment owned by `env`, alive for this call;
+    // `dead` is a valid out-pointer.
+    let rc = unsafe { lmdb_sys::mdb_reader_check(env.env(), &mut dead) };
+    if rc != 0 {
+        return Err(lmdb::Error::from_err_code(rc).into());
+    }
+    if dead > 0 {
+        log::info!("{what}: cleared {dead} reader slot(s) of dead processes");
+    }
+    Ok(())
+}
+
 /// Opens (creating) an environment in `dir` and clears reader slots of dead processes.
 fn open_env(dir: &Path, limit: u64, flags: EnvironmentFlags) -> Result<(Environment, Room)> {
     fs::create_dir_all(dir).map_err(io_error)?;
@@ -156,19 +172,7 @@ fn open_env(dir: &Path, limit: u64, flags: EnvironmentFlags) -> Result<(Environm
         .set_map_size(map)
         .set_flags(flags)
         .open(dir)?;
-    let mut dead: libc::c_int = 0;
-    // SAFETY: `env.env()` is the open environment owned by `env`, alive for this call;
-    // `dead` is a valid out-pointer.
-    let rc = unsafe { lmdb_sys::mdb_reader_check(env.env(), &mut dead) };
-    if rc != 0 {
-        return Err(lmdb::Error::from_err_code(rc).into());
-    }
-    if dead > 0 {
-        log::info!(
-            "{}: cleared {dead} reader slot(s) of dead processes",
-            dir.display()
-        );
-    }
+    reader_check(&env, &dir.display().to_string())?;
     let psize = env.stat()?.page_size() as u64;
     let room = Room {
         limit,
@@ -177,6 +181,13 @@ fn open_env(dir: &Path, limit: u64, flags: EnvironmentFlags) -> Result<(Environm
         psize,
     };
     Ok((env, room))
+}
+
+fn same_dir(a: &Path, b: &Path) -> bool {
+    match (fs::canonicalize(a), fs::canonicalize(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
 }
 
 impl Store {
@@ -200,6 +211,10 @@ impl Store {
             // RISK: NO_SYNC: commits are not fsynced (`sync_writes off`); a machine crash loses
             // what the last `Store::sync` did not flush. A process crash loses nothing.
             flags |= EnvironmentFlags::NO_SYNC;
+        }
+        if same_dir(&opts.data_dir, &opts.cache_dir) {
+            // Both environments would be the same files.
+            return Err(StorageError::Invalid("data_dir and cache_dir must differ"));
         }
         let (env, room) = open_env(&opts.data_dir, opts.map_size, flags)?;
         // RISK: NO_SYNC | NO_META_SYNC: the cache is volatile by contract and never fsynced;
@@ -495,6 +510,7 @@ impl<'s> Batch<'s> {
     }
 
     // ---- plain kv
+    /// Stores `val` under `key`: version 1 when new, +1 otherwise; `ttl` replaces the expiry.
     pub fn put(
         &mut self,
         key: &[u8],
@@ -505,6 +521,7 @@ impl<'s> Batch<'s> {
     ) -> Result<Written> {
         self.write_op(|t, p, s| data::kv_put(t, p, s, key, val, ttl, ver, now_ms))
     }
+    /// The live value and its version; `NotFound` if absent or expired.
     pub fn get(&mut self, key: &[u8], now_ms: u64) -> Result<Record> {
         let s = self.store;
         data::kv_get(&self.reader()?, s, key, now_ms)
@@ -514,15 +531,18 @@ impl<'s> Batch<'s> {
         let s = self.store;
         data::kv_exist(&self.reader()?, s, key, now_ms)
     }
+    /// Deletes a live key; returns the version it had. `NotFound` before any version check.
     pub fn del(&mut self, key: &[u8], ver: u32, now_ms: u64) -> Result<Written> {
         self.write_op(|t, _, s| data::kv_del(t, s, key, ver, now_ms))
     }
+    /// Plain kv records by key (kv-api §2.7).
     pub fn keys(&mut self, q: &ListQuery, now_ms: u64) -> Result<Listing> {
         let s = self.store;
         list::keys(&self.reader()?, s, q, now_ms)
     }
 
     // ---- hash tables
+    /// Sets a hash field, creating table `tb` (type H) if needed.
     pub fn hset(
         &mut self,
         tb: &str,
@@ -534,6 +554,7 @@ impl<'s> Batch<'s> {
     ) -> Result<Written> {
         self.write_op(|t, p, s| data::hset(t, p, s, tb, key, val, ttl, ver, now_ms))
     }
+    /// A live hash field and its version.
     pub fn hget(&mut self, tb: &str, key: &[u8], now_ms: u64) -> Result<Record> {
         let s = self.store;
         let r = self.reader()?;
@@ -541,11 +562,13 @@ impl<'s> Batch<'s> {
             data::member_get(&r, s, tb, TableType::Hash, key, now_ms, |p| p.to_vec())?;
         Ok(Record { ver, value })
     }
+    /// The version of a live hash field.
     pub fn hexist(&mut self, tb: &str, key: &[u8], now_ms: u64) -> Result<u32> {
         let s = self.store;
         let r = self.reader()?;
         Ok(data::member_get(&r, s, tb, TableType::Hash, key, now_ms, |_| ())?.0)
     }
+    /// Deletes a hash field; the last one removes the table.
     pub fn hdel(&mut self, tb: &str, key: &[u8], ver: u32, now_ms: u64) -> Result<Written> {
         self.write_op(|t, _, s| data::member_del(t, s, tb, TableType::Hash, key, ver, now_ms))
     }
@@ -561,12 +584,14 @@ impl<'s> Batch<'s> {
     ) -> Result<(Written, i64)> {
         self.write_op(|t, p, s| data::hincrby(t, p, s, tb, key, delta, ttl, ver, now_ms))
     }
+    /// A hash table's fields by key.
     pub fn hkeys(&mut self, tb: &str, q: &ListQuery, now_ms: u64) -> Result<Listing> {
         let s = self.store;
         list::members(&self.reader()?, s, tb, TableType::Hash, q, now_ms)
     }
 
     // ---- sets
+    /// Adds (or rewrites: version +1) a set member, creating table `tb` (type S) if needed.
     pub fn sadd(
         &mut self,
         tb: &str,
@@ -577,14 +602,17 @@ impl<'s> Batch<'s> {
     ) -> Result<Written> {
         self.write_op(|t, p, s| data::sadd(t, p, s, tb, member, ttl, ver, now_ms))
     }
+    /// Removes a set member; the last one removes the table.
     pub fn srem(&mut self, tb: &str, member: &[u8], ver: u32, now_ms: u64) -> Result<Written> {
         self.write_op(|t, _, s| data::member_del(t, s, tb, TableType::Set, member, ver, now_ms))
     }
+    /// The version of a live set member.
     pub fn sismember(&mut self, tb: &str, member: &[u8], now_ms: u64) -> Result<u32> {
         let s = self.store;
         let r = self.reader()?;
         Ok(data::member_get(&r, s, tb, TableType::Set, member, now_ms, |_| ())?.0)
     }
+    /// A set's members by key (never values).
     pub fn smembers(&mut self, tb: &str, q: &ListQuery, now_ms: u64) -> Result<Listing> {
         let s = self.store;
         list::members(&self.reader()?, s, tb, TableType::Set, q, now_ms)
@@ -605,11 +633,13 @@ impl<'s> Batch<'s> {
     ) -> Result<(Written, i64)> {
         self.write_op(|t, p, s| data::zadd(t, p, s, tb, member, score, mode, ttl, ver, now_ms))
     }
+    /// Removes a sorted-set member; the last one removes the table.
     pub fn zrem(&mut self, tb: &str, member: &[u8], ver: u32, now_ms: u64) -> Result<Written> {
         self.write_op(|t, _, s| {
             data::member_del(t, s, tb, TableType::SortedSet, member, ver, now_ms)
         })
     }
+    /// The version of a live sorted-set member.
     pub fn zismember(&mut self, tb: &str, member: &[u8], now_ms: u64) -> Result<u32> {
         let s = self.store;
         let r = self.reader()?;
@@ -630,10 +660,12 @@ impl<'s> Batch<'s> {
         )?;
         Ok((ver, score?))
     }
+    /// Members by score then key, from rank `q.offset` (no bucket filter).
     pub fn zrange_by_rank(&mut self, tb: &str, q: &ListQuery, now_ms: u64) -> Result<Listing> {
         let s = self.store;
         list::zrange(&self.reader()?, s, tb, None, q, now_ms)
     }
+    /// Members with `min <= score <= max`, by score then key (no bucket filter).
     pub fn zrange_by_score(
         &mut self,
         tb: &str,
@@ -647,6 +679,7 @@ impl<'s> Batch<'s> {
     }
 
     // ---- statistics
+    /// `KVPAIR` and `HASHTABLE` totals (may include records expired < 60 s ago).
     pub fn totals(&mut self) -> Result<Totals> {
         let s = self.store;
         let t: Tot = data::load_totals(&self.reader()?, s)?;
@@ -655,6 +688,7 @@ impl<'s> Batch<'s> {
             hash: t.hash,
         })
     }
+    /// One live table's statistics; `NotFound` when it does not exist.
     pub fn table_stat(&mut self, tb: &str, now_ms: u64) -> Result<TableStat> {
         let s = self.store;
         data::table_stat(&self.reader()?, s, tb, now_ms)
@@ -671,6 +705,12 @@ impl<'s> Batch<'s> {
     pub fn purge_expired(&mut self, now_ms: u64, max: usize) -> Result<usize> {
         let mut n = 0;
         let s = self.store;
+        // The periodic call is also the moment to free reader slots of killed workers.
+        for (env, what) in [(&s.env, "data"), (&s.cache, "cache")] {
+            if let Err(e) = reader_check(env, what) {
+                log::warn!("{what}: reader check failed: {e}");
+            }
+        }
         if max > 0 && data::has_expired(&self.reader()?, s.db.exp, now_ms)? {
             n += self.write_op(|t, _, s| data::purge(t, s, now_ms, max))?;
         }
@@ -681,19 +721,23 @@ impl<'s> Batch<'s> {
     }
 
     // ---- cache (volatile, no versions)
+    /// Sets a cache string; `ttl` 0 = no expiry (removes an existing one).
     pub fn cache_put(&mut self, key: &[u8], val: &[u8], ttl: u32, now_ms: u64) -> Result<()> {
         self.cache_op(|t, p, s| cache::put(t, p, s, key, val, ttl, now_ms))
     }
+    /// A live cache string.
     pub fn cache_get(&mut self, key: &[u8], now_ms: u64) -> Result<Vec<u8>> {
         let s = self.store;
         cache::get(&self.cache_reader()?, s, key, now_ms, |r| {
             r.payload.to_vec()
         })
     }
+    /// `Ok` when the cache string is live.
     pub fn cache_exist(&mut self, key: &[u8], now_ms: u64) -> Result<()> {
         let s = self.store;
         cache::get(&self.cache_reader()?, s, key, now_ms, |_| ())
     }
+    /// Deletes a live cache string.
     pub fn cache_del(&mut self, key: &[u8], now_ms: u64) -> Result<()> {
         self.cache_op(|t, _, s| cache::del(t, s, key, now_ms))
     }
@@ -703,6 +747,7 @@ impl<'s> Batch<'s> {
         let exp = cache::get(&self.cache_reader()?, s, key, now_ms, |r| r.exp)?;
         Ok((exp != 0).then(|| (exp.saturating_sub(now_ms) + 500) / 1000))
     }
+    /// Gives a live cache string a new expiry, `ttl` seconds from `now_ms` (at least 1).
     pub fn cache_expire(&mut self, key: &[u8], ttl: u32, now_ms: u64) -> Result<()> {
         if ttl == 0 {
             return Err(StorageError::Invalid("expire needs a ttl of at least 1 s"));
@@ -719,20 +764,25 @@ impl<'s> Batch<'s> {
     pub fn cache_append(&mut self, key: &[u8], val: &[u8], now_ms: u64) -> Result<()> {
         self.cache_op(|t, p, s| cache::append(t, p, s, key, val, now_ms))
     }
+    /// Sets a cache hash field.
     pub fn cache_hset(&mut self, tb: &str, key: &[u8], val: &[u8]) -> Result<()> {
         self.cache_op(|t, p, s| cache::hset(t, p, s, tb, key, |_| Ok(Cow::Borrowed(val))))
     }
+    /// A cache hash field.
     pub fn cache_hget(&mut self, tb: &str, key: &[u8]) -> Result<Vec<u8>> {
         let s = self.store;
         cache::hget(&self.cache_reader()?, s, tb, key, |v| v.to_vec())
     }
+    /// Deletes a cache hash field.
     pub fn cache_hdel(&mut self, tb: &str, key: &[u8]) -> Result<()> {
         self.cache_op(|t, _, s| cache::hdel(t, s, tb, key))
     }
+    /// `Ok` when the cache hash field exists.
     pub fn cache_hexist(&mut self, tb: &str, key: &[u8]) -> Result<()> {
         let s = self.store;
         cache::hget(&self.cache_reader()?, s, tb, key, |_| ())
     }
+    /// Adds `delta` to an integer cache field (absent = 0); `NotNumeric` on a non-integer or overflow.
     pub fn cache_hincrby(&mut self, tb: &str, key: &[u8], delta: i64) -> Result<i64> {
         self.cache_op(|t, p, s| {
             let mut out = 0;
@@ -747,6 +797,7 @@ impl<'s> Batch<'s> {
             Ok(out)
         })
     }
+    /// Adds `delta` to a numeric cache field (absent = 0), stored as Rust prints an `f64`; `NotNumeric` on a non-number or a non-finite result.
     pub fn cache_hincrbyfloat(&mut self, tb: &str, key: &[u8], delta: f64) -> Result<f64> {
         if !delta.is_finite() {
             return Err(StorageError::NotNumeric);

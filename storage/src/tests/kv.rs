@@ -344,3 +344,65 @@ fn child_dies_holding_the_write_lock() {
         libc::kill(libc::getpid(), libc::SIGKILL);
     }
 }
+
+/// Rough costs, for `cargo test --release -p storage -- --ignored --nocapture perf`.
+#[test]
+#[ignore = "timing report, run by hand in release mode"]
+fn perf_report() {
+    let d = TempDir::new("perf");
+    let s = open(&d);
+    let n = 20_000u32;
+    let t = std::time::Instant::now();
+    for chunk in 0..n / 100 {
+        with_batch(&s, |b| {
+            for i in 0..100 {
+                let k = (chunk * 100 + i).to_be_bytes();
+                b.put(&k, b"value-of-some-forty-bytes-in-length-xxxx", 0, 0, 0)
+                    .unwrap();
+            }
+        });
+    }
+    let put = t.elapsed().as_nanos() as f64 / n as f64;
+    let t = std::time::Instant::now();
+    let mut b = s.batch();
+    for i in 0..n {
+        b.get(&i.to_be_bytes(), 0).unwrap();
+    }
+    let get = t.elapsed().as_nanos() as f64 / n as f64;
+    drop(b);
+    let t = std::time::Instant::now();
+    for i in 0..2000u32 {
+        let mut b = s.batch();
+        b.get(&i.to_be_bytes(), 0).unwrap();
+    }
+    let get1 = t.elapsed().as_nanos() as f64 / 2000.0;
+    println!("put in batches of 100 (fsync per batch): {put:.0} ns; get: {get:.0} ns; batch+get: {get1:.0} ns");
+    let mut o = options(d.path(), 64 << 20, 64 << 20);
+    o.data_dir = d.path().join("nosync");
+    o.sync_writes = false;
+    let s = Store::open(&o).unwrap();
+    let t = std::time::Instant::now();
+    for chunk in 0..n / 100 {
+        with_batch(&s, |b| {
+            for i in 0..100 {
+                let k = (chunk * 100 + i).to_be_bytes();
+                b.put(&k, b"value-of-some-forty-bytes-in-length-xxxx", 0, 0, 0)
+                    .unwrap();
+            }
+        });
+    }
+    let put = t.elapsed().as_nanos() as f64 / n as f64;
+    println!("put without fsync: {put:.0} ns");
+}
+
+#[test]
+fn data_and_cache_must_be_different_folders() {
+    let d = TempDir::new("kv");
+    let mut o = options(d.path(), 8 << 20, 8 << 20);
+    o.cache_dir = o.data_dir.clone();
+    assert!(matches!(Store::open(&o), Err(StorageError::Invalid(_))));
+    let f = d.path().join("file");
+    std::fs::write(&f, b"x").unwrap();
+    o.data_dir = f;
+    assert!(matches!(Store::open(&o), Err(StorageError::Lmdb(_))));
+}
