@@ -67,6 +67,44 @@ pub struct EventLoop {
     readable: Vec<usize>,
     /// Listeners that hit [`ACCEPT_BATCH`] and may still have connections queued.
     accept_pending: Vec<usize>,
+    commit_stats: CommitLog,
+}
+
+/// Group-commit figures, logged at info every few seconds while writes flow.
+#[derive(Debug)]
+struct CommitLog {
+    since: Instant,
+    commits: u64,
+    writes: u64,
+    micros: u64,
+}
+
+impl CommitLog {
+    fn record(&mut self, stats: storage::CommitStats) {
+        self.commits += 1;
+        self.writes += stats.writes as u64;
+        self.micros += stats.micros;
+        let elapsed = self.since.elapsed();
+        if elapsed >= Duration::from_secs(5) {
+            log::info!(
+                "group commit: {} commits, {:.1} writes each, {} us each, {:.0} writes/s",
+                self.commits,
+                self.writes as f64 / self.commits as f64,
+                self.micros / self.commits,
+                self.writes as f64 / elapsed.as_secs_f64()
+            );
+            *self = CommitLog::new();
+        }
+    }
+
+    fn new() -> CommitLog {
+        CommitLog {
+            since: Instant::now(),
+            commits: 0,
+            writes: 0,
+            micros: 0,
+        }
+    }
 }
 
 impl EventLoop {
@@ -113,6 +151,7 @@ impl EventLoop {
             scratch: vec![0u8; crate::conn::SCRATCH_SIZE].into_boxed_slice(),
             readable: Vec::new(),
             accept_pending: Vec::new(),
+            commit_stats: CommitLog::new(),
         })
     }
 
@@ -182,7 +221,10 @@ impl EventLoop {
             }
             let committed = if pass.batch.has_writes() {
                 match batch.commit() {
-                    Ok(_) => true,
+                    Ok(stats) => {
+                        self.commit_stats.record(stats);
+                        true
+                    }
                     Err(e) => {
                         log::error!("commit failed, answering the pass's requests with 500: {e}");
                         false
