@@ -1,0 +1,976 @@
+//! Plain key-value endpoints (`kv-api.md` §2, §3) against the real binary: the spec's examples
+//! byte for byte, every malformed-request rule, percent decoding and binary keys, body vs
+//! query precedence, methods, versions, TTLs, the order of checks and a full store.
+
+mod common;
+
+use common::{get, wait_until, Client, Response, Server};
+use std::time::{Duration, Instant};
+
+// ---- helpers (each test file is its own crate; these are repeated in the kv-mode files)
+
+/// Headers the contract defines: a response must carry exactly those a test lists (plus
+/// `Content-Type: text/plain` when the body is non-empty, unless listed otherwise).
+const CONTRACT: &[&str] = &[
+    "Version",
+    "VerError",
+    "Content-Type",
+    "Keys",
+    "TotalCount",
+    "Allow",
+    "WWW-Authenticate",
+    "Val-Offset",
+    "Version1",
+    "Version2",
+    "Sync",
+    "Fail",
+];
+
+/// Asserts status, the contract headers (exactly `headers`), `Content-Length` and body.
+#[track_caller]
+fn expect(r: &Response, status: u16, headers: &[(&str, &str)], body: impl AsRef<[u8]>) {
+    let body = body.as_ref();
+    assert_eq!(
+        r.status,
+        status,
+        "status (body {:?}, headers {:?})",
+        r.text(),
+        r.headers
+    );
+    for name in CONTRACT {
+        let mut want = headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| *v);
+        if *name == "Content-Type" && want.is_none() && !body.is_empty() {
+            want = Some("text/plain");
+        }
+        let count = r
+            .headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .count();
+        assert!(count <= 1, "{name} repeated: {:?}", r.headers);
+        assert_eq!(r.header(name), want, "header {name} of {:?}", r.headers);
+    }
+    let len = body.len().to_string();
+    assert_eq!(
+        r.header("Content-Length"),
+        Some(len.as_str()),
+        "Content-Length"
+    );
+    assert_eq!(
+        r.body,
+        body,
+        "body {:?} != {:?}",
+        r.text(),
+        String::from_utf8_lossy(body)
+    );
+}
+
+/// Percent-encodes every byte but unreserved ones.
+fn pct(bytes: &[u8]) -> String {
+    let mut out = String::new();
+    for &b in bytes {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn b64(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+fn g(c: &mut Client, target: &str) -> Response {
+    c.send("GET", target, &[], b"")
+}
+
+fn post(c: &mut Client, target: &str, body: &[u8]) -> Response {
+    c.send("POST", target, &[], body)
+}
+
+const W1: &[(&str, &str)] = &[("Version", "1"), ("VerError", "false")];
+const R1: &[(&str, &str)] = &[("Version", "1")];
+const R0: &[(&str, &str)] = &[("Version", "0")];
+const W0: &[(&str, &str)] = &[("Version", "0"), ("VerError", "false")];
+
+// ---- the spec's examples
+
+#[test]
+fn spec_examples_of_plain_kv() {
+    let server = Server::start(&[]);
+    let mut c = Client::connect(server.addr());
+    // /put
+    expect(&post(&mut c, "/put?key=k1", b"v1"), 200, W1, "");
+    // stale version: 401, value unchanged
+    let r = g(&mut c, "/put?key=k1&val=v2&ver=5");
+    expect(&r, 401, &[("Version", "1"), ("VerError", "true")], "");
+    // /get, /get2, /exist
+    expect(&g(&mut c, "/get?key=k1"), 200, R1, "v1");
+    expect(&g(&mut c, "/get2?key=k1"), 200, R1, "v1");
+    expect(&g(&mut c, "/exist?key=k1"), 200, R1, "");
+    // /keys
+    expect(&g(&mut c, "/put?key=k2&val=v2"), 200, W1, "");
+    let r = g(&mut c, "/keys?offset=0&size=10");
+    expect(
+        &r,
+        200,
+        &[("Keys", "2"), ("TotalCount", "0")],
+        r#"[{"key":"azE=","ver":1},{"key":"azI=","ver":1}]"#,
+    );
+    assert_eq!(r.header("Content-Length"), Some("47"));
+    // /del
+    expect(&g(&mut c, "/del?key=k1"), 200, W1, "");
+    expect(&g(&mut c, "/get?key=k1"), 404, R0, "");
+    expect(&g(&mut c, "/get2?key=k1"), 404, R0, "");
+    expect(&g(&mut c, "/exist?key=k1"), 404, R0, "");
+    expect(&g(&mut c, "/del?key=k1"), 404, W0, "");
+    expect(&g(&mut c, "/del?key=k1&ver=7"), 404, W0, "");
+    // Through POST, the same answers.
+    expect(&post(&mut c, "/get?key=k2", b""), 200, R1, "v2");
+    expect(&post(&mut c, "/exist?key=k2", b""), 200, R1, "");
+}
+
+#[test]
+fn health_and_unknown_paths() {
+    let server = Server::start(&[]);
+    let mut c = Client::connect(server.addr());
+    expect(&g(&mut c, "/status.html"), 200, &[], "ok\n");
+    expect(&post(&mut c, "/status.html", b""), 200, &[], "ok\n");
+    let r = g(&mut c, "/version");
+    assert_eq!(r.status, 200);
+    assert!(r.text().starts_with("huststore ") && r.text().ends_with('\n'));
+    assert_eq!(r.header("Content-Type"), Some("text/plain"));
+    assert_eq!(r.header("Version"), None);
+    for p in [
+        "/nope",
+        "/get/",
+        "/GET?key=a",
+        "/get%20?key=a",
+        "//get?key=a",
+        "/cache",
+        "/cache/",
+        "/",
+    ] {
+        expect(&g(&mut c, p), 404, &[], "");
+    }
+}
+
+// ---- §2.9 and the parameter rules
+
+#[test]
+fn malformed_request_table_of_section_2_9() {
+    let server = Server::start(&[("client_max_body_size", "4k")]);
+    let mut c = Client::connect(server.addr());
+    // Put something so 400s cannot be mistaken for a 404 of an absent key.
+    expect(&g(&mut c, "/put?key=a&val=1"), 200, W1, "");
+    expect(&g(&mut c, "/zadd?tb=z&score=1&key=m"), 200, W1, "1");
+    for target in [
+        "/get",
+        "/get?key=",
+        "/put?key=a&val=1&ttl=abc",
+        "/put?key=a&val=1&ttl=2592001",
+        "/hget?tb=no%20spaces&key=a",
+        "/keys?offset=0&size=1001",
+        "/zrangebyscore?tb=z&min=5&max=1&offset=0&size=10",
+    ] {
+        expect(&g(&mut c, target), 400, &[], "");
+    }
+    expect(&g(&mut c, "/nope"), 404, &[], "");
+    expect(
+        &c.send("DELETE", "/get?key=a", &[], b""),
+        405,
+        &[("Allow", "GET, POST")],
+        "",
+    );
+    let r = post(&mut c, "/put?key=a", &vec![b'x'; 4097]);
+    expect(&r, 413, &[], "");
+    // Nothing of that changed the data, and the connection is still usable.
+    expect(&g(&mut c, "/get?key=a"), 200, R1, "1");
+    expect(&g(&mut c, "/zscore?tb=z&key=m"), 200, R1, "1");
+    // A body of exactly the limit is fine.
+    expect(
+        &post(&mut c, "/put?key=a", &vec![b'y'; 4096]),
+        200,
+        &[("Version", "2"), ("VerError", "false")],
+        "",
+    );
+}
+
+#[test]
+fn missing_empty_and_valueless_parameters_are_400() {
+    let server = Server::start(&[]);
+    let mut c = Client::connect(server.addr());
+    for target in [
+        "/put",
+        "/put?key=a",
+        "/put?val=a",
+        "/put?key=&val=a",
+        "/put?key=a&val=",
+        "/put?key&val=a",
+        "/put?key=a&val",
+        "/get?key",
+        "/get?ke=a",
+        "/get?KEY=a",
+        "/exist",
+        "/exist?key=",
+        "/del",
+        "/del?key=",
+        "/get2",
+        "/keys",
+        "/keys?offset=0",
+        "/keys?size=10",
+        "/keys?offset=&size=10",
+        "/keys?offset=0&size=",
+    ] {
+        expect(&g(&mut c, target), 400, &[], "");
+        expect(&post(&mut c, target, b""), 400, &[], "");
+    }
+    // No stray records were made by any of them.
+    expect(
+        &g(&mut c, "/keys?offset=0&size=10&async=true"),
+        200,
+        &[("Keys", "0"), ("TotalCount", "0")],
+        "[]",
+    );
+}
+
+#[test]
+fn repeated_parameters_first_wins_and_unknown_ones_are_ignored() {
+    let server = Server::start(&[]);
+    let mut c = Client::connect(server.addr());
+    expect(&g(&mut c, "/put?key=a&key=b&val=1&val=2"), 200, W1, "");
+    expect(&g(&mut c, "/get?key=a"), 200, R1, "1");
+    expect(&g(&mut c, "/get?key=b"), 404, R0, "");
+    expect(&g(&mut c, "/get?key=a&key=b"), 200, R1, "1");
+    expect(&g(&mut c, "/get?key=b&key=a"), 404, R0, "");
+    // The first ttl is the valid one: accepted; the first is invalid: 400.
+    expect(
+        &g(&mut c, "/put?key=a&val=3&ttl=0&ttl=abc"),
+        200,
+        &[("Version", "2"), ("VerError", "false")],
+        "",
+    );
+    expect(&g(&mut c, "/put?key=a&val=3&ttl=abc&ttl=0"), 400, &[], "");
+    // ver: the first one decides.
+    expect(
+        &g(&mut c, "/put?key=a&val=4&ver=9&ver=2"),
+        401,
+        &[("Version", "2"), ("VerError", "true")],
+        "",
+    );
+    expect(
+        &g(&mut c, "/put?key=a&val=4&ver=2&ver=9"),
+        200,
+        &[("Version", "3"), ("VerError", "false")],
+        "",
+    );
+    // An empty first occurrence counts as given-and-absent: the later value does not replace it.
+    expect(&g(&mut c, "/get?key=&key=a"), 400, &[], "");
+    // Legacy and unknown parameters change nothing.
+    expect(
+        &g(
+            &mut c,
+            "/put?key=u&val=v&is_dup=true&host=x&cover=1&tb=t&whatever",
+        ),
+        200,
+        W1,
+        "",
+    );
+    expect(&g(&mut c, "/get?key=u&noval=xx&offset=zz"), 200, R1, "v");
+    // `tb` on plain kv does not make a table.
+    expect(&g(&mut c, "/stat?tb=t"), 404, &[], "");
+}
+
+#[test]
+fn percent_and_plus_decoding_and_binary_keys() {
+    let server = Server::start(&[]);
+    let mut c = Client::connect(server.addr());
+    // `+` is a space, %2B a plus, every parameter is decoded (val included).
+    expect(&g(&mut c, "/put?key=a+b&val=x+y%2Bz"), 200, W1, "");
+    expect(&g(&mut c, "/get?key=a%20b"), 200, R1, "x y+z");
+    expect(&g(&mut c, "/get?key=a%2Bb"), 404, R0, "");
+    expect(&g(&mut c, "/put?key=a%2Bb&val=plus"), 200, W1, "");
+    expect(&g(&mut c, "/get?key=a%2bb"), 200, R1, "plus");
+    expect(&g(&mut c, "/get?key=a+b"), 200, R1, "x y+z");
+    // A literal % decoded from %25 is stored as is.
+    expect(&g(&mut c, "/put?key=100%25&val=%25%32%30"), 200, W1, "");
+    expect(&g(&mut c, "/get?key=100%25"), 200, R1, "%20");
+    // Names are decoded too.
+    expect(&g(&mut c, "/put?k%65y=named&v%61l=1"), 200, W1, "");
+    expect(&g(&mut c, "/get?key=named"), 200, R1, "1");
+    // Binary keys: NUL, 0xFF, CR, LF, '&', '=', '#'.
+    let keys: Vec<Vec<u8>> = vec![
+        vec![0],
+        vec![0xff],
+        vec![0, 0xff, 0, 0x80],
+        b"a\r\nb".to_vec(),
+        b"k&x=y#z".to_vec(),
+        vec![0xff; 3],
+    ];
+    for (i, k) in keys.iter().enumerate() {
+        let val: Vec<u8> = vec![0, i as u8, 0xff, b'\n'];
+        expect(
+            &g(&mut c, &format!("/put?key={}&val={}", pct(k), pct(&val))),
+            200,
+            W1,
+            "",
+        );
+        expect(&g(&mut c, &format!("/get?key={}", pct(k))), 200, R1, &val);
+        // lower-case hex escapes are accepted as well
+        let lower = pct(k).to_lowercase();
+        expect(&g(&mut c, &format!("/exist?key={lower}")), 200, R1, "");
+    }
+    // Values in a POST body are raw bytes, never decoded.
+    expect(&post(&mut c, "/put?key=raw", b"%41+%zz"), 200, W1, "");
+    expect(&g(&mut c, "/get?key=raw"), 200, R1, "%41+%zz");
+    let all: Vec<u8> = (0..=255u8).collect();
+    expect(&post(&mut c, "/put?key=bytes", &all), 200, W1, "");
+    expect(&g(&mut c, "/get?key=bytes"), 200, R1, &all);
+    // The binary keys come back in listings, base64, in bytewise order.
+    let r = g(&mut c, "/keys?offset=0&size=100");
+    let mut want: Vec<Vec<u8>> = keys.clone();
+    for k in [&b"a b"[..], b"a+b", b"100%", b"named", b"raw", b"bytes"] {
+        want.push(k.to_vec());
+    }
+    want.sort();
+    let body: Vec<String> = want
+        .iter()
+        .map(|k| format!("{{\"key\":\"{}\",\"ver\":1}}", b64(k)))
+        .collect();
+    expect(
+        &r,
+        200,
+        &[("Keys", &want.len().to_string()), ("TotalCount", "0")],
+        format!("[{}]", body.join(",")),
+    );
+    // Malformed escapes anywhere: 400, nothing stored.
+    for target in [
+        "/put?key=%G1&val=1",
+        "/put?key=ok&val=%4",
+        "/put?key=ok&val=1%",
+        "/put?key=ok&val=1&x=%zz",
+        "/put?k%6=ok&val=1",
+        "/get?key=%",
+    ] {
+        expect(&g(&mut c, target), 400, &[], "");
+    }
+    expect(&g(&mut c, "/get?key=ok"), 404, R0, "");
+}
+
+#[test]
+fn key_length_limit_is_65536_bytes() {
+    let server = Server::start(&[]);
+    let mut c = Client::connect(server.addr());
+    let max = vec![0xA5u8; 65536];
+    let over = vec![0xA5u8; 65537];
+    let r = g(&mut c, &format!("/put?key={}&val=big", pct(&max)));
+    expect(&r, 200, W1, "");
+    expect(
+        &g(&mut c, &format!("/get?key={}", pct(&max))),
+        200,
+        R1,
+        "big",
+    );
+    expect(
+        &post(&mut c, &format!("/put?key={}", pct(&max)), b"v2"),
+        200,
+        &[("Version", "2"), ("VerError", "false")],
+        "",
+    );
+    expect(
+        &g(&mut c, &format!("/exist?key={}", pct(&max))),
+        200,
+        &[("Version", "2")],
+        "",
+    );
+    for path in ["/put", "/get", "/exist", "/del", "/get2"] {
+        let r = g(&mut c, &format!("{path}?key={}&val=x", pct(&over)));
+        expect(&r, 400, &[], "");
+    }
+    // A 65537-byte key that shares its first 65536 bytes was not confused with it.
+    let r = g(&mut c, "/keys?offset=0&size=10&async=true");
+    let want = format!("[{{\"key\":\"{}\",\"ver\":2}}]", b64(&max));
+    expect(&r, 200, &[("Keys", "1"), ("TotalCount", "1")], want);
+    expect(
+        &g(&mut c, &format!("/del?key={}", pct(&max))),
+        200,
+        &[("Version", "2"), ("VerError", "false")],
+        "",
+    );
+}
+
+#[test]
+fn numbers_and_booleans_are_strict() {
+    let server = Server::start(&[]);
+    let mut c = Client::connect(server.addr());
+    expect(&g(&mut c, "/put?key=a&val=1"), 200, W1, "");
+    for bad in [
+        "ttl=abc",
+        "ttl=-1",
+        "ttl=2592001",
+        "ttl=%2B5",
+        "ttl=5%20",
+        "ttl=%205",
+        "ttl=1.0",
+        "ttl=1e3",
+        "ttl=0x10",
+        "ttl=99999999999999999999999",
+        "ver=4294967296",
+        "ver=-1",
+        "ver=1.0",
+        "ver=abc",
+        "ver=%2B1",
+    ] {
+        let r = g(&mut c, &format!("/put?key=a&val=2&{bad}"));
+        expect(&r, 400, &[], "");
+        let r = g(&mut c, &format!("/put?key=new&val=2&{bad}"));
+        expect(&r, 400, &[], "");
+    }
+    expect(&g(&mut c, "/del?key=a&ver=x"), 400, &[], "");
+    expect(&g(&mut c, "/del?key=absent&ver=-1"), 400, &[], "");
+    // Untouched by all of those.
+    expect(&g(&mut c, "/get?key=a"), 200, R1, "1");
+    expect(&g(&mut c, "/get?key=new"), 404, R0, "");
+    // The extremes are valid.
+    expect(
+        &g(&mut c, "/put?key=a&val=3&ttl=2592000"),
+        200,
+        &[("Version", "2"), ("VerError", "false")],
+        "",
+    );
+    expect(
+        &g(&mut c, "/put?key=a&val=3&ttl=0000"),
+        200,
+        &[("Version", "3"), ("VerError", "false")],
+        "",
+    );
+    expect(
+        &g(&mut c, "/put?key=a&val=4&ver=4294967295"),
+        401,
+        &[("Version", "3"), ("VerError", "true")],
+        "",
+    );
+    expect(
+        &g(&mut c, "/put?key=a&val=4&ver=0003"),
+        200,
+        &[("Version", "4"), ("VerError", "false")],
+        "",
+    );
+    // Listing numbers and booleans.
+    for bad in [
+        "offset=100000001&size=1",
+        "offset=-1&size=1",
+        "offset=0&size=1001",
+        "offset=0&size=-1",
+        "offset=0&size=1.5",
+        "offset=0&size=10&start=5&end=5",
+        "offset=0&size=10&start=6&end=5",
+        "offset=0&size=10&end=1025",
+        "offset=0&size=10&start=1024",
+        "offset=0&size=10&start=-1",
+        "offset=0&size=10&end=0",
+        "offset=0&size=10&noval=yes",
+        "offset=0&size=10&noval=TRUE",
+        "offset=0&size=10&noval=2",
+        "offset=0&size=10&async=no",
+        "offset=0&size=10&async=False",
+        "offset=0&size=10&peer=1",
+        "offset=0&size=10&peer=-1",
+        "offset=0&size=10&peer=x",
+        "offset=0&size=10&file=1",
+        "offset=0&size=10&file=-1",
+    ] {
+        expect(&g(&mut c, &format!("/keys?{bad}")), 400, &[], "");
+    }
+    for ok in [
+        "offset=100000000&size=1000",
+        "offset=0&size=0",
+        "offset=0&size=10&start=0&end=1024",
+        "offset=0&size=10&start=1023",
+        "offset=0&size=10&end=1",
+        "offset=0&size=10&noval=1&async=0",
+        "offset=0&size=10&noval=true&async=false",
+        "offset=0&size=10&peer=0&file=0",
+    ] {
+        let r = g(&mut c, &format!("/keys?{ok}"));
+        assert_eq!(r.status, 200, "{ok}");
+        assert_eq!(r.header("TotalCount"), Some("0"), "{ok}");
+    }
+    let r = g(&mut c, "/keys?offset=0&size=0&async=1");
+    expect(&r, 200, &[("Keys", "0"), ("TotalCount", "1")], "[]");
+    let r = g(&mut c, "/keys?offset=0&size=10&noval=0");
+    let want = format!("[{{\"key\":\"YQ==\",\"val\":\"{}\",\"ver\":4}}]", b64(b"4"));
+    expect(&r, 200, &[("Keys", "1"), ("TotalCount", "0")], want);
+}
+
+#[test]
+fn body_wins_over_query_on_post_and_is_ignored_on_get() {
+    let server = Server::start(&[]);
+    let mut c = Client::connect(server.addr());
+    // A non-empty POST body wins.
+    expect(&post(&mut c, "/put?key=k&val=query", b"body"), 200, W1, "");
+    expect(&g(&mut c, "/get?key=k"), 200, R1, "body");
+    // An empty POST body: the query parameter is used.
+    expect(
+        &post(&mut c, "/put?key=k&val=query", b""),
+        200,
+        &[("Version", "2"), ("VerError", "false")],
+        "",
+    );
+    expect(&g(&mut c, "/get?key=k"), 200, &[("Version", "2")], "query");
+    // A GET body is ignored (read and skipped, so the connection stays in step).
+    let r = c.send("GET", "/put?key=k&val=fromget", &[], b"getbody");
+    expect(&r, 200, &[("Version", "3"), ("VerError", "false")], "");
+    expect(
+        &g(&mut c, "/get?key=k"),
+        200,
+        &[("Version", "3")],
+        "fromget",
+    );
+    let r = c.send("GET", "/put?key=k2", &[], b"getbody");
+    expect(&r, 400, &[], "");
+    expect(&g(&mut c, "/get?key=k2"), 404, R0, "");
+    // PUT behaves as POST on /put.
+    let r = c.send("PUT", "/put?key=k&val=q", &[], b"putbody");
+    expect(&r, 200, &[("Version", "4"), ("VerError", "false")], "");
+    expect(
+        &g(&mut c, "/get?key=k"),
+        200,
+        &[("Version", "4")],
+        "putbody",
+    );
+    // With neither: 400.
+    expect(&post(&mut c, "/put?key=k", b""), 400, &[], "");
+    expect(&c.send("PUT", "/put?key=k", &[], b""), 400, &[], "");
+    // The key is never read from the body on plain kv.
+    expect(&post(&mut c, "/get", b"k"), 400, &[], "");
+    expect(&post(&mut c, "/del", b"k"), 400, &[], "");
+    expect(
+        &post(&mut c, "/get?key=k", b"other"),
+        200,
+        &[("Version", "4")],
+        "putbody",
+    );
+    // A chunked POST body counts like any other.
+    c.send_raw(b"POST /put?key=ch&val=q HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n");
+    expect(&c.read_response().unwrap(), 200, W1, "");
+    expect(&g(&mut c, "/get?key=ch"), 200, R1, "abc");
+}
+
+/// Every path of §1 with the `Allow` it answers a wrong method with.
+const ALLOW: &[(&str, &str)] = &[
+    ("/put", "GET, POST, PUT"),
+    ("/get", "GET, POST"),
+    ("/get2", "GET, POST"),
+    ("/exist", "GET, POST"),
+    ("/del", "GET, POST"),
+    ("/keys", "GET, POST"),
+    ("/hset", "GET, POST, PUT"),
+    ("/hget", "GET, POST"),
+    ("/hget2", "GET, POST"),
+    ("/hexist", "GET, POST"),
+    ("/hdel", "GET, POST"),
+    ("/hincrby", "GET, POST"),
+    ("/hkeys", "GET, POST"),
+    ("/sadd", "GET, POST"),
+    ("/srem", "GET, POST"),
+    ("/sismember", "GET, POST"),
+    ("/sismember2", "GET, POST"),
+    ("/smembers", "GET, POST"),
+    ("/zadd", "GET, POST"),
+    ("/zrem", "GET, POST"),
+    ("/zismember", "GET, POST"),
+    ("/zscore", "GET, POST"),
+    ("/zscore2", "GET, POST"),
+    ("/zrangebyrank", "GET, POST"),
+    ("/zrangebyscore", "GET, POST"),
+    ("/stat", "GET, POST"),
+    ("/stat_all", "GET, POST"),
+    ("/file_count", "GET, POST"),
+    ("/cache/put", "GET, POST, PUT"),
+    ("/cache/get", "GET, POST"),
+    ("/cache/exist", "GET, POST"),
+    ("/cache/del", "GET, POST"),
+    ("/cache/ttl", "GET, POST"),
+    ("/cache/expire", "GET, POST"),
+    ("/cache/persist", "GET, POST"),
+    ("/cache/append", "GET, POST, PUT"),
+    ("/cache/hset", "GET, POST, PUT"),
+    ("/cache/hget", "GET, POST"),
+    ("/cache/hdel", "GET, POST"),
+    ("/cache/hexist", "GET, POST"),
+    ("/cache/hincrby", "GET, POST"),
+    ("/cache/hincrbyfloat", "GET, POST"),
+    ("/peer_count", "GET, POST"),
+    ("/get_table", "GET, POST"),
+    ("/set_table", "GET, POST"),
+    ("/sync_status", "GET, POST"),
+    ("/sync_alive", "GET, POST"),
+    ("/version", "GET, POST"),
+    ("/status.html", "GET, POST"),
+];
+
+#[test]
+fn methods_405_with_allow_and_the_put_alias() {
+    let server = Server::start(&[]);
+    let mut c = Client::connect(server.addr());
+    for (path, allow) in ALLOW {
+        for method in ["DELETE", "PATCH", "OPTIONS", "FOO"] {
+            // Valid parameters, so only the method can be the reason.
+            let target =
+                format!("{path}?key=a&val=1&tb=t&offset=0&size=1&score=1&min=0&max=1&ttl=1");
+            let r = c.send(method, &target, &[], b"");
+            expect(&r, 405, &[("Allow", allow)], "");
+        }
+        let r = c.send("PUT", &format!("{path}?key=a&val=1&tb=t"), &[], b"x");
+        if allow.ends_with("PUT") {
+            assert_ne!(r.status, 405, "PUT {path}");
+        } else {
+            expect(&r, 405, &[("Allow", allow)], "");
+        }
+    }
+    // The method is checked before the parameters.
+    expect(
+        &c.send("DELETE", "/put", &[], b""),
+        405,
+        &[("Allow", "GET, POST, PUT")],
+        "",
+    );
+    expect(
+        &c.send("PUT", "/get", &[], b""),
+        405,
+        &[("Allow", "GET, POST")],
+        "",
+    );
+    // PUT on each of the five: a write like POST.
+    expect(&c.send("PUT", "/put?key=p", &[], b"v"), 200, W1, "");
+    expect(&c.send("PUT", "/hset?tb=h&key=f", &[], b"v"), 200, W1, "");
+    expect(&c.send("PUT", "/cache/put?key=p", &[], b"v"), 200, &[], "");
+    expect(
+        &c.send("PUT", "/cache/append?key=p", &[], b"w"),
+        200,
+        &[],
+        "",
+    );
+    expect(
+        &c.send("PUT", "/cache/hset?tb=h&key=f", &[], b"v"),
+        200,
+        &[],
+        "",
+    );
+    expect(&g(&mut c, "/get?key=p"), 200, R1, "v");
+    expect(&g(&mut c, "/hget?tb=h&key=f"), 200, R1, "v");
+    expect(&g(&mut c, "/cache/get?key=p"), 200, &[], "vw");
+    expect(&g(&mut c, "/cache/hget?tb=h&key=f"), 200, &[], "v");
+    // No PUT alias for the other writes: nothing happens.
+    expect(
+        &c.send("PUT", "/sadd?tb=s", &[], b"m"),
+        405,
+        &[("Allow", "GET, POST")],
+        "",
+    );
+    expect(
+        &c.send("PUT", "/del?key=p", &[], b""),
+        405,
+        &[("Allow", "GET, POST")],
+        "",
+    );
+    expect(&g(&mut c, "/smembers?tb=s&offset=0&size=10"), 404, &[], "");
+    expect(&g(&mut c, "/get?key=p"), 200, R1, "v");
+    // HEAD is not among the methods either.
+    let r = c.send("HEAD", "/get?key=p", &[], b"");
+    assert_eq!(r.status, 405);
+    assert_eq!(r.header("Allow"), Some("GET, POST"));
+}
+
+// ---- versions
+
+#[test]
+fn versions_count_writes_and_guard_them() {
+    let server = Server::start(&[]);
+    let mut c = Client::connect(server.addr());
+    // ver on an absent key: 401 with Version 0, nothing created.
+    let r = g(&mut c, "/put?key=v&val=a&ver=1");
+    expect(&r, 401, &[("Version", "0"), ("VerError", "true")], "");
+    expect(&g(&mut c, "/exist?key=v"), 404, R0, "");
+    // create = 1, +1 per write
+    for n in 1..=5u32 {
+        let r = g(&mut c, &format!("/put?key=v&val=a{n}"));
+        expect(
+            &r,
+            200,
+            &[("Version", &n.to_string()), ("VerError", "false")],
+            "",
+        );
+    }
+    expect(&g(&mut c, "/get?key=v"), 200, &[("Version", "5")], "a5");
+    // matching ver applies, stale ones do not
+    let r = g(&mut c, "/put?key=v&val=b&ver=5");
+    expect(&r, 200, &[("Version", "6"), ("VerError", "false")], "");
+    for stale in ["1", "5", "7", "4294967295"] {
+        let r = g(&mut c, &format!("/put?key=v&val=c&ver={stale}"));
+        expect(&r, 401, &[("Version", "6"), ("VerError", "true")], "");
+    }
+    expect(&g(&mut c, "/get?key=v"), 200, &[("Version", "6")], "b");
+    // ver=0 is unconditional
+    let r = g(&mut c, "/put?key=v&val=d&ver=0");
+    expect(&r, 200, &[("Version", "7"), ("VerError", "false")], "");
+    // delete: a stale ver refuses, the right one returns the version it had
+    let r = g(&mut c, "/del?key=v&ver=6");
+    expect(&r, 401, &[("Version", "7"), ("VerError", "true")], "");
+    expect(&g(&mut c, "/get?key=v"), 200, &[("Version", "7")], "d");
+    let r = g(&mut c, "/del?key=v&ver=7");
+    expect(&r, 200, &[("Version", "7"), ("VerError", "false")], "");
+    // absent again: deletes 404 whatever ver, ver writes 401 with 0, re-create starts at 1
+    expect(&g(&mut c, "/del?key=v&ver=7"), 404, W0, "");
+    expect(&g(&mut c, "/del?key=v"), 404, W0, "");
+    let r = g(&mut c, "/put?key=v&val=e&ver=7");
+    expect(&r, 401, &[("Version", "0"), ("VerError", "true")], "");
+    expect(&g(&mut c, "/put?key=v&val=e"), 200, W1, "");
+    expect(&g(&mut c, "/get?key=v"), 200, R1, "e");
+    // versions are per key
+    expect(&g(&mut c, "/put?key=w&val=x"), 200, W1, "");
+    expect(
+        &g(&mut c, "/keys?offset=0&size=10"),
+        200,
+        &[("Keys", "2"), ("TotalCount", "0")],
+        r#"[{"key":"dg==","ver":1},{"key":"dw==","ver":1}]"#,
+    );
+}
+
+#[test]
+fn concurrent_versioned_writes_apply_once() {
+    // Compare-and-set across connections (and both workers): each version is won once.
+    let server = Server::start(&[]);
+    let addr = server.addr();
+    expect(&get(addr, "/put?key=cas&val=0"), 200, W1, "");
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            std::thread::spawn(move || {
+                let mut c = Client::connect(addr);
+                let mut wins = 0u32;
+                for _ in 0..40 {
+                    let r = c.send("GET", "/get?key=cas", &[], b"");
+                    let ver: u32 = r.header("Version").unwrap().parse().unwrap();
+                    let r = c.send("GET", &format!("/put?key=cas&val=t{t}&ver={ver}"), &[], b"");
+                    match r.status {
+                        200 => {
+                            assert_eq!(r.header("Version"), Some((ver + 1).to_string().as_str()));
+                            wins += 1;
+                        }
+                        401 => {
+                            assert_eq!(r.header("VerError"), Some("true"));
+                            let now: u32 = r.header("Version").unwrap().parse().unwrap();
+                            assert!(now > ver, "{now} <= {ver}");
+                        }
+                        s => panic!("status {s}"),
+                    }
+                }
+                wins
+            })
+        })
+        .collect();
+    let wins: u32 = threads.into_iter().map(|t| t.join().unwrap()).sum();
+    assert!(wins >= 40, "only {wins} wins");
+    let r = get(addr, "/get?key=cas");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("Version"), Some((wins + 1).to_string().as_str()));
+}
+
+// ---- TTL
+
+/// Polls `target` until it answers `status` (at most `secs`); returns the time it took.
+fn until_status(c: &mut Client, target: &str, status: u16, secs: u64) -> Duration {
+    let start = Instant::now();
+    let ok = wait_until(Duration::from_secs(secs), || g(c, target).status == status);
+    assert!(ok, "{target} never answered {status}");
+    start.elapsed()
+}
+
+#[test]
+fn ttl_expiry_is_seen_by_every_endpoint() {
+    let server = Server::start(&[]);
+    let mut c = Client::connect(server.addr());
+    let written = Instant::now();
+    expect(&g(&mut c, "/put?key=t&val=gone&ttl=1"), 200, W1, "");
+    expect(
+        &g(&mut c, "/put?key=t&val=soon&ttl=1"),
+        200,
+        &[("Version", "2"), ("VerError", "false")],
+        "",
+    );
+    expect(&g(&mut c, "/put?key=perm&val=stays"), 200, W1, "");
+    expect(&g(&mut c, "/get?key=t"), 200, &[("Version", "2")], "soon");
+    let r = g(&mut c, "/keys?offset=0&size=10&async=true");
+    assert_eq!(r.header("Keys"), Some("2"));
+    // Gone within ~1-2 s of the write, not before 1 s.
+    until_status(&mut c, "/get?key=t", 404, 3);
+    let took = written.elapsed();
+    assert!(took >= Duration::from_millis(950), "expired after {took:?}");
+    expect(&g(&mut c, "/get?key=t"), 404, R0, "");
+    expect(&g(&mut c, "/get2?key=t"), 404, R0, "");
+    expect(&g(&mut c, "/exist?key=t"), 404, R0, "");
+    expect(&g(&mut c, "/del?key=t"), 404, W0, "");
+    let r = g(&mut c, "/keys?offset=0&size=10&async=true");
+    expect(
+        &r,
+        200,
+        &[("Keys", "1"), ("TotalCount", "1")],
+        r#"[{"key":"cGVybQ==","ver":1}]"#,
+    );
+    // ver on an expired key: 401 with 0; the next write starts at 1.
+    let r = g(&mut c, "/put?key=t&val=x&ver=2");
+    expect(&r, 401, &[("Version", "0"), ("VerError", "true")], "");
+    expect(&g(&mut c, "/put?key=t&val=again"), 200, W1, "");
+    expect(&g(&mut c, "/get?key=t"), 200, R1, "again");
+}
+
+#[test]
+fn a_put_without_ttl_makes_a_key_permanent_again() {
+    let server = Server::start(&[]);
+    let mut c = Client::connect(server.addr());
+    expect(&g(&mut c, "/put?key=p&val=1&ttl=1"), 200, W1, "");
+    expect(&g(&mut c, "/put?key=witness&val=1&ttl=1"), 200, W1, "");
+    // A write with ttl=0 (and one without) replaces the expiry.
+    expect(
+        &g(&mut c, "/put?key=p&val=2"),
+        200,
+        &[("Version", "2"), ("VerError", "false")],
+        "",
+    );
+    expect(&g(&mut c, "/put?key=q&val=1&ttl=1"), 200, W1, "");
+    expect(
+        &g(&mut c, "/put?key=q&val=2&ttl=0"),
+        200,
+        &[("Version", "2"), ("VerError", "false")],
+        "",
+    );
+    // And a longer ttl replaces a shorter one.
+    expect(&g(&mut c, "/put?key=r&val=1&ttl=1"), 200, W1, "");
+    expect(
+        &g(&mut c, "/put?key=r&val=2&ttl=100"),
+        200,
+        &[("Version", "2"), ("VerError", "false")],
+        "",
+    );
+    // A shorter ttl replaces a longer one.
+    expect(&g(&mut c, "/put?key=s&val=1&ttl=100"), 200, W1, "");
+    expect(
+        &g(&mut c, "/put?key=s&val=2&ttl=1"),
+        200,
+        &[("Version", "2"), ("VerError", "false")],
+        "",
+    );
+    until_status(&mut c, "/get?key=witness", 404, 3);
+    until_status(&mut c, "/get?key=s", 404, 2);
+    for k in ["p", "q", "r"] {
+        expect(
+            &g(&mut c, &format!("/get?key={k}")),
+            200,
+            &[("Version", "2")],
+            "2",
+        );
+    }
+    // A delete of a ttl key removes it at once.
+    expect(&g(&mut c, "/put?key=d&val=1&ttl=100"), 200, W1, "");
+    expect(&g(&mut c, "/del?key=d"), 200, W1, "");
+    expect(&g(&mut c, "/get?key=d"), 404, R0, "");
+}
+
+// ---- order of checks
+
+#[test]
+fn parameter_errors_come_before_record_and_version_answers() {
+    let server = Server::start(&[]);
+    let mut c = Client::connect(server.addr());
+    expect(&g(&mut c, "/put?key=a&val=1"), 200, W1, "");
+    // 400 before 404 (absent key) and before 401 (stale ver).
+    expect(&g(&mut c, "/del?key=absent&ver=abc"), 400, &[], "");
+    expect(&g(&mut c, "/put?key=a&val=1&ver=9&ttl=-5"), 400, &[], "");
+    expect(&g(&mut c, "/put?key=absent&ver=1"), 400, &[], "");
+    expect(&g(&mut c, "/get?key=%zz"), 400, &[], "");
+    // 404 before 401 on deletes.
+    expect(&g(&mut c, "/del?key=absent&ver=3"), 404, W0, "");
+    // 405 before 400.
+    expect(
+        &c.send("DELETE", "/del?key=%zz", &[], b""),
+        405,
+        &[("Allow", "GET, POST")],
+        "",
+    );
+    expect(&g(&mut c, "/get?key=a"), 200, R1, "1");
+}
+
+// ---- a full store
+
+#[test]
+fn a_full_store_answers_507_and_keeps_serving() {
+    let server = Server::start(&[("map_size", "1m")]);
+    let mut c = Client::connect(server.addr());
+    let value = |i: usize| -> Vec<u8> { (0..65536).map(|j| ((i * 7 + j) % 251) as u8).collect() };
+    expect(&g(&mut c, "/sadd?tb=s1&key=m"), 200, W1, "");
+    let mut stored = 0;
+    let mut full = None;
+    for i in 0..200 {
+        let r = post(&mut c, &format!("/put?key=big{i}"), &value(i));
+        if r.status == 507 {
+            expect(&r, 507, &[], "");
+            full = Some(i);
+            break;
+        }
+        expect(&r, 200, W1, "");
+        stored += 1;
+    }
+    let full = full.expect("a 1m store never answered 507");
+    assert!(
+        (4..=16).contains(&stored),
+        "{stored} values of 64 KiB fit in a 1m map"
+    );
+    // The same write again: still refused. Parameter errors come first (400 before 507), and
+    // capacity before the table type (507 before 412).
+    let r = post(&mut c, &format!("/put?key=big{full}"), &value(full));
+    expect(&r, 507, &[], "");
+    let r = post(&mut c, &format!("/put?key=big{full}&ttl=abc"), &value(full));
+    expect(&r, 400, &[], "");
+    let r = post(&mut c, "/hset?tb=no%20good&key=f", &value(full));
+    expect(&r, 400, &[], "");
+    let r = post(&mut c, "/hset?tb=s1&key=f", &value(full));
+    expect(&r, 507, &[], "");
+    // A stale ver on a write that needs room: the capacity answer comes first.
+    let r = post(
+        &mut c,
+        "/put?key=big0&ver=99",
+        &[value(full), value(full)].concat(),
+    );
+    expect(&r, 507, &[], "");
+    // Reads still work, and so do deletes.
+    for i in 0..stored {
+        expect(&g(&mut c, &format!("/get?key=big{i}")), 200, R1, value(i));
+    }
+    expect(&g(&mut c, &format!("/get?key=big{full}")), 404, R0, "");
+    let r = g(&mut c, "/keys?offset=0&size=1000&async=true");
+    assert_eq!(r.header("TotalCount"), Some(stored.to_string().as_str()));
+    expect(&g(&mut c, "/del?key=big0"), 200, W1, "");
+    expect(&g(&mut c, "/del?key=big1"), 200, W1, "");
+    // A delete made room: the next write is served.
+    let r = post(&mut c, &format!("/put?key=big{full}"), &value(full));
+    expect(&r, 200, W1, "");
+    expect(
+        &g(&mut c, &format!("/get?key=big{full}")),
+        200,
+        R1,
+        value(full),
+    );
+    // The daemon is healthy, and other connections (other worker) see the same.
+    expect(&get(server.addr(), "/status.html"), 200, &[], "ok\n");
+    for _ in 0..4 {
+        let r = get(server.addr(), &format!("/get?key=big{full}"));
+        expect(&r, 200, R1, value(full));
+    }
+}
