@@ -87,6 +87,8 @@ pub struct Master {
     new_binary: Option<Pid>,
     /// WINCH retired the workers (a new master serves): none is respawned until HUP.
     no_accepting: bool,
+    /// The workers' shared `/metrics` counters (mapped before the first fork).
+    metrics: worker::SharedMetrics,
 }
 
 impl Master {
@@ -98,6 +100,7 @@ impl Master {
         signals: SignalPipe,
         reporter: Option<Reporter>,
         binary: Option<PathBuf>,
+        metrics: worker::SharedMetrics,
     ) -> Master {
         let slots = (0..conf.worker_count()).map(|_| Slot::default()).collect();
         Master {
@@ -119,6 +122,7 @@ impl Master {
             binary,
             new_binary: None,
             no_accepting: false,
+            metrics,
         }
     }
 
@@ -325,6 +329,7 @@ impl Master {
             return;
         }
         conf::notice!("worker {pid} {exit}, respawning");
+        self.metrics.worker_restarted(w.slot);
         let now = Instant::now();
         let slot = &mut self.slots[w.slot];
         match slot.crashed(now, w.spawned) {
@@ -425,6 +430,7 @@ impl Master {
             ready,
             self.user.as_ref(),
             self.pid,
+            self.metrics,
         )
     }
 

@@ -140,7 +140,15 @@ fn run(path: &Path) -> i32 {
             return 1;
         }
     };
-    cycle::Master::new(conf, listeners, user, signals, reporter, binary).run()
+    // Mapped before the first fork so that every worker inherits it.
+    let metrics = match worker::SharedMetrics::create() {
+        Ok(m) => m,
+        Err(e) => {
+            conf::emerg!("could not map the shared metrics counters: {e}");
+            return 1;
+        }
+    };
+    cycle::Master::new(conf, listeners, user, signals, reporter, binary, metrics).run()
 }
 
 /// Everything that can fail before the master detaches, so that a failure is reported on the

@@ -172,6 +172,7 @@ pub fn run_child(
     ready: OwnedFd,
     user: Option<&User>,
     master: Pid,
+    metrics: worker::SharedMetrics,
 ) -> ! {
     if let Some(user) = user {
         if let Err(e) = switch_user(user) {
@@ -196,6 +197,7 @@ pub fn run_child(
         listeners,
         slot,
         ready: Some(ready),
+        metrics,
     }))
 }
 

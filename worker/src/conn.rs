@@ -6,6 +6,7 @@
 use crate::http::{
     self, BodyFraming, ChunkProgress, ChunkedDecoder, FramingError, Head, HeadParse, Response,
 };
+use crate::metrics::SharedMetrics;
 use crate::outq::{Flushed, OutQueue};
 use mio::net::TcpStream;
 use std::io::{self, Read};
@@ -132,7 +133,7 @@ impl Conn {
     /// Reads everything the socket has, through the worker's `scratch` buffer, so an idle
     /// connection holds no read buffer of its own and no buffer is zeroed per read. `Close`
     /// when the connection broke; a clean close by the peer sets [`Conn::peer_closed`].
-    pub fn read_available(&mut self, scratch: &mut [u8]) -> Step {
+    pub fn read_available(&mut self, scratch: &mut [u8], metrics: &SharedMetrics) -> Step {
         loop {
             match self.stream.read(scratch) {
                 Ok(0) => {
@@ -140,6 +141,7 @@ impl Conn {
                     return Step::Continue;
                 }
                 Ok(n) => {
+                    metrics.bytes_in(n);
                     if self.in_start > 0 && self.in_start == self.inbuf.len() {
                         self.inbuf.clear();
                         self.in_start = 0;
@@ -443,9 +445,11 @@ impl Conn {
     }
 
     /// Writes what is queued. `Close` when the connection is done or broken.
-    pub fn flush(&mut self) -> Step {
+    pub fn flush(&mut self, metrics: &SharedMetrics) -> Step {
         self.in_pass = false;
-        match self.out.write_to(&mut self.stream) {
+        let (flushed, written) = self.out.write_to(&mut self.stream);
+        metrics.bytes_out(written);
+        match flushed {
             Flushed::Closed => return Step::Close,
             Flushed::Partly => return Step::Continue,
             Flushed::All => {}

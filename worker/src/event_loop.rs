@@ -4,6 +4,7 @@
 
 use crate::conn::{Conn, Limits, Outcome, State, Step};
 use crate::http::{Head, Response};
+use crate::metrics::{self, Label, SharedMetrics, OTHER};
 use crate::routes::{self, Op, Route};
 use crate::service::{ConnRef, Pass, Service};
 use crate::{auth::Users, query::Params};
@@ -68,6 +69,29 @@ pub struct EventLoop {
     /// Listeners that hit [`ACCEPT_BATCH`] and may still have connections queued.
     accept_pending: Vec<usize>,
     commit_stats: CommitLog,
+    metrics: SharedMetrics,
+    /// What this pass's dispatches did, for the metrics and the park lists.
+    pass_log: PassLog,
+    /// Parked requests: connection, metrics label, when it parked.
+    parked: Vec<(ConnRef, Label, Instant)>,
+}
+
+/// Filled by [`dispatch`] during a pass.
+#[derive(Default)]
+struct PassLog {
+    /// Label and status of every reply given in the pass (timed when the pass's replies go out).
+    records: Vec<(Label, u16)>,
+    /// Requests parked in the pass: connection, label, whether it is a `/debug/sleep`.
+    parked: Vec<(ConnRef, Label, bool)>,
+}
+
+/// What [`dispatch`] needs besides the request.
+struct DispatchCtx<'a> {
+    routes: &'static [Route],
+    users: Option<&'a Users>,
+    debug: bool,
+    metrics: SharedMetrics,
+    store: &'a storage::Store,
 }
 
 /// Group-commit figures, logged at info every few seconds while writes flow.
@@ -113,6 +137,7 @@ impl EventLoop {
         conf: &conf::Conf,
         users: Option<Users>,
         signals: Signals,
+        metrics: SharedMetrics,
     ) -> io::Result<EventLoop> {
         let poll = Poll::new()?;
         let mut mio_listeners = Vec::with_capacity(listeners.len());
@@ -152,6 +177,9 @@ impl EventLoop {
             readable: Vec::new(),
             accept_pending: Vec::new(),
             commit_stats: CommitLog::new(),
+            metrics,
+            pass_log: PassLog::default(),
+            parked: Vec::new(),
         })
     }
 
@@ -205,24 +233,25 @@ impl EventLoop {
             }
             let mut readable = std::mem::take(&mut self.readable);
             for &key in &readable {
-                self.process(key, service, &mut pass);
+                self.process(key, service, &mut pass, store);
             }
             readable.clear();
             self.readable = readable;
-            self.expire_timers(service, &mut pass);
+            self.expire_timers(service, &mut pass, store);
             wakeups.clear();
             service.tick(&mut pass, &mut wakeups);
             for (who, resp) in wakeups.drain(..) {
-                self.finish_parked(who, &resp, service, &mut pass);
+                self.finish_parked(who, &resp, service, &mut pass, store);
             }
             if stop != Stop::No && retire_deadline.is_none() {
                 retire_deadline = Some(now + self.shutdown_timeout);
-                self.begin_retire(service, &mut pass);
+                self.begin_retire(service, &mut pass, store);
             }
             let committed = if pass.batch.has_writes() {
                 match batch.commit() {
                     Ok(stats) => {
                         self.commit_stats.record(stats);
+                        self.metrics.commit(stats);
                         true
                     }
                     Err(e) => {
@@ -235,6 +264,10 @@ impl EventLoop {
                 true
             };
             self.flush_dirty(committed, service);
+            let micros = now.elapsed().as_micros() as u64;
+            for (label, status) in self.pass_log.records.drain(..) {
+                self.metrics.request(label, status, micros);
+            }
             if stop == Stop::Now {
                 return 0;
             }
@@ -317,6 +350,7 @@ impl EventLoop {
         let generation = self.next_generation;
         self.next_generation += 1;
         entry.insert(Conn::new(stream, generation, now));
+        self.metrics.connection_opened();
         self.schedule(key);
     }
 
@@ -324,7 +358,7 @@ impl EventLoop {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        if conn.read_available(&mut self.scratch) == Step::Close {
+        if conn.read_available(&mut self.scratch, &self.metrics) == Step::Close {
             self.close(key, service);
             return;
         }
@@ -332,11 +366,22 @@ impl EventLoop {
     }
 
     /// Runs the connection's state machine and records what it needs next.
-    fn process(&mut self, key: usize, service: &mut dyn Service, pass: &mut Pass<'_, '_>) {
+    fn process(
+        &mut self,
+        key: usize,
+        service: &mut dyn Service,
+        pass: &mut Pass<'_, '_>,
+        store: &storage::Store,
+    ) {
         let limits = self.limits;
-        let routes = self.routes;
-        let users = self.users.as_ref();
-        let debug = self.debug_endpoints;
+        let ctx = DispatchCtx {
+            routes: self.routes,
+            users: self.users.as_ref(),
+            debug: self.debug_endpoints,
+            metrics: self.metrics,
+            store,
+        };
+        let log = &mut self.pass_log;
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
@@ -344,16 +389,21 @@ impl EventLoop {
             key,
             generation: conn.generation,
         };
-        let mut slept = false;
         let step = conn.process(&limits, pass.now, &mut |head, body| {
-            dispatch(
-                routes, users, debug, head, body, who, service, pass, &mut slept,
-            )
+            dispatch(&ctx, head, body, who, service, pass, log)
         });
-        if slept {
-            self.sleepers.push(who);
-        }
+        self.settle_parked(pass.now);
         self.after_step(key, step, service);
+    }
+
+    /// Moves the requests parked by the last dispatch into the loop's own lists.
+    fn settle_parked(&mut self, now: Instant) {
+        for (who, label, slept) in self.pass_log.parked.drain(..) {
+            if slept {
+                self.sleepers.push(who);
+            }
+            self.parked.push((who, label, now));
+        }
     }
 
     fn after_step(&mut self, key: usize, step: Step, service: &mut dyn Service) {
@@ -387,26 +437,32 @@ impl EventLoop {
         resp: &Response,
         service: &mut dyn Service,
         pass: &mut Pass<'_, '_>,
+        store: &storage::Store,
     ) {
         let limits = self.limits;
-        let routes = self.routes;
-        let users = self.users.as_ref();
-        let debug = self.debug_endpoints;
+        let ctx = DispatchCtx {
+            routes: self.routes,
+            users: self.users.as_ref(),
+            debug: self.debug_endpoints,
+            metrics: self.metrics,
+            store,
+        };
+        let log = &mut self.pass_log;
         let Some(conn) = self.conns.get_mut(who.key) else {
             return;
         };
         if conn.generation != who.generation {
             return;
         }
-        let mut slept = false;
-        let step = conn.finish_parked(resp, &limits, pass.now, &mut |head, body| {
-            dispatch(
-                routes, users, debug, head, body, who, service, pass, &mut slept,
-            )
-        });
-        if slept {
-            self.sleepers.push(who);
+        if let Some(pos) = self.parked.iter().position(|p| p.0 == who) {
+            let (_, label, since) = self.parked.swap_remove(pos);
+            let micros = pass.now.saturating_duration_since(since).as_micros() as u64;
+            self.metrics.request(label, resp.status, micros);
         }
+        let step = conn.finish_parked(resp, &limits, pass.now, &mut |head, body| {
+            dispatch(&ctx, head, body, who, service, pass, log)
+        });
+        self.settle_parked(pass.now);
         self.after_step(who.key, step, service);
     }
 
@@ -418,9 +474,11 @@ impl EventLoop {
                     generation: conn.generation,
                 };
                 self.sleepers.retain(|s| *s != who);
+                self.parked.retain(|p| p.0 != who);
                 service.park_cancel(who);
             }
             let _ = self.poll.registry().deregister(&mut conn.stream);
+            self.metrics.connection_closed();
         }
     }
 
@@ -441,7 +499,12 @@ impl EventLoop {
         self.timers.peek().map(|Reverse((t, _, _))| *t)
     }
 
-    fn expire_timers(&mut self, service: &mut dyn Service, pass: &mut Pass<'_, '_>) {
+    fn expire_timers(
+        &mut self,
+        service: &mut dyn Service,
+        pass: &mut Pass<'_, '_>,
+        store: &storage::Store,
+    ) {
         let now = pass.now;
         while let Some(&Reverse((at, key, generation))) = self.timers.peek() {
             if at > now {
@@ -471,7 +534,7 @@ impl EventLoop {
                 } else {
                     service.park_timeout(who, pass)
                 };
-                self.finish_parked(who, &resp, service, pass);
+                self.finish_parked(who, &resp, service, pass, store);
                 continue;
             }
             // Idle keep-alive, a head or body that took too long, or a client that does not
@@ -482,7 +545,12 @@ impl EventLoop {
 
     /// Stops accepting, answers parked requests, and marks every connection to close after
     /// its request in progress.
-    fn begin_retire(&mut self, service: &mut dyn Service, pass: &mut Pass<'_, '_>) {
+    fn begin_retire(
+        &mut self,
+        service: &mut dyn Service,
+        pass: &mut Pass<'_, '_>,
+        store: &storage::Store,
+    ) {
         self.accepting = false;
         for l in &mut self.listeners {
             let _ = self.poll.registry().deregister(l);
@@ -498,7 +566,7 @@ impl EventLoop {
         let mut wakeups = Vec::new();
         service.retire(pass, &mut wakeups);
         for (who, resp) in wakeups {
-            self.finish_parked(who, &resp, service, pass);
+            self.finish_parked(who, &resp, service, pass, store);
         }
     }
 
@@ -517,6 +585,7 @@ impl EventLoop {
         for key in idle {
             if let Some(mut conn) = self.conns.try_remove(key) {
                 let _ = self.poll.registry().deregister(&mut conn.stream);
+                self.metrics.connection_closed();
             }
         }
         // Fresh connections need a wakeup when their grace ends.
@@ -543,7 +612,7 @@ impl EventLoop {
             if !committed {
                 conn.fail_pass();
             }
-            let step = conn.flush();
+            let step = conn.flush(&self.metrics);
             if step == Step::Close {
                 self.close(key, service);
                 continue;
@@ -599,44 +668,81 @@ pub fn unix_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// The generic stage of every request: routing checks, the health paths, query decoding, then
-/// the mode's service.
-#[allow(clippy::too_many_arguments)]
+/// The generic stage of every request: routing checks, the health paths, `/metrics`, query
+/// decoding, then the mode's service.
 fn dispatch(
-    routes: &'static [Route],
-    users: Option<&Users>,
-    debug: bool,
+    ctx: &DispatchCtx<'_>,
     head: &Head,
     body: &[u8],
     who: ConnRef,
     service: &mut dyn Service,
     pass: &mut Pass<'_, '_>,
-    slept: &mut bool,
+    log: &mut PassLog,
 ) -> Outcome {
-    let op = match routes::route(
-        routes,
+    let (label, outcome, slept) = route_and_serve(ctx, head, body, who, service, pass);
+    match &outcome {
+        Outcome::Reply(resp) => log.records.push((label, resp.status)),
+        Outcome::Park { .. } => log.parked.push((who, label, slept)),
+    }
+    outcome
+}
+
+fn route_and_serve(
+    ctx: &DispatchCtx<'_>,
+    head: &Head,
+    body: &[u8],
+    who: ConnRef,
+    service: &mut dyn Service,
+    pass: &mut Pass<'_, '_>,
+) -> (Label, Outcome, bool) {
+    let (label, op) = match routes::route(
+        ctx.routes,
         &head.path,
         head.method,
         head.authorization.as_deref(),
-        users,
-        debug,
+        ctx.users,
+        ctx.debug,
     ) {
-        Ok(op) => op,
-        Err(resp) => return Outcome::Reply(resp),
+        Ok(found) => found,
+        Err((label, resp)) => return (label.unwrap_or(OTHER), Outcome::Reply(resp), false),
     };
+    let reply = |resp| (label, Outcome::Reply(resp), false);
     match op {
-        Op::Status => return Outcome::Reply(Response::text("ok\n")),
+        Op::Status => return reply(Response::text("ok\n")),
         Op::Version => {
-            return Outcome::Reply(Response::text(format!(
+            return reply(Response::text(format!(
                 "huststore {}\n",
                 env!("CARGO_PKG_VERSION")
             )))
+        }
+        Op::Metrics => {
+            let mut out = String::with_capacity(8192);
+            ctx.metrics.render(ctx.routes, &mut out);
+            let (used, size) = ctx.store.map_usage();
+            metrics::gauge(
+                &mut out,
+                "huststore_store_used_bytes",
+                "Bytes of the persistent store in use.",
+                used,
+            );
+            metrics::gauge(
+                &mut out,
+                "huststore_store_free_bytes",
+                "Bytes left before the store is full (map_size - used).",
+                size.saturating_sub(used),
+            );
+            service.metrics(pass, &mut out);
+            return reply(Response::with_body(
+                200,
+                "text/plain; version=0.0.4",
+                out.into_bytes(),
+            ));
         }
         _ => {}
     }
     let params = match Params::parse(&head.query) {
         Ok(p) => p,
-        Err(_) => return Outcome::Reply(service.bad_request("malformed % escape in the query")),
+        Err(_) => return reply(service.bad_request("malformed % escape in the query")),
     };
     if op == Op::DebugSleep {
         let ms = params
@@ -644,13 +750,14 @@ fn dispatch(
             .and_then(crate::query::parse_u64)
             .filter(|&ms| ms <= 600_000);
         return match ms {
-            Some(ms) => {
-                *slept = true;
+            Some(ms) => (
+                label,
                 Outcome::Park {
                     deadline: pass.now + Duration::from_millis(ms),
-                }
-            }
-            None => Outcome::Reply(service.bad_request("ms must be 0..600000")),
+                },
+                true,
+            ),
+            None => reply(service.bad_request("ms must be 0..600000")),
         };
     }
     let req = crate::service::Request {
@@ -658,5 +765,5 @@ fn dispatch(
         params: &params,
         body,
     };
-    service.call(op, &req, who, pass)
+    (label, service.call(op, &req, who, pass), false)
 }

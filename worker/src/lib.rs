@@ -17,7 +17,11 @@ pub struct WorkerArgs {
     pub slot: usize,
     /// Write end of the master's readiness pipe: the worker writes one byte once it serves.
     pub ready: Option<OwnedFd>,
+    /// The `/metrics` counters shared by all workers (see [`SharedMetrics`]).
+    pub metrics: SharedMetrics,
 }
+
+pub use metrics::SharedMetrics;
 
 /// Exit code of a worker that failed to initialise; the master does not respawn it.
 pub const EXIT_FATAL_INIT: i32 = 2;
@@ -120,7 +124,13 @@ pub fn run(args: WorkerArgs) -> i32 {
             }
         },
     };
-    let mut event_loop = match event_loop::EventLoop::new(args.listeners, &conf, users, signals) {
+    let mut event_loop = match event_loop::EventLoop::new(
+        args.listeners,
+        &conf,
+        users,
+        signals,
+        args.metrics.for_slot(args.slot),
+    ) {
         Ok(l) => l,
         Err(e) => {
             log::error!("could not start the event loop: {e}");
@@ -169,6 +179,7 @@ mod conn;
 mod event_loop;
 pub mod http;
 mod kv;
+mod metrics;
 mod mq_service;
 mod outq;
 pub mod query;

@@ -274,21 +274,6 @@ impl MqService {
             Op::MqDoPost => return Ok(outcome(b.do_post_claim(c, who), c.now)),
             Op::MqDoGetStatus => b.do_get_status(),
             Op::MqDoPostStatus => b.do_post_status(),
-            Op::Metrics => {
-                let (evget, evsub, tasks, workers) = b.parked_counts();
-                let body = format!(
-                    "# huststore metrics\n\
-                     # TYPE huststore_mq_parked_evget gauge\nhuststore_mq_parked_evget {evget}\n\
-                     # TYPE huststore_mq_parked_evsub gauge\nhuststore_mq_parked_evsub {evsub}\n\
-                     # TYPE huststore_mq_rpc_tasks gauge\nhuststore_mq_rpc_tasks {tasks}\n\
-                     # TYPE huststore_mq_rpc_workers gauge\nhuststore_mq_rpc_workers {workers}\n"
-                );
-                return Ok(Outcome::Reply(Response::with_body(
-                    200,
-                    "text/plain; version=0.0.4",
-                    body.into_bytes(),
-                )));
-            }
             _ => Reply::NotFound,
         };
         Ok(Outcome::Reply(response(reply)))
@@ -328,6 +313,31 @@ impl Service for MqService {
 
     fn next_deadline(&self) -> Option<Instant> {
         self.broker.next_deadline()
+    }
+
+    fn metrics(&mut self, _pass: &mut Pass<'_, '_>, out: &mut String) {
+        let (evget, evsub, tasks, workers) = self.broker.parked_counts();
+        let gauges = [
+            (
+                "huststore_mq_parked_evget",
+                "Parked /evget requests.",
+                evget,
+            ),
+            (
+                "huststore_mq_parked_evsub",
+                "Parked /evsub requests.",
+                evsub,
+            ),
+            ("huststore_mq_rpc_tasks", "RPC tasks in flight.", tasks),
+            (
+                "huststore_mq_rpc_workers",
+                "Workers parked in /do_post.",
+                workers,
+            ),
+        ];
+        for (name, help, value) in gauges {
+            crate::metrics::gauge(out, name, help, value);
+        }
     }
 
     fn retire(&mut self, _pass: &mut Pass<'_, '_>, wakeups: &mut Vec<(ConnRef, Response)>) {

@@ -80,8 +80,9 @@ impl OutQueue {
         self.back_open = false;
     }
 
-    /// Writes as much as the socket takes.
-    pub fn write_to(&mut self, w: &mut impl Write) -> Flushed {
+    /// Writes as much as the socket takes; also returns how many bytes that was.
+    pub fn write_to(&mut self, w: &mut impl Write) -> (Flushed, usize) {
+        let mut total = 0;
         while !self.chunks.is_empty() {
             let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
             let mut n = 0;
@@ -91,14 +92,17 @@ impl OutQueue {
                 n = i + 1;
             }
             match w.write_vectored(&slices[..n]) {
-                Ok(0) => return Flushed::Closed,
-                Ok(written) => self.advance(written),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Flushed::Partly,
+                Ok(0) => return (Flushed::Closed, total),
+                Ok(written) => {
+                    total += written;
+                    self.advance(written);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return (Flushed::Partly, total),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => return Flushed::Closed,
+                Err(_) => return (Flushed::Closed, total),
             }
         }
-        Flushed::All
+        (Flushed::All, total)
     }
 
     fn advance(&mut self, mut written: usize) {
@@ -179,7 +183,7 @@ mod tests {
             calls: 0,
         };
         let mut rounds = 0;
-        while q.write_to(&mut w) != Flushed::All {
+        while q.write_to(&mut w).0 != Flushed::All {
             rounds += 1;
             assert!(rounds < 10_000);
         }
@@ -201,7 +205,7 @@ mod tests {
             cap: 1 << 20,
             calls: 0,
         };
-        while q.write_to(&mut w) != Flushed::All {}
+        while q.write_to(&mut w).0 != Flushed::All {}
         assert_eq!(w.got, b"old500");
     }
 }

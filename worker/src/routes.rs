@@ -230,7 +230,9 @@ pub static MQ_ROUTES: &[Route] = &[
     r("/debug/sleep", GP, Op::DebugSleep),
 ];
 
-/// The generic checks, in the spec's order: auth, path, method. `Ok` is the route's operation.
+/// The generic checks, in the spec's order: auth, path, method. `Ok` is the route's operation
+/// and its index in the table (its metrics label); `Err` the answer, with the route's index
+/// when the path was known.
 pub fn route(
     table: &'static [Route],
     path: &[u8],
@@ -238,22 +240,29 @@ pub fn route(
     authorization: Option<&[u8]>,
     users: Option<&Users>,
     debug_endpoints: bool,
-) -> Result<Op, Response> {
+) -> Result<(usize, Op), (Option<usize>, Response)> {
     let found = table
         .iter()
-        .find(|r| r.path.as_bytes() == path)
-        .filter(|r| debug_endpoints || r.op != Op::DebugSleep);
-    let is_open = found.is_some_and(|r| r.open);
+        .position(|r| r.path.as_bytes() == path)
+        .filter(|&i| debug_endpoints || table[i].op != Op::DebugSleep);
+    let is_open = found.is_some_and(|i| table[i].open);
     if let Some(users) = users {
         if !is_open && !users.check(authorization) {
-            return Err(Response::empty(401).header("WWW-Authenticate", CHALLENGE));
+            return Err((
+                None,
+                Response::empty(401).header("WWW-Authenticate", CHALLENGE),
+            ));
         }
     }
-    let route = found.ok_or_else(|| Response::empty(404))?;
+    let index = found.ok_or((None, Response::empty(404)))?;
+    let route = &table[index];
     if !route.methods.allows(method) {
-        return Err(Response::empty(405).header("Allow", route.methods.allow_header()));
+        return Err((
+            Some(index),
+            Response::empty(405).header("Allow", route.methods.allow_header()),
+        ));
     }
-    Ok(route.op)
+    Ok((index, route.op))
 }
 
 #[cfg(test)]
@@ -262,22 +271,33 @@ mod tests {
 
     #[test]
     fn unknown_path_is_404_and_wrong_method_405_with_allow() {
-        let err = route(KV_ROUTES, b"/nope", Method::Get, None, None, false).unwrap_err();
+        let err = route(KV_ROUTES, b"/nope", Method::Get, None, None, false)
+            .unwrap_err()
+            .1;
         assert_eq!(err.status, 404);
-        let err = route(KV_ROUTES, b"/get", Method::Other, None, None, false).unwrap_err();
+        let err = route(KV_ROUTES, b"/get", Method::Other, None, None, false)
+            .unwrap_err()
+            .1;
         assert_eq!(err.status, 405);
         assert_eq!(err.headers, vec![("Allow", "GET, POST".to_string())]);
-        let err = route(KV_ROUTES, b"/put", Method::Other, None, None, false).unwrap_err();
+        let err = route(KV_ROUTES, b"/put", Method::Other, None, None, false)
+            .unwrap_err()
+            .1;
         assert_eq!(err.headers, vec![("Allow", "GET, POST, PUT".to_string())]);
-        let err = route(MQ_ROUTES, b"/do_get", Method::Get, None, None, false).unwrap_err();
+        let err = route(MQ_ROUTES, b"/do_get", Method::Get, None, None, false)
+            .unwrap_err()
+            .1;
         assert_eq!(err.headers, vec![("Allow", "POST".to_string())]);
         assert_eq!(
-            route(KV_ROUTES, b"/put", Method::Put, None, None, false),
-            Ok(Op::Put)
+            route(KV_ROUTES, b"/put", Method::Put, None, None, false)
+                .map(|r| r.1)
+                .ok(),
+            Some(Op::Put)
         );
         assert_eq!(
             route(KV_ROUTES, b"/get", Method::Put, None, None, false)
                 .unwrap_err()
+                .1
                 .status,
             405
         );
@@ -289,6 +309,7 @@ mod tests {
             assert_eq!(
                 route(KV_ROUTES, p, Method::Get, None, None, false)
                     .unwrap_err()
+                    .1
                     .status,
                 404
             );
@@ -300,12 +321,15 @@ mod tests {
         assert_eq!(
             route(KV_ROUTES, b"/debug/sleep", Method::Get, None, None, false)
                 .unwrap_err()
+                .1
                 .status,
             404
         );
         assert_eq!(
-            route(KV_ROUTES, b"/debug/sleep", Method::Get, None, None, true),
-            Ok(Op::DebugSleep)
+            route(KV_ROUTES, b"/debug/sleep", Method::Get, None, None, true)
+                .map(|r| r.1)
+                .ok(),
+            Some(Op::DebugSleep)
         );
     }
 

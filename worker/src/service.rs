@@ -65,6 +65,9 @@ pub trait Service {
     /// When [`Service::tick`] next has work to do.
     fn next_deadline(&self) -> Option<Instant>;
 
+    /// Appends the mode's own `/metrics` lines (Prometheus text).
+    fn metrics(&mut self, _pass: &mut Pass<'_, '_>, _out: &mut String) {}
+
     /// The worker retires: answer every parked request now (as on its timeout).
     fn retire(&mut self, pass: &mut Pass<'_, '_>, wakeups: &mut Vec<(ConnRef, Response)>);
 }
