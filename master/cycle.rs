@@ -885,6 +885,17 @@ pub fn chown_logs(conf: &Conf, user: &User) {
         },
         conf.access_log.as_ref(),
     ];
+    if let Some(path) = &conf.access_log {
+        // Workers open the access log themselves (after switching user), so it must exist
+        // and be theirs before they start.
+        if let Err(e) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+        {
+            log::warn!("could not create access_log {}: {e}", path.display());
+        }
+    }
     for path in files.into_iter().flatten() {
         if path.exists() {
             if let Err(e) = process::chown_tree(path, user) {

@@ -68,10 +68,14 @@ fn pipelined_requests_are_answered_in_order() {
     let mut batch = Vec::new();
     for i in 0..50 {
         batch.extend_from_slice(
-            format!("POST /put?key=p{i} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\nvalue{i}", 5 + i.to_string().len())
-                .as_bytes(),
+            format!(
+                "POST /put?key=p{i} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\nvalue{i}",
+                5 + i.to_string().len()
+            )
+            .as_bytes(),
         );
-        batch.extend_from_slice(format!("GET /get?key=p{i} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes());
+        batch
+            .extend_from_slice(format!("GET /get?key=p{i} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes());
     }
     batch.extend_from_slice(b"GET /nope HTTP/1.1\r\n\r\n");
     c.send_raw(&batch);
@@ -100,7 +104,8 @@ fn chunked_bodies_are_decoded() {
     assert_eq!(r.text(), "hello world");
     // A large chunked body in many chunks.
     let value: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
-    let mut wire = b"PUT /put?key=bigchunky HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    let mut wire =
+        b"PUT /put?key=bigchunky HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
     for piece in value.chunks(7000) {
         wire.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
         wire.extend_from_slice(piece);
@@ -118,8 +123,10 @@ fn expect_100_continue_gets_an_interim_response() {
     let server = Server::start(&[]);
     let mut s = TcpStream::connect(server.addr()).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.write_all(b"POST /put?key=cont HTTP/1.1\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n")
-        .unwrap();
+    s.write_all(
+        b"POST /put?key=cont HTTP/1.1\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n",
+    )
+    .unwrap();
     let mut buf = [0u8; 25];
     s.read_exact(&mut buf).unwrap();
     assert_eq!(&buf, b"HTTP/1.1 100 Continue\r\n\r\n");
@@ -136,7 +143,11 @@ fn limits_answer_414_431_413() {
     // 414: request line over 256 KiB; the connection closes.
     let long = format!("GET /get?key={} HTTP/1.1\r\n\r\n", "a".repeat(262_200));
     let out = raw_exchange(&server, long.as_bytes());
-    assert!(out.starts_with("HTTP/1.1 414 "), "{}", &out[..out.len().min(80)]);
+    assert!(
+        out.starts_with("HTTP/1.1 414 "),
+        "{}",
+        &out[..out.len().min(80)]
+    );
     // A 64 KiB key percent-encoded fits in the request line.
     let key = "%41".repeat(65_536);
     let r = get(server.addr(), &format!("/get?key={key}"));
@@ -148,7 +159,11 @@ fn limits_answer_414_431_413() {
     }
     big.extend_from_slice(b"\r\n");
     let out = raw_exchange(&server, &big);
-    assert!(out.starts_with("HTTP/1.1 431 "), "{}", &out[..out.len().min(80)]);
+    assert!(
+        out.starts_with("HTTP/1.1 431 "),
+        "{}",
+        &out[..out.len().min(80)]
+    );
     // 413 by Content-Length, and the connection stays usable (the body is skipped).
     let mut c = Client::connect(server.addr());
     let r = c.send("POST", "/put?key=big", &[], &vec![b'x'; 2000]);
@@ -254,7 +269,10 @@ fn a_trickled_head_is_cut_off_after_the_header_timeout() {
     }
     assert!(closed, "the trickling client was never cut off");
     let took = started.elapsed();
-    assert!(took >= Duration::from_millis(900), "closed too early: {took:?}");
+    assert!(
+        took >= Duration::from_millis(900),
+        "closed too early: {took:?}"
+    );
     assert_eq!(get(server.addr(), "/status.html").status, 200);
 }
 
@@ -283,13 +301,20 @@ fn basic_auth_guards_every_path_but_health() {
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("htpasswd");
     // bob's {SHA} line is base64(sha1("secret")), as `htpasswd -s` writes it.
-    std::fs::write(&file, "alice:{PLAIN}wonder\nbob:{SHA}5en6G6MezRroT3XKqkdPOmY/BfQ=\n").unwrap();
+    std::fs::write(
+        &file,
+        "alice:{PLAIN}wonder\nbob:{SHA}5en6G6MezRroT3XKqkdPOmY/BfQ=\n",
+    )
+    .unwrap();
     let server = Server::start(&[("auth_basic_user_file", file.to_str().unwrap())]);
     let mut c = Client::connect(server.addr());
     for target in ["/get?key=a", "/nope", "/put?key=a&val=b", "/metrics"] {
         let r = c.send("GET", target, &[], b"");
         assert_eq!(r.status, 401, "{target}");
-        assert_eq!(r.header("WWW-Authenticate"), Some("Basic realm=\"huststore\""));
+        assert_eq!(
+            r.header("WWW-Authenticate"),
+            Some("Basic realm=\"huststore\"")
+        );
         assert_eq!(r.header("VerError"), None);
         assert_eq!(r.body, b"");
     }
@@ -350,4 +375,56 @@ fn a_client_that_disappears_mid_request_does_not_hurt() {
     }
     let _ = request(server.addr(), "GET", "/status.html", b"");
     assert_eq!(get(server.addr(), "/get?key=x").status, 404);
+}
+
+#[test]
+fn access_log_lines_in_combined_format_and_reopen() {
+    let server = Server::start(&[
+        ("access_log", "{dir}/access.log"),
+        ("worker_processes", "1"),
+    ]);
+    let path = server.dir.join("access.log");
+    let mut c = Client::connect(server.addr());
+    let r = c.send("GET", "/status.html", &[("User-Agent", "tester/1.0")], b"");
+    assert_eq!(r.status, 200);
+    let r = c.send("GET", "/nope?x=\"y\"", &[("Referer", "http://r/")], b"");
+    assert_eq!(r.status, 404);
+    let read = || std::fs::read_to_string(&path).unwrap_or_default();
+    // The harness's own readiness probes are logged too: find our two lines by content.
+    assert!(wait_until(Duration::from_secs(5), || read().contains("/nope")));
+    let text = read();
+    let find = |needle: &str| {
+        text.lines()
+            .find(|l| l.contains(needle))
+            .unwrap_or("")
+            .to_string()
+    };
+    let lines = [find("tester/1.0"), find("/nope")];
+    assert!(lines[0].starts_with("127.0.0.1 - - ["), "{text}");
+    assert!(
+        lines[0].contains("] \"GET /status.html HTTP/1.1\" 200 3 \"-\" \"tester/1.0\" "),
+        "{text}"
+    );
+    assert!(
+        lines[1].contains("\"GET /nope?x=\\x22y\\x22 HTTP/1.1\" 404 0 \"http://r/\" \"-\" "),
+        "{text}"
+    );
+    // The request time in seconds with milliseconds closes each line.
+    let time = lines[0].rsplit(' ').next().unwrap();
+    assert!(
+        time.len() >= 5 && time.as_bytes()[time.len() - 4] == b'.',
+        "{time}"
+    );
+    // USR1 (reopen) after a rename: new lines go to a new file.
+    let rotated = server.dir.join("access.log.1");
+    std::fs::rename(&path, &rotated).unwrap();
+    let out = server.command(&["-s", "reopen"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(wait_until(Duration::from_secs(5), || {
+        let _ = get(server.addr(), "/version");
+        read().contains("\"GET /version HTTP/1.1\" 200")
+    }));
+    assert!(std::fs::read_to_string(&rotated)
+        .unwrap()
+        .contains("tester/1.0"));
 }

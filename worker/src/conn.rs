@@ -64,6 +64,8 @@ pub enum Step {
 
 pub struct Conn {
     pub stream: TcpStream,
+    /// The client's address (for the access log).
+    pub peer: Option<std::net::SocketAddr>,
     /// Distinguishes this connection from earlier ones in the same slab slot.
     pub generation: u64,
     pub state: State,
@@ -109,6 +111,7 @@ impl Conn {
     pub fn new(stream: TcpStream, generation: u64, now: Instant) -> Conn {
         Conn {
             stream,
+            peer: None,
             generation,
             state: State::ReadHead,
             inbuf: Vec::new(),

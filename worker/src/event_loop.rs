@@ -2,6 +2,7 @@
 //! service do its periodic work → commit the pass's write transaction → write the replies →
 //! check for shutdown. No reply leaves before the write it reports is committed.
 
+use crate::access_log::{self, AccessLog};
 use crate::conn::{Conn, Limits, Outcome, State, Step};
 use crate::http::{Head, Response};
 use crate::metrics::{self, Label, SharedMetrics, OTHER};
@@ -72,17 +73,19 @@ pub struct EventLoop {
     metrics: SharedMetrics,
     /// What this pass's dispatches did, for the metrics and the park lists.
     pass_log: PassLog,
-    /// Parked requests: connection, metrics label, when it parked.
-    parked: Vec<(ConnRef, Label, Instant)>,
+    /// Parked requests: connection, metrics label, when it parked, its access-log entry.
+    parked: Vec<(ConnRef, Label, Instant, Option<access_log::Entry>)>,
+    access_log: Option<AccessLog>,
 }
 
 /// Filled by [`dispatch`] during a pass.
 #[derive(Default)]
 struct PassLog {
-    /// Label and status of every reply given in the pass (timed when the pass's replies go out).
-    records: Vec<(Label, u16)>,
-    /// Requests parked in the pass: connection, label, whether it is a `/debug/sleep`.
-    parked: Vec<(ConnRef, Label, bool)>,
+    /// Label, status, body size and access-log entry of every reply given in the pass (timed
+    /// when the pass's replies go out).
+    records: Vec<(Label, u16, usize, Option<access_log::Entry>)>,
+    /// Requests parked in the pass: connection, label, whether it is a `/debug/sleep`, entry.
+    parked: Vec<(ConnRef, Label, bool, Option<access_log::Entry>)>,
 }
 
 /// What [`dispatch`] needs besides the request.
@@ -139,6 +142,16 @@ impl EventLoop {
         signals: Signals,
         metrics: SharedMetrics,
     ) -> io::Result<EventLoop> {
+        let access_log = match &conf.access_log {
+            Some(path) => Some(AccessLog::open(path.clone()).map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("could not open access_log {}: {e}", path.display()),
+                )
+            })?),
+            None => None,
+        };
+        crate::http::capture_access(access_log.is_some());
         let poll = Poll::new()?;
         let mut mio_listeners = Vec::with_capacity(listeners.len());
         for (i, l) in listeners.into_iter().enumerate() {
@@ -180,6 +193,7 @@ impl EventLoop {
             metrics,
             pass_log: PassLog::default(),
             parked: Vec::new(),
+            access_log,
         })
     }
 
@@ -264,9 +278,15 @@ impl EventLoop {
                 true
             };
             self.flush_dirty(committed, service);
-            let micros = now.elapsed().as_micros() as u64;
-            for (label, status) in self.pass_log.records.drain(..) {
-                self.metrics.request(label, status, micros);
+            let took = now.elapsed();
+            for (label, status, bytes, entry) in self.pass_log.records.drain(..) {
+                self.metrics.request(label, status, took.as_micros() as u64);
+                if let (Some(log), Some(entry)) = (self.access_log.as_mut(), entry) {
+                    log.record(&entry, status, bytes, took);
+                }
+            }
+            if let Some(log) = self.access_log.as_mut() {
+                log.flush();
             }
             if stop == Stop::Now {
                 return 0;
@@ -297,6 +317,11 @@ impl EventLoop {
             if let Err(e) = conf::logger::reopen() {
                 log::error!("could not reopen the error log: {e}");
             }
+            if let Some(log) = self.access_log.as_mut() {
+                if let Err(e) = log.reopen() {
+                    log::error!("could not reopen the access log: {e}");
+                }
+            }
         }
         if self.signals.terminate.load(Ordering::Relaxed) {
             Stop::Now
@@ -323,7 +348,7 @@ impl EventLoop {
                 return;
             };
             match listener.accept() {
-                Ok((stream, _)) => self.add_conn(stream, now),
+                Ok((stream, peer)) => self.add_conn(stream, peer, now),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
@@ -335,7 +360,7 @@ impl EventLoop {
         }
     }
 
-    fn add_conn(&mut self, mut stream: TcpStream, now: Instant) {
+    fn add_conn(&mut self, mut stream: TcpStream, peer: std::net::SocketAddr, now: Instant) {
         let _ = stream.set_nodelay(true);
         let entry = self.conns.vacant_entry();
         let key = entry.key();
@@ -349,7 +374,9 @@ impl EventLoop {
         }
         let generation = self.next_generation;
         self.next_generation += 1;
-        entry.insert(Conn::new(stream, generation, now));
+        let mut conn = Conn::new(stream, generation, now);
+        conn.peer = Some(peer);
+        entry.insert(conn);
         self.metrics.connection_opened();
         self.schedule(key);
     }
@@ -389,8 +416,9 @@ impl EventLoop {
             key,
             generation: conn.generation,
         };
+        let peer = conn.peer;
         let step = conn.process(&limits, pass.now, &mut |head, body| {
-            dispatch(&ctx, head, body, who, service, pass, log)
+            dispatch(&ctx, head, body, who, peer, service, pass, log)
         });
         self.settle_parked(pass.now);
         self.after_step(key, step, service);
@@ -398,11 +426,11 @@ impl EventLoop {
 
     /// Moves the requests parked by the last dispatch into the loop's own lists.
     fn settle_parked(&mut self, now: Instant) {
-        for (who, label, slept) in self.pass_log.parked.drain(..) {
+        for (who, label, slept, entry) in self.pass_log.parked.drain(..) {
             if slept {
                 self.sleepers.push(who);
             }
-            self.parked.push((who, label, now));
+            self.parked.push((who, label, now, entry));
         }
     }
 
@@ -455,12 +483,17 @@ impl EventLoop {
             return;
         }
         if let Some(pos) = self.parked.iter().position(|p| p.0 == who) {
-            let (_, label, since) = self.parked.swap_remove(pos);
-            let micros = pass.now.saturating_duration_since(since).as_micros() as u64;
-            self.metrics.request(label, resp.status, micros);
+            let (_, label, since, entry) = self.parked.swap_remove(pos);
+            let took = pass.now.saturating_duration_since(since);
+            self.metrics
+                .request(label, resp.status, took.as_micros() as u64);
+            if let (Some(log), Some(entry)) = (self.access_log.as_mut(), entry) {
+                log.record(&entry, resp.status, resp.body.len(), took);
+            }
         }
+        let peer = conn.peer;
         let step = conn.finish_parked(resp, &limits, pass.now, &mut |head, body| {
-            dispatch(&ctx, head, body, who, service, pass, log)
+            dispatch(&ctx, head, body, who, peer, service, pass, log)
         });
         self.settle_parked(pass.now);
         self.after_step(who.key, step, service);
@@ -670,19 +703,28 @@ pub fn unix_ms() -> u64 {
 
 /// The generic stage of every request: routing checks, the health paths, `/metrics`, query
 /// decoding, then the mode's service.
+#[allow(clippy::too_many_arguments)]
 fn dispatch(
     ctx: &DispatchCtx<'_>,
     head: &Head,
     body: &[u8],
     who: ConnRef,
+    peer: Option<std::net::SocketAddr>,
     service: &mut dyn Service,
     pass: &mut Pass<'_, '_>,
     log: &mut PassLog,
 ) -> Outcome {
     let (label, outcome, slept) = route_and_serve(ctx, head, body, who, service, pass);
+    let entry = head.access.as_ref().map(|a| access_log::Entry {
+        remote: peer,
+        user: access_log::user_of(head.authorization.as_deref()),
+        head: a.clone(),
+    });
     match &outcome {
-        Outcome::Reply(resp) => log.records.push((label, resp.status)),
-        Outcome::Park { .. } => log.parked.push((who, label, slept)),
+        Outcome::Reply(resp) => log
+            .records
+            .push((label, resp.status, resp.body.len(), entry)),
+        Outcome::Park { .. } => log.parked.push((who, label, slept, entry)),
     }
     outcome
 }

@@ -39,6 +39,24 @@ pub struct Head {
     pub expect_continue: bool,
     pub authorization: Option<Vec<u8>>,
     pub framing: BodyFraming,
+    /// What the access log needs, captured only while one is configured.
+    pub access: Option<Box<AccessHead>>,
+}
+
+/// The parts of a head the access log prints.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AccessHead {
+    pub request_line: Vec<u8>,
+    pub referer: Vec<u8>,
+    pub user_agent: Vec<u8>,
+}
+
+/// Whether heads capture [`AccessHead`]; set once at worker start when `access_log` is on.
+static CAPTURE_ACCESS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Turns capturing of access-log fields on or off for this process.
+pub fn capture_access(on: bool) {
+    CAPTURE_ACCESS.store(on, std::sync::atomic::Ordering::Relaxed);
 }
 
 /// A framing failure: the status it answers, and whether the connection must close after it.
@@ -99,7 +117,22 @@ pub fn parse_head(buf: &[u8], scanned: usize) -> Result<HeadParse, FramingError>
         Err(httparse::Error::TooManyHeaders) => return Err(FramingError::closing(431)),
         Err(_) => return Err(FramingError::closing(400)),
     };
-    let head = interpret(&req)?;
+    let mut head = interpret(&req)?;
+    if CAPTURE_ACCESS.load(std::sync::atomic::Ordering::Relaxed) {
+        let line = &buf[lead..line_end];
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let find = |name: &str| {
+            req.headers
+                .iter()
+                .find(|h| h.name.eq_ignore_ascii_case(name))
+                .map_or_else(Vec::new, |h| h.value.to_vec())
+        };
+        head.access = Some(Box::new(AccessHead {
+            request_line: line.to_vec(),
+            referer: find("referer"),
+            user_agent: find("user-agent"),
+        }));
+    }
     Ok(HeadParse::Complete { head, len })
 }
 
@@ -144,6 +177,7 @@ fn interpret(req: &httparse::Request<'_, '_>) -> Result<Head, FramingError> {
         expect_continue: false,
         authorization: None,
         framing: BodyFraming::None,
+        access: None,
     };
     let mut length: Option<u64> = None;
     let mut chunked = false;

@@ -174,6 +174,7 @@ fn install_signals() -> std::io::Result<event_loop::Signals> {
     })
 }
 
+mod access_log;
 mod auth;
 mod conn;
 mod event_loop;
