@@ -76,6 +76,8 @@ pub struct EventLoop {
     /// Parked requests: connection, metrics label, when it parked, its access-log entry.
     parked: Vec<(ConnRef, Label, Instant, Option<access_log::Entry>)>,
     access_log: Option<AccessLog>,
+    /// `sync_writes off`: the flush interval and when the next flush is due.
+    sync_every: Option<(Duration, Instant)>,
 }
 
 /// Filled by [`dispatch`] during a pass.
@@ -194,6 +196,8 @@ impl EventLoop {
             pass_log: PassLog::default(),
             parked: Vec::new(),
             access_log,
+            sync_every: (!conf.sync_writes)
+                .then(|| (conf.sync_interval, Instant::now() + conf.sync_interval)),
         })
     }
 
@@ -217,6 +221,10 @@ impl EventLoop {
             if !self.accept_pending.is_empty() {
                 // Edge-triggered readiness will not fire again for connections already queued.
                 timeout = Some(Duration::ZERO);
+            }
+            if let Some((_, next)) = self.sync_every {
+                let d = next.saturating_duration_since(now);
+                timeout = Some(timeout.map_or(d, |t| t.min(d)));
             }
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() != io::ErrorKind::Interrupted {
@@ -278,6 +286,7 @@ impl EventLoop {
                 true
             };
             self.flush_dirty(committed, service);
+            self.sync_if_due(store);
             let took = now.elapsed();
             for (label, status, bytes, entry) in self.pass_log.records.drain(..) {
                 self.metrics.request(label, status, took.as_micros() as u64);
@@ -301,6 +310,22 @@ impl EventLoop {
                     return 0;
                 }
             }
+        }
+    }
+
+    /// `sync_writes off`: flush the environment every `sync_interval`, which bounds what a
+    /// machine crash can lose (a process crash loses nothing: the data is in the page cache).
+    fn sync_if_due(&mut self, store: &storage::Store) {
+        let Some((every, next)) = self.sync_every else {
+            return;
+        };
+        let now = Instant::now();
+        if now < next {
+            return;
+        }
+        self.sync_every = Some((every, now + every));
+        if let Err(e) = store.sync() {
+            log::error!("could not flush the store to disk: {e}");
         }
     }
 

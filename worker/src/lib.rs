@@ -143,7 +143,14 @@ pub fn run(args: WorkerArgs) -> i32 {
         let _ = std::io::Write::write_all(&mut ready, &[args.slot as u8]);
     }
     conf::notice!("worker {} serving (slot {})", std::process::id(), args.slot);
-    event_loop.run(&mut *service, &store)
+    let code = event_loop.run(&mut *service, &store);
+    if !conf.sync_writes {
+        // A clean stop leaves nothing for the next sync_interval to flush.
+        if let Err(e) = store.sync() {
+            log::error!("could not flush the store to disk: {e}");
+        }
+    }
+    code
 }
 
 fn install_signals() -> std::io::Result<event_loop::Signals> {
