@@ -425,6 +425,26 @@ impl EventLoop {
         pass: &mut Pass<'_, '_>,
         store: &storage::Store,
     ) {
+        let Some(conn) = self.conns.get(key) else {
+            return;
+        };
+        let who = ConnRef {
+            key,
+            generation: conn.generation,
+        };
+        self.serve(who, None, service, pass, store);
+    }
+
+    /// Serves the connection's buffered requests; with `parked_reply`, first answers its
+    /// parked request with it.
+    fn serve(
+        &mut self,
+        who: ConnRef,
+        parked_reply: Option<&Response>,
+        service: &mut dyn Service,
+        pass: &mut Pass<'_, '_>,
+        store: &storage::Store,
+    ) {
         let limits = self.limits;
         let ctx = DispatchCtx {
             routes: self.routes,
@@ -434,19 +454,22 @@ impl EventLoop {
             store,
         };
         let log = &mut self.pass_log;
-        let Some(conn) = self.conns.get_mut(key) else {
+        let Some(conn) = self.conns.get_mut(who.key) else {
             return;
         };
-        let who = ConnRef {
-            key,
-            generation: conn.generation,
-        };
+        if conn.generation != who.generation {
+            return;
+        }
         let peer = conn.peer;
-        let step = conn.process(&limits, pass.now, &mut |head, body| {
-            dispatch(&ctx, head, body, who, peer, service, pass, log)
-        });
-        self.settle_parked(pass.now);
-        self.after_step(key, step, service);
+        let now = pass.now;
+        let mut dispatch =
+            |head: &Head, body: &[u8]| dispatch(&ctx, head, body, who, peer, service, pass, log);
+        let step = match parked_reply {
+            Some(resp) => conn.finish_parked(resp, &limits, now, &mut dispatch),
+            None => conn.process(&limits, now, &mut dispatch),
+        };
+        self.settle_parked(now);
+        self.after_step(who.key, step, service);
     }
 
     /// Moves the requests parked by the last dispatch into the loop's own lists.
@@ -484,6 +507,7 @@ impl EventLoop {
         self.schedule(key);
     }
 
+    /// Answers a parked request (and records it for the metrics and the access log).
     fn finish_parked(
         &mut self,
         who: ConnRef,
@@ -492,19 +516,11 @@ impl EventLoop {
         pass: &mut Pass<'_, '_>,
         store: &storage::Store,
     ) {
-        let limits = self.limits;
-        let ctx = DispatchCtx {
-            routes: self.routes,
-            users: self.users.as_ref(),
-            debug: self.debug_endpoints,
-            metrics: self.metrics,
-            store,
-        };
-        let log = &mut self.pass_log;
-        let Some(conn) = self.conns.get_mut(who.key) else {
-            return;
-        };
-        if conn.generation != who.generation {
+        if !self
+            .conns
+            .get(who.key)
+            .is_some_and(|c| c.generation == who.generation)
+        {
             return;
         }
         if let Some(pos) = self.parked.iter().position(|p| p.0 == who) {
@@ -516,12 +532,7 @@ impl EventLoop {
                 log.record(&entry, resp.status, resp.body.len(), took);
             }
         }
-        let peer = conn.peer;
-        let step = conn.finish_parked(resp, &limits, pass.now, &mut |head, body| {
-            dispatch(&ctx, head, body, who, peer, service, pass, log)
-        });
-        self.settle_parked(pass.now);
-        self.after_step(who.key, step, service);
+        self.serve(who, Some(resp), service, pass, store);
     }
 
     fn close(&mut self, key: usize, service: &mut dyn Service) {
