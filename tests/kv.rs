@@ -949,6 +949,10 @@ fn a_full_store_answers_507_and_keeps_serving() {
         &[value(full), value(full)].concat(),
     );
     expect(&r, 507, &[], "");
+    // Deletes need no room: their own answers come as usual.
+    let r = g(&mut c, "/del?key=big0&ver=9");
+    expect(&r, 401, &[("Version", "1"), ("VerError", "true")], "");
+    expect(&g(&mut c, &format!("/del?key=big{full}")), 404, W0, "");
     // Reads still work, and so do deletes.
     for i in 0..stored {
         expect(&g(&mut c, &format!("/get?key=big{i}")), 200, R1, value(i));
@@ -973,4 +977,107 @@ fn a_full_store_answers_507_and_keeps_serving() {
         let r = get(server.addr(), &format!("/get?key=big{full}"));
         expect(&r, 200, R1, value(full));
     }
+}
+
+/// One request on a fresh connection, `Connection: close`; the raw response bytes.
+fn raw(server: &Server, request: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(server.addr()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[test]
+fn status_lines_carry_the_standard_reason_phrases() {
+    let server = Server::start(&[]);
+    let close = "Host: x\r\nConnection: close\r\n\r\n";
+    let out = raw(
+        &server,
+        &format!("POST /put?key=k1 HTTP/1.1\r\nContent-Length: 2\r\n{close}v1"),
+    );
+    assert!(out.starts_with("HTTP/1.1 200 OK\r\n"), "{out}");
+    let out = raw(
+        &server,
+        &format!("GET /put?key=k1&val=v2&ver=5 HTTP/1.1\r\n{close}"),
+    );
+    assert!(out.starts_with("HTTP/1.1 401 Unauthorized\r\n"), "{out}");
+    assert!(out.contains("\r\nVerError: true\r\n") && out.contains("\r\nVersion: 1\r\n"));
+    assert!(!out.contains("WWW-Authenticate"));
+    let out = raw(&server, &format!("GET /get?key=nope HTTP/1.1\r\n{close}"));
+    assert!(out.starts_with("HTTP/1.1 404 Not Found\r\n"), "{out}");
+    let out = raw(&server, &format!("GET /get HTTP/1.1\r\n{close}"));
+    assert!(out.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{out}");
+    let out = raw(&server, &format!("DELETE /get?key=a HTTP/1.1\r\n{close}"));
+    assert!(
+        out.starts_with("HTTP/1.1 405 Method Not Allowed\r\n"),
+        "{out}"
+    );
+    let out = raw(&server, &format!("GET /set_table HTTP/1.1\r\n{close}"));
+    assert!(out.starts_with("HTTP/1.1 501 Not Implemented\r\n"), "{out}");
+    assert!(out.contains("\r\nContent-Length: 0\r\n"), "{out}");
+    assert_eq!(get(server.addr(), "/sadd?tb=s&key=m").status, 200);
+    let out = raw(
+        &server,
+        &format!("GET /hget?tb=s&key=m HTTP/1.1\r\n{close}"),
+    );
+    assert!(
+        out.starts_with("HTTP/1.1 412 Precondition Failed\r\n"),
+        "{out}"
+    );
+    assert_eq!(get(server.addr(), "/hset?tb=h&key=f&val=x").status, 200);
+    let out = raw(
+        &server,
+        &format!("GET /hincrby?tb=h&key=f&val=1 HTTP/1.1\r\n{close}"),
+    );
+    assert!(out.starts_with("HTTP/1.1 409 Conflict\r\n"), "{out}");
+}
+
+#[test]
+fn auth_401_and_version_401_never_look_alike() {
+    let dir = common::temp_dir();
+    let file = dir.join("htpasswd");
+    std::fs::write(&file, "u:{PLAIN}p\n").unwrap();
+    let server = Server::start(&[("auth_basic_user_file", file.to_str().unwrap())]);
+    let mut c = Client::connect(server.addr());
+    // "u:p" in base64.
+    let auth = [("Authorization", "Basic dTpw")];
+    // The spec's example: no credentials, 401 with the challenge and nothing else.
+    let r = g(&mut c, "/get?key=k1");
+    expect(
+        &r,
+        401,
+        &[("WWW-Authenticate", "Basic realm=\"huststore\"")],
+        "",
+    );
+    // Auth is checked before the path, the method and the parameters.
+    for (m, t) in [
+        ("GET", "/nope"),
+        ("DELETE", "/get"),
+        ("GET", "/get?key=%zz"),
+        ("GET", "/put?key=k1&val=x&ver=9"),
+    ] {
+        let r = c.send(m, t, &[], b"");
+        expect(
+            &r,
+            401,
+            &[("WWW-Authenticate", "Basic realm=\"huststore\"")],
+            "",
+        );
+    }
+    // With credentials, a version mismatch: VerError, no challenge.
+    expect(
+        &c.send("GET", "/put?key=k1&val=v1", &auth, b""),
+        200,
+        W1,
+        "",
+    );
+    let r = c.send("GET", "/put?key=k1&val=v2&ver=5", &auth, b"");
+    expect(&r, 401, &[("Version", "1"), ("VerError", "true")], "");
+    expect(&c.send("GET", "/get?key=k1", &auth, b""), 200, R1, "v1");
+    // Health paths stay open.
+    expect(&g(&mut c, "/status.html"), 200, &[], "ok\n");
+    let _ = std::fs::remove_dir_all(&dir);
 }
