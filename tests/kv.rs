@@ -1081,3 +1081,46 @@ fn auth_401_and_version_401_never_look_alike() {
     expect(&g(&mut c, "/status.html"), 200, &[], "ok\n");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn large_values_round_trip() {
+    let server = Server::start(&[]);
+    let mut c = Client::connect(server.addr());
+    let big: Vec<u8> = (0..(4 << 20) as u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    expect(&post(&mut c, "/put?key=big", &big), 200, W1, "");
+    expect(&g(&mut c, "/get?key=big"), 200, R1, &big);
+    expect(&c.send("PUT", "/hset?tb=h&key=big", &[], &big), 200, W1, "");
+    expect(&g(&mut c, "/hget?tb=h&key=big"), 200, R1, &big);
+    // Listed with its value: base64 of all of it.
+    let r = g(&mut c, "/keys?offset=0&size=10&noval=false");
+    let want = format!("[{{\"key\":\"Ymln\",\"val\":\"{}\",\"ver\":1}}]", b64(&big));
+    expect(&r, 200, &[("Keys", "1"), ("TotalCount", "0")], want);
+    // Shrinking and growing again.
+    let r = post(&mut c, "/put?key=big", b"small");
+    expect(&r, 200, &[("Version", "2"), ("VerError", "false")], "");
+    expect(
+        &g(&mut c, "/get?key=big"),
+        200,
+        &[("Version", "2")],
+        "small",
+    );
+    let r = post(&mut c, "/put?key=big", &big[..3 << 20]);
+    expect(&r, 200, &[("Version", "3"), ("VerError", "false")], "");
+    expect(
+        &g(&mut c, "/get?key=big"),
+        200,
+        &[("Version", "3")],
+        &big[..3 << 20],
+    );
+    let r = g(&mut c, "/stat");
+    let want = format!(
+        r#"{{"TOTALIZE":{{"KVPAIR":{{"count":1,"size":{},"capacity":{}}},"HASHTABLE":{{"count":1,"size":{},"capacity":{}}}}}}}"#,
+        3 + (3 << 20),
+        (3 << 20) + 1024,
+        3 + (4 << 20),
+        (4 << 20) + 1024
+    );
+    expect(&r, 200, &[], want);
+}

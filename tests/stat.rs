@@ -5,7 +5,8 @@
 
 mod common;
 
-use common::{get, Client, Response, Server};
+use common::{get, wait_until, Client, Response, Server};
+use std::time::Duration;
 
 // ---- helpers (each test file is its own crate; these are repeated in the kv-mode files)
 
@@ -501,4 +502,35 @@ fn stat_all_orders_tables_bytewise() {
     }
     want.push(']');
     expect(&g(&mut c, "/stat_all"), 200, &[], want);
+}
+
+#[test]
+fn expired_records_leave_the_counters() {
+    // §2.6/§7: counters may include records that expired less than 60 s ago; after that they
+    // are exact again (the background purge removes them).
+    let server = Server::start(&[]);
+    let mut c = Client::connect(server.addr());
+    expect(&g(&mut c, "/put?key=keep&val=1"), 200, W1, "");
+    expect(&g(&mut c, "/put?key=tmp&val=12345&ttl=1"), 200, W1, "");
+    expect(&g(&mut c, "/hset?tb=h&key=keep&val=1"), 200, W1, "");
+    expect(
+        &g(&mut c, "/hset?tb=h&key=tmp&val=12345&ttl=1"),
+        200,
+        W1,
+        "",
+    );
+    expect(&g(&mut c, "/hset?tb=gone&key=tmp&val=1&ttl=1"), 200, W1, "");
+    expect(&g(&mut c, "/sadd?tb=s&key=keep"), 200, W1, "");
+    expect(&g(&mut c, "/sadd?tb=s&key=tmp&ttl=1"), 200, W1, "");
+    expect(&g(&mut c, "/zadd?tb=z&key=tmp&score=1&ttl=1"), 200, W1, "1");
+    let want = format!(
+        r#"[{},{{"table":"h","type":"H","count":1,"size":5,"capacity":1024}},{{"table":"s","type":"S","count":1}}]"#,
+        totals((1, 5, 1024), (1, 5, 1024))
+    );
+    let exact = wait_until(Duration::from_secs(61), || {
+        g(&mut c, "/stat_all").text() == want
+    });
+    assert!(exact, "{}", g(&mut c, "/stat_all").text());
+    expect(&g(&mut c, "/stat?tb=gone"), 404, &[], "");
+    expect(&g(&mut c, "/stat?tb=z"), 404, &[], "");
 }

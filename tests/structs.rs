@@ -1416,3 +1416,85 @@ fn versions_guard_every_table_write() {
 fn expect_headers(r: &Response, status: u16, ver: &str, ver_error: &str) {
     expect(r, status, &[("Version", ver), ("VerError", ver_error)], "");
 }
+
+#[test]
+fn concurrent_writers_on_one_table_are_atomic() {
+    // Several connections (spread over both workers) increment one field and add members to
+    // one set: no update is lost, every version is handed out once.
+    let server = Server::start(&[("worker_processes", "2")]);
+    let addr = server.addr();
+    let threads: Vec<_> = (0..6)
+        .map(|t| {
+            std::thread::spawn(move || {
+                let mut c = Client::connect(addr);
+                let mut versions = Vec::new();
+                for i in 0..40 {
+                    let r = c.send("GET", "/hincrby?tb=h&key=n&val=1", &[], b"");
+                    assert_eq!(r.status, 200);
+                    let v: u32 = r.header("Version").unwrap().parse().unwrap();
+                    // The new value and the version move together.
+                    assert_eq!(r.text(), v.to_string());
+                    versions.push(v);
+                    let r = c.send("GET", &format!("/sadd?tb=s&key=t{t}m{i}"), &[], b"");
+                    assert_eq!(r.status, 200);
+                    let r = c.send("GET", "/zadd?tb=z&key=shared&score=1&opt=1", &[], b"");
+                    assert_eq!(r.status, 200);
+                }
+                versions
+            })
+        })
+        .collect();
+    let mut all: Vec<u32> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    all.sort_unstable();
+    assert_eq!(all, (1..=240).collect::<Vec<u32>>());
+    let mut c = Client::connect(addr);
+    read(&g(&mut c, "/hget?tb=h&key=n"), 240, "240");
+    read(&g(&mut c, "/zscore?tb=z&key=shared"), 240, "240");
+    expect(
+        &g(&mut c, "/stat?tb=s"),
+        200,
+        &[],
+        r#"{"table":"s","type":"S","count":240}"#,
+    );
+    let r = g(&mut c, "/smembers?tb=s&offset=0&size=0&async=true");
+    listed(&r, &[], 240);
+}
+
+#[test]
+fn a_write_without_ttl_makes_a_member_permanent_again() {
+    let server = Server::start(&[]);
+    let mut c = Client::connect(server.addr());
+    expect(&g(&mut c, "/sadd?tb=s&key=renewed&ttl=1"), 200, W1, "");
+    expect(&g(&mut c, "/sadd?tb=s&key=witness&ttl=1"), 200, W1, "");
+    wrote(&g(&mut c, "/sadd?tb=s&key=renewed"), 2, "");
+    expect(
+        &g(&mut c, "/hset?tb=h&key=renewed&val=1&ttl=1"),
+        200,
+        W1,
+        "",
+    );
+    wrote(&g(&mut c, "/hset?tb=h&key=renewed&val=2&ttl=0"), 2, "");
+    expect(
+        &g(&mut c, "/hset?tb=h&key=shortened&val=1&ttl=100"),
+        200,
+        W1,
+        "",
+    );
+    wrote(
+        &g(&mut c, "/hincrby?tb=h&key=shortened&val=1&ttl=1"),
+        2,
+        "2",
+    );
+    let gone = wait_until(Duration::from_secs(3), || {
+        g(&mut c, "/sismember?tb=s&key=witness").status == 404
+    });
+    assert!(gone, "the witness never expired");
+    assert!(wait_until(Duration::from_secs(2), || {
+        g(&mut c, "/hget?tb=h&key=shortened").status == 404
+    }));
+    read(&g(&mut c, "/sismember?tb=s&key=renewed"), 2, "");
+    read(&g(&mut c, "/hget?tb=h&key=renewed"), 2, "2");
+}
