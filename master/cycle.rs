@@ -19,6 +19,7 @@ use nix::unistd::{self, ForkResult, Pid, User};
 use crate::daemon::Reporter;
 use crate::error::MasterError;
 use crate::listen::{self, Listener};
+use crate::notify::Notifier;
 use crate::pidfile;
 use crate::process::{self, Exit, Slot, State, Worker};
 use crate::signals::{self, Pending, SignalPipe};
@@ -89,6 +90,15 @@ pub struct Master {
     no_accepting: bool,
     /// The workers' shared `/metrics` counters (mapped before the first fork).
     metrics: worker::SharedMetrics,
+    /// systemd's readiness protocol (does nothing when not started by systemd).
+    notifier: Notifier,
+    /// A reload announced with `RELOADING=1` whose `READY=1` is due once it settles; `true`
+    /// when that `READY=1` also claims the main process (see [`Master::reload_settled`]).
+    reload_announced: Option<bool>,
+    /// `STOPPING=1` has been sent.
+    stop_announced: bool,
+    /// Started by a binary upgrade: the old master's pid (this master's parent).
+    upgraded_from: Option<Pid>,
 }
 
 impl Master {
@@ -123,7 +133,19 @@ impl Master {
             new_binary: None,
             no_accepting: false,
             metrics,
+            notifier: Notifier::default(),
+            reload_announced: None,
+            stop_announced: false,
+            upgraded_from: None,
         }
+    }
+
+    /// Sets how the master talks to systemd, and, for a master started by a binary upgrade, the
+    /// old master it came from.
+    pub fn notify_with(mut self, notifier: Notifier, upgraded_from: Option<Pid>) -> Master {
+        self.notifier = notifier;
+        self.upgraded_from = upgraded_from;
+        self
     }
 
     /// Runs until stopped; returns the process exit code. A startup failure is reported on
@@ -196,7 +218,7 @@ impl Master {
             self.timers(Instant::now());
             match self.phase {
                 Phase::Starting { deadline } => self.check_started(deadline),
-                Phase::Running => {}
+                Phase::Running => self.reload_settled(),
                 Phase::Stopping => {
                     if self.workers.is_empty() {
                         return self.exit();
@@ -445,6 +467,7 @@ impl Master {
         if sig == Signal::SIGQUIT && self.phase == Phase::Stopping {
             return; // already stopping, at least as fast
         }
+        self.announce_stop(what);
         conf::notice!(
             "{what} shutdown: sending {} to {} workers",
             sig.as_str(),
@@ -504,6 +527,9 @@ impl Master {
         if let Some(reporter) = self.reporter.take() {
             reporter.ready();
         }
+        // Also the new master of a binary upgrade: MAINPID makes it the process systemd
+        // supervises, so that the old one may exit.
+        self.notifier.ready(&self.serving_status(), true);
         let addrs: Vec<&str> = self.conf.listen.iter().map(|l| l.text.as_str()).collect();
         conf::notice!(
             "huststore started: master {}, {} workers, listening on {}",
@@ -511,6 +537,59 @@ impl Master {
             self.workers.len(),
             addrs.join(", ")
         );
+    }
+
+    /// The line `systemctl status` shows while the workers serve.
+    fn serving_status(&self) -> String {
+        let addrs: Vec<&str> = self.conf.listen.iter().map(|l| l.text.as_str()).collect();
+        let serving = self
+            .workers
+            .iter()
+            .filter(|w| w.state == State::Running)
+            .count();
+        format!(
+            "serving on {} with {serving} workers (master {})",
+            addrs.join(", "),
+            self.pid
+        )
+    }
+
+    /// After a `RELOADING=1`: once the reload has settled (the new workers serve, or it was
+    /// abandoned: a bad conf, no new worker could start), `READY=1` again.
+    fn reload_settled(&mut self) {
+        let Some(claim) = self.reload_announced else {
+            return;
+        };
+        let starting = self.reload.is_some()
+            || self.mq_pending
+            || self
+                .workers
+                .iter()
+                .any(|w| w.generation == self.generation && w.state == State::Spawning);
+        if starting {
+            return;
+        }
+        self.reload_announced = None;
+        self.notifier.ready(&self.serving_status(), claim);
+    }
+
+    /// `STOPPING=1`, once, unless this master is not the one systemd supervises: after a
+    /// binary upgrade the new master is (while it runs), and a new master whose old master
+    /// still lives has been rolled back. Its STOPPING=1 would stop the whole service.
+    fn announce_stop(&mut self, what: &str) {
+        if self.stop_announced {
+            return;
+        }
+        self.stop_announced = true;
+        let handed_over = self.new_binary.is_some();
+        let rolled_back = self
+            .upgraded_from
+            .is_some_and(|old| unistd::getppid() == old);
+        if handed_over || rolled_back {
+            return;
+        }
+        self.notifier
+            .stopping(&format!("{what} shutdown of master {}", self.pid));
     }
 
     fn fail(&mut self, e: MasterError) {
@@ -535,6 +614,13 @@ impl Master {
     /// HUP: re-read the conf; a bad one changes nothing. After WINCH it restarts the workers
     /// with the conf in force instead (the rollback of a binary upgrade).
     fn reconfigure(&mut self) {
+        // While a new master of a binary upgrade serves side by side, it is the one systemd
+        // supervises, and a plain reload of this one must not take that back; the rollback
+        // (HUP after WINCH) must. A claim already due stays due.
+        let claim = self.new_binary.is_none() || self.no_accepting;
+        self.reload_announced = Some(claim || self.reload_announced == Some(true));
+        self.notifier
+            .reloading(&format!("reloading {}", self.conf.path.display()));
         if self.no_accepting {
             conf::notice!("restarting the workers (HUP after WINCH)");
             self.no_accepting = false;
@@ -690,7 +776,8 @@ impl Master {
             );
             return;
         }
-        match upgrade::spawn_new_master(&binary, &self.conf.path, &self.listeners) {
+        let env = self.notifier.env();
+        match upgrade::spawn_new_master(&binary, &self.conf.path, &self.listeners, env) {
             Ok(pid) => {
                 conf::notice!(
                     "binary upgrade: started the new master {pid} from {}",
@@ -709,7 +796,8 @@ impl Master {
     }
 
     /// The new master of a binary upgrade exited: this master is the one again. The pid file
-    /// comes back from `.oldbin`, and workers retired by WINCH are started again.
+    /// comes back from `.oldbin`, and workers retired by WINCH are started again; systemd is
+    /// told that this master is the main process again.
     fn new_binary_exited(&mut self, pid: Pid, exit: Exit) {
         self.new_binary = None;
         conf::notice!(
@@ -725,6 +813,10 @@ impl Master {
         }
         if self.no_accepting && self.phase == Phase::Running {
             self.reconfigure();
+        } else if self.phase == Phase::Running {
+            // The new master may have been the main process; its exit must not look like the
+            // end of the service.
+            self.notifier.ready(&self.serving_status(), true);
         }
     }
 

@@ -11,6 +11,7 @@ mod cycle;
 mod daemon;
 mod error;
 mod listen;
+mod notify;
 mod pidfile;
 mod process;
 mod signals;
@@ -91,6 +92,9 @@ fn send_signal(path: &Path, action: Action) -> Result<(), MasterError> {
 /// Starts the daemon; returns the exit code. Every startup error is one line on stderr.
 fn run(path: &Path) -> i32 {
     conf::logger::install_panic_hook();
+    // Taken out of the environment first, while single-threaded: only the master talks to
+    // systemd, never a worker.
+    let notifier = notify::Notifier::from_env();
     // Resolved now, before a daemon's chdir: the binary a USR2 will start.
     let binary = upgrade::started_binary();
     let prepared = upgrade::inherited().and_then(|inherited| {
@@ -148,7 +152,11 @@ fn run(path: &Path) -> i32 {
             return 1;
         }
     };
-    cycle::Master::new(conf, listeners, user, signals, reporter, binary, metrics).run()
+    // A master started by a binary upgrade is the old master's child: while that one lives,
+    // systemd may still take it for the main process (a rollback).
+    let upgraded_from = upgrading.then(nix::unistd::getppid);
+    let master = cycle::Master::new(conf, listeners, user, signals, reporter, binary, metrics);
+    master.notify_with(notifier, upgraded_from).run()
 }
 
 /// Everything that can fail before the master detaches, so that a failure is reported on the

@@ -77,11 +77,14 @@ pub fn inherited() -> Result<Vec<Listener>, MasterError> {
 }
 
 /// Starts `binary -c conf` as the new master, with the listening sockets open across exec and
-/// named in [`ENV`]. Returns its pid; it is a child of this master, reaped by its loop.
+/// named in [`ENV`], and `notify` (systemd's `NOTIFY_SOCKET`, which the master took out of
+/// its environment) set so that it can announce itself. Returns its pid; it is a child of
+/// this master, reaped by its loop.
 pub fn spawn_new_master(
     binary: &Path,
     conf: &Path,
     listeners: &[Listener],
+    notify: Option<(&str, &OsString)>,
 ) -> Result<Pid, MasterError> {
     let value: Vec<String> = listeners
         .iter()
@@ -97,12 +100,16 @@ pub fn spawn_new_master(
     // Blocked so that no signal runs this master's handlers in the child before its exec
     // (std resets the mask in the child just before exec).
     let old_mask = signals::block();
-    let spawned = Command::new(binary)
+    let mut command = Command::new(binary);
+    command
         .arg("-c")
         .arg(conf)
         .env(ENV, value.join(";"))
-        .stdin(Stdio::null())
-        .spawn();
+        .stdin(Stdio::null());
+    if let Some((name, value)) = notify {
+        command.env(name, value);
+    }
+    let spawned = command.spawn();
     signals::restore(&old_mask);
     for l in listeners {
         // Workers are forked, not exec'd, so only a later exec could see them; restore anyway.
