@@ -118,11 +118,12 @@ fn spec_example_table_of_section_8_in_order() {
     ok(&g(&mut c, "/cache/exist?key=c1"), "");
     // 4
     let r = g(&mut c, "/cache/ttl?key=c1");
-    assert!(
-        t0.elapsed() < Duration::from_millis(500),
-        "too slow for row 4"
-    );
-    ok(&r, "60");
+    if t0.elapsed() < Duration::from_millis(500) {
+        ok(&r, "60");
+    } else {
+        // A loaded machine: more than half a second went by since row 1.
+        assert!(r.text() == "60" || r.text() == "59", "{}", r.text());
+    }
     // 5 .. 12
     ok(&g(&mut c, "/cache/append?key=c1&val=%21"), "");
     ok(&g(&mut c, "/cache/expire?key=c1&ttl=30"), "");
@@ -384,23 +385,33 @@ fn ttl_is_rounded_to_the_nearest_second_and_expiry_is_seen_everywhere() {
     let mut c = Client::connect(server.addr());
     let t0 = Instant::now();
     ok(&g(&mut c, "/cache/put?key=r&val=1&ttl=10"), "");
+    let acked = t0.elapsed();
     ok(&g(&mut c, "/cache/put?key=e&val=1&ttl=1"), "");
     ok(&g(&mut c, "/cache/put?key=a&val=1&ttl=1"), "");
-    ok(&g(&mut c, "/cache/ttl?key=r"), "10");
-    // 10 s left until 0.5 s have passed, 9 after: it rounds, neither floors nor ceils.
+    // Rounded to the nearest second: `10` while more than 9.5 s are left, `9` after. So a `10`
+    // can only come to a request sent within 0.5 s of the put's answer, and a `9` only to one
+    // answered at least 0.5 s after the put was sent (a floor would give 9 at once, a ceiling
+    // 10 for a whole second). Slack: the millisecond precision of expiry times.
+    let slack = Duration::from_millis(20);
     let mut seen = Vec::new();
     let nine = wait_until(Duration::from_secs(3), || {
+        let sent = t0.elapsed();
         let r = g(&mut c, "/cache/ttl?key=r");
-        seen.push(r.text());
+        let answered = t0.elapsed();
+        seen.push((r.text(), sent, answered));
         r.text() == "9"
     });
-    let took = t0.elapsed();
     assert!(nine, "ttl never went to 9: {seen:?}");
-    assert!(
-        took >= Duration::from_millis(450) && took < Duration::from_millis(1500),
-        "ttl read 9 after {took:?}"
-    );
-    assert!(seen.iter().all(|s| s == "10" || s == "9"), "{seen:?}");
+    for (text, sent, answered) in &seen {
+        match text.as_str() {
+            "10" => assert!(
+                *sent <= acked + Duration::from_millis(500) + slack,
+                "{seen:?}"
+            ),
+            "9" => assert!(*answered + slack >= Duration::from_millis(500), "{seen:?}"),
+            _ => panic!("{seen:?}"),
+        }
+    }
     // Appending keeps the expiry.
     ok(&g(&mut c, "/cache/append?key=a&val=2"), "");
     // ttl=1 keys expire for every endpoint.
