@@ -523,6 +523,16 @@ fn expired_records_leave_the_counters() {
     expect(&g(&mut c, "/sadd?tb=s&key=keep"), 200, W1, "");
     expect(&g(&mut c, "/sadd?tb=s&key=tmp&ttl=1"), 200, W1, "");
     expect(&g(&mut c, "/zadd?tb=z&key=tmp&score=1&ttl=1"), 200, W1, "1");
+    // Long keys (stored by prefix and hash) expire the same way.
+    let long = "L".repeat(500);
+    for target in [
+        format!("/put?key={long}&val=1&ttl=1"),
+        format!("/hset?tb=h&key={long}&val=1&ttl=1"),
+        format!("/sadd?tb=s&key={long}&ttl=1"),
+        format!("/zadd?tb=z&key={long}&score=1&ttl=1"),
+    ] {
+        assert_eq!(g(&mut c, &target).status, 200, "{target}");
+    }
     let want = format!(
         r#"[{},{{"table":"h","type":"H","count":1,"size":5,"capacity":1024}},{{"table":"s","type":"S","count":1}}]"#,
         totals((1, 5, 1024), (1, 5, 1024))
