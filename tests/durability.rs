@@ -508,3 +508,107 @@ fn a_restart_keeps_data_versions_and_stats_exactly() {
     assert_eq!((r.status, r.text()), (200, "-20".to_string()));
     assert_eq!(r.header("Version"), Some("4"));
 }
+
+/// Sends `requests` pipelined in one write and reads their answers in order.
+fn pipeline(addr: SocketAddr, requests: &[(&str, &str, &[u8])]) -> Vec<Response> {
+    let mut c = Client::connect(addr);
+    let mut wire = Vec::new();
+    for (method, target, body) in requests {
+        wire.extend_from_slice(
+            format!(
+                "{method} {target} HTTP/1.1\r\nHost: d\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            )
+            .as_bytes(),
+        );
+        wire.extend_from_slice(body);
+    }
+    c.send_raw(&wire);
+    requests
+        .iter()
+        .map(|(_, t, _)| {
+            c.read_response()
+                .unwrap_or_else(|| panic!("no answer to {t}"))
+        })
+        .collect()
+}
+
+#[test]
+fn refused_writes_do_not_undo_the_others_of_their_pass() {
+    // Pipelined requests are served in one loop pass and one write transaction: a write that
+    // is refused (401, 404, 409, 412, 507) must not take the pass's other writes with it, and
+    // reads in the pass see the writes before them.
+    let mut server = Server::start(&[("map_size", "1m"), ("worker_processes", "1")]);
+    let addr = server.addr();
+    let mut c = Client::connect(addr);
+    assert_eq!(c.send("GET", "/sadd?tb=s&key=m", &[], b"").status, 200);
+    assert_eq!(
+        c.send("GET", "/hset?tb=h&key=t&val=text", &[], b"").status,
+        200
+    );
+    let big = vec![b'x'; 1100 << 10];
+    let answers = pipeline(
+        addr,
+        &[
+            ("GET", "/put?key=a&val=1", b""),
+            ("GET", "/get?key=a", b""),
+            ("GET", "/put?key=a&val=2&ver=1", b""),
+            ("GET", "/get?key=a", b""),
+            ("GET", "/hset?tb=s&key=f&val=1", b""),
+            ("GET", "/put?key=b&val=1&ver=4", b""),
+            ("GET", "/hincrby?tb=h&key=t&val=1", b""),
+            ("GET", "/del?key=nothere", b""),
+            ("POST", "/put?key=huge", &big),
+            ("GET", "/put?key=c&val=3", b""),
+            ("GET", "/sadd?tb=s&key=n", b""),
+            ("GET", "/del?key=a", b""),
+            ("GET", "/exist?key=a", b""),
+            ("GET", "/put?key=a&val=again", b""),
+        ],
+    );
+    let got: Vec<(u16, Option<&str>, String)> = answers
+        .iter()
+        .map(|r| (r.status, r.header("Version"), r.text()))
+        .collect();
+    let s = |x: &str| x.to_string();
+    assert_eq!(
+        got,
+        vec![
+            (200, Some("1"), s("")),
+            (200, Some("1"), s("1")),
+            (200, Some("2"), s("")),
+            (200, Some("2"), s("2")),
+            (412, Some("0"), s("")),
+            (401, Some("0"), s("")),
+            (409, Some("0"), s("")),
+            (404, Some("0"), s("")),
+            (507, None, s("")),
+            (200, Some("1"), s("")),
+            (200, Some("1"), s("")),
+            (200, Some("2"), s("")),
+            (404, Some("0"), s("")),
+            (200, Some("1"), s("")),
+        ]
+    );
+    // All of it is durable: kill -9 and look again.
+    drop(c);
+    server.kill_all();
+    server.restart();
+    let mut c = Client::connect(addr);
+    for (target, status, ver, body) in [
+        ("/get?key=a", 200, Some("1"), "again"),
+        ("/get?key=c", 200, Some("1"), "3"),
+        ("/get?key=b", 404, Some("0"), ""),
+        ("/get?key=huge", 404, Some("0"), ""),
+        ("/sismember?tb=s&key=n", 200, Some("1"), ""),
+        ("/hget?tb=h&key=t", 200, Some("1"), "text"),
+        ("/hget?tb=s&key=f", 412, Some("0"), ""),
+    ] {
+        let r = c.send("GET", target, &[], b"");
+        assert_eq!(
+            (r.status, r.header("Version"), r.text().as_str()),
+            (status, ver, body),
+            "{target}"
+        );
+    }
+}
