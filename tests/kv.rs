@@ -1124,3 +1124,40 @@ fn large_values_round_trip() {
     );
     expect(&r, 200, &[], want);
 }
+
+#[test]
+fn empty_optional_parameters_take_their_defaults() {
+    let server = Server::start(&[]);
+    let mut c = Client::connect(server.addr());
+    // ver= is ver=0 (unconditional), ttl= is no expiry.
+    expect(&g(&mut c, "/put?key=a&val=1&ver=&ttl="), 200, W1, "");
+    expect(
+        &g(&mut c, "/put?key=a&val=2&ver&ttl"),
+        200,
+        &[("Version", "2"), ("VerError", "false")],
+        "",
+    );
+    // noval= and async= are their defaults (true, false); start=/end= are 0 and 1024.
+    let r = g(
+        &mut c,
+        "/keys?offset=0&size=10&noval=&async=&start=&end=&peer=&file=",
+    );
+    expect(
+        &r,
+        200,
+        &[("Keys", "1"), ("TotalCount", "0")],
+        r#"[{"key":"YQ==","ver":2}]"#,
+    );
+    // opt= is opt=0.
+    expect(&g(&mut c, "/zadd?tb=z&key=m&score=5&opt="), 200, W1, "5");
+    expect(&g(&mut c, "/zadd?tb=z&key=m&score=5&opt="), 200, W1, "5");
+    // The expiry really is absent: a sibling with ttl=1 goes, `a` stays.
+    expect(&g(&mut c, "/put?key=w&val=1&ttl=1"), 200, W1, "");
+    assert!(wait_until(Duration::from_secs(3), || g(
+        &mut c,
+        "/get?key=w"
+    )
+    .status
+        == 404));
+    expect(&g(&mut c, "/get?key=a"), 200, &[("Version", "2")], "2");
+}
