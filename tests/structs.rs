@@ -1229,6 +1229,8 @@ fn random_operations_agree_with_an_in_memory_model() {
     // member -> (score, version) and member -> version.
     let mut zset: BTreeMap<Vec<u8>, (i64, u32)> = BTreeMap::new();
     let mut set: BTreeMap<Vec<u8>, u32> = BTreeMap::new();
+    // field -> (value, version)
+    let mut hash: BTreeMap<Vec<u8>, (Vec<u8>, u32)> = BTreeMap::new();
     let member = |rng: &mut Rng| -> Vec<u8> {
         // Short members over a small alphabet (with binary bytes) so they collide often.
         let len = 1 + rng.below(3) as usize;
@@ -1236,8 +1238,27 @@ fn random_operations_agree_with_an_in_memory_model() {
             .map(|_| [b'a', b'b', 0, 0xff, b'A'][rng.below(5) as usize])
             .collect()
     };
-    for step in 0..600 {
+    for step in 0..800 {
         let m = member(&mut rng);
+        if rng.below(4) == 0 {
+            // Hash fields: hset with a random value, or hdel.
+            if rng.below(3) == 0 {
+                let r = g(&mut c, &format!("/hdel?tb=h&key={}", pct(&m)));
+                match hash.remove(&m) {
+                    Some((_, v)) => wrote(&r, v, ""),
+                    None => assert_eq!(r.status, 404),
+                }
+            } else {
+                let val: Vec<u8> = (0..1 + rng.below(5))
+                    .map(|_| rng.below(256) as u8)
+                    .collect();
+                let r = post(&mut c, &format!("/hset?tb=h&key={}", pct(&m)), &val);
+                let v = hash.get(&m).map_or(1, |x| x.1 + 1);
+                hash.insert(m.clone(), (val, v));
+                wrote(&r, v, "");
+            }
+            continue;
+        }
         match rng.below(10) {
             0..=4 => {
                 let score = rng.below(21) as i64 - 10;
@@ -1316,6 +1337,32 @@ fn random_operations_agree_with_an_in_memory_model() {
                 &format!("/zrangebyscore?tb=z&min={min}&max={max}&offset={off}&size=4&noval=false&async=true"),
             );
             listed(&r, &want, total);
+        }
+        // The hash with values, a random bucket range, paged by a random size.
+        let (a, b) = (rng.below(1025) as u32, rng.below(1025) as u32);
+        let (start, end) = (a.min(b), a.max(b).max(a.min(b) + 1));
+        let size = 1 + rng.below(4) as usize;
+        let want: Vec<String> = hash
+            .iter()
+            .filter(|(k, _)| (start..end).contains(&bucket(k)))
+            .map(|(k, (v, ver))| item(k, Some(&b64(v)), *ver))
+            .collect();
+        if hash.is_empty() {
+            assert_eq!(g(&mut c, "/hkeys?tb=h&offset=0&size=1").status, 404);
+        } else {
+            let mut offset = 0;
+            loop {
+                let r = g(
+                    &mut c,
+                    &format!("/hkeys?tb=h&offset={offset}&size={size}&start={start}&end={end}&noval=false&async=true"),
+                );
+                let page: Vec<String> = want.iter().skip(offset).take(size).cloned().collect();
+                listed(&r, &page, want.len());
+                offset += page.len();
+                if page.len() < size {
+                    break;
+                }
+            }
         }
         let r = g(&mut c, "/smembers?tb=s&offset=0&size=1000&async=true");
         if set.is_empty() {
