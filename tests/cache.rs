@@ -638,3 +638,34 @@ fn a_full_cache_answers_507_and_keeps_serving() {
         "",
     );
 }
+
+#[test]
+fn concurrent_cache_increments_from_both_workers_add_up() {
+    let server = Server::start(&[("worker_processes", "2")]);
+    let addr = server.addr();
+    let threads: Vec<_> = (0..6)
+        .map(|t| {
+            std::thread::spawn(move || {
+                let mut c = Client::connect(addr);
+                for i in 0..50 {
+                    assert_eq!(g(&mut c, "/cache/hincrby?tb=t&key=n&val=1").status, 200);
+                    let r = g(&mut c, "/cache/hincrbyfloat?tb=t&key=f&val=0.5");
+                    assert_eq!(r.status, 200);
+                    let r = g(&mut c, "/cache/append?key=log&val=x");
+                    assert_eq!(r.status, 200);
+                    ok(&g(&mut c, &format!("/cache/put?key=t{t}i{i}&val={i}")), "");
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let mut c = Client::connect(addr);
+    ok(&g(&mut c, "/cache/hget?tb=t&key=n"), "300");
+    ok(&g(&mut c, "/cache/hget?tb=t&key=f"), "150");
+    ok(&g(&mut c, "/cache/get?key=log"), "x".repeat(300));
+    for t in 0..6 {
+        ok(&g(&mut c, &format!("/cache/get?key=t{t}i49")), "49");
+    }
+}

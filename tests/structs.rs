@@ -1652,3 +1652,84 @@ fn long_keys_list_in_bytewise_order_across_pages() {
         read(&r, 1, i.to_string());
     }
 }
+
+#[test]
+fn racing_table_types_and_lifetimes_stay_consistent() {
+    // Threads on both workers create and empty the same table names with different types:
+    // every answer is 200, 404 or 412, and a table never ends up with two types.
+    let server = Server::start(&[("worker_processes", "2")]);
+    let addr = server.addr();
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            std::thread::spawn(move || {
+                let mut c = Client::connect(addr);
+                let mut rng = Rng(0x1234_5678 + t as u64);
+                for _ in 0..150 {
+                    let tb = format!("race{}", rng.below(3));
+                    let m = format!("m{}", rng.below(2));
+                    let target = match rng.below(6) {
+                        0 => format!("/hset?tb={tb}&key={m}&val=1"),
+                        1 => format!("/hdel?tb={tb}&key={m}"),
+                        2 => format!("/sadd?tb={tb}&key={m}"),
+                        3 => format!("/srem?tb={tb}&key={m}"),
+                        4 => format!("/zadd?tb={tb}&key={m}&score=1&opt=1"),
+                        _ => format!("/zrem?tb={tb}&key={m}"),
+                    };
+                    let r = c.send("GET", &target, &[], b"");
+                    assert!(
+                        [200, 404, 412].contains(&r.status),
+                        "{target}: {}",
+                        r.status
+                    );
+                    if r.status != 200 {
+                        assert_eq!(r.header("Version"), Some("0"), "{target}");
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    // Each table is one type whose members the matching listing shows, and /stat agrees.
+    let mut c = Client::connect(addr);
+    for i in 0..3 {
+        let tb = format!("race{i}");
+        let r = g(&mut c, &format!("/stat?tb={tb}"));
+        if r.status == 404 {
+            for list in ["/hkeys", "/smembers", "/zrangebyrank"] {
+                let r = g(&mut c, &format!("{list}?tb={tb}&offset=0&size=10"));
+                expect(&r, 404, &[], "");
+            }
+            continue;
+        }
+        let text = r.text();
+        let kind = &text[text.find("\"type\":\"").unwrap() + 8..][..1];
+        let count: usize = text[text.find("\"count\":").unwrap() + 8..]
+            .split(|ch: char| !ch.is_ascii_digit())
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let (mine, others) = match kind {
+            "H" => ("/hkeys", ["/smembers", "/zrangebyrank"]),
+            "S" => ("/smembers", ["/hkeys", "/zrangebyrank"]),
+            _ => ("/zrangebyrank", ["/hkeys", "/smembers"]),
+        };
+        let r = g(
+            &mut c,
+            &format!("{mine}?tb={tb}&offset=0&size=10&async=true"),
+        );
+        assert_eq!(r.status, 200);
+        assert_eq!(
+            r.header("TotalCount"),
+            Some(count.to_string().as_str()),
+            "{text}"
+        );
+        assert!(count >= 1);
+        for other in others {
+            let r = g(&mut c, &format!("{other}?tb={tb}&offset=0&size=10"));
+            expect(&r, 412, &[], "");
+        }
+    }
+}
