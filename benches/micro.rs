@@ -111,6 +111,7 @@ fn open_store(dir: &Path, sync_writes: bool) -> Store {
         sync_writes,
         cache_dir: dir.join("cache"),
         cache_size: 16 << 20,
+        write_map: true,
     };
     match Store::open(&opts) {
         Ok(s) => s,

@@ -1,6 +1,8 @@
 //! The volatile cache (kv-api §8): string keys with optional expiry and hash tables, in their
 //! own never-fsynced environment shared by every worker. No versions, no table types; the bytes
-//! charged against `cache_size` are kept in `cmeta` like the persistent store's.
+//! charged against `cache_size` are kept in `cmeta` like the persistent store's. Writes come
+//! in two halves like the persistent store's (see `store`): a read-only check, then an
+//! [`Apply`].
 
 use std::borrow::Cow;
 
@@ -8,7 +10,7 @@ use lmdb::{Cursor, RwTransaction, Transaction, WriteFlags};
 
 use crate::codec::*;
 use crate::data::{del_opt, get_opt, put_with};
-use crate::store::{Pass, Store};
+use crate::store::{Apply, Pass, Store};
 use crate::{Result, StorageError};
 
 const NO_FLAGS: WriteFlags = WriteFlags::empty();
@@ -83,18 +85,32 @@ fn old_for_write(
     }))
 }
 
-/// Replaces (or creates) a string record.
+/// A checked write of a string record (`put`, `expire`, `persist`, `append`): replaces (or
+/// creates) it.
+pub(crate) struct KvWrite<'a> {
+    ek: Cow<'a, [u8]>,
+    full: Option<&'a [u8]>,
+    /// Expiry of the record replaced (its index entry goes), 0 when none.
+    old_exp: u64,
+    exp: u64,
+    val: Cow<'a, [u8]>,
+    len: usize,
+    /// Charged bytes after the write.
+    used: u64,
+}
+
+/// The room check of a string write.
 #[allow(clippy::too_many_arguments)]
-fn write_kv(
-    txn: &mut RwTransaction<'_>,
+fn plan_kv<'a>(
+    txn: &RwTransaction<'_>,
     pass: &mut Pass,
     s: &Store,
-    ek: &[u8],
-    key: &[u8],
+    ek: Cow<'a, [u8]>,
+    key: &'a [u8],
     old: Option<&COld>,
     exp: u64,
-    val: &[u8],
-) -> Result<()> {
+    val: Cow<'a, [u8]>,
+) -> Result<KvWrite<'a>> {
     let psize = s.croom.psize;
     let full = full_if_long(key);
     let len = CREC_HEAD + tail_len(full, val.len());
@@ -102,19 +118,42 @@ fn write_kv(
     let old_fp = old.map_or(0, |o| cfp(psize, ek.len(), o.stored, o.exp));
     let used = load_used(txn, s)?;
     pass.charge(s.cache_env(), &s.croom, used, new_fp.saturating_sub(old_fp))?;
-    if let Some(o) = old {
-        if o.exp != 0 {
-            del_opt(txn, s.cdb.exp, &cexp_key(o.exp, ek))?;
+    Ok(KvWrite {
+        ek,
+        full,
+        old_exp: old.map_or(0, |o| o.exp),
+        exp,
+        val,
+        len,
+        used: (used + new_fp).saturating_sub(old_fp),
+    })
+}
+
+impl Apply for KvWrite<'_> {
+    type Out = ();
+
+    fn apply(self, txn: &mut RwTransaction<'_>, s: &Store) -> Result<()> {
+        let KvWrite {
+            ek,
+            full,
+            old_exp,
+            exp,
+            val,
+            len,
+            used,
+        } = self;
+        if old_exp != 0 {
+            del_opt(txn, s.cdb.exp, &cexp_key(old_exp, &ek))?;
         }
+        put_with(txn, s.cdb.kv, &ek, len, |b| {
+            b[..CREC_HEAD].copy_from_slice(&exp.to_le_bytes());
+            write_tail(&mut b[CREC_HEAD..], full, &val);
+        })?;
+        if exp != 0 {
+            txn.put(s.cdb.exp, &cexp_key(exp, &ek), &[], NO_FLAGS)?;
+        }
+        store_used(txn, s, used)
     }
-    put_with(txn, s.cdb.kv, ek, len, |b| {
-        b[..CREC_HEAD].copy_from_slice(&exp.to_le_bytes());
-        write_tail(&mut b[CREC_HEAD..], full, val);
-    })?;
-    if exp != 0 {
-        txn.put(s.cdb.exp, &cexp_key(exp, ek), &[], NO_FLAGS)?;
-    }
-    store_used(txn, s, (used + new_fp).saturating_sub(old_fp))
 }
 
 fn check_value(val: &[u8]) -> Result<()> {
@@ -124,20 +163,21 @@ fn check_value(val: &[u8]) -> Result<()> {
     Ok(())
 }
 
-pub(crate) fn put(
-    txn: &mut RwTransaction<'_>,
+pub(crate) fn put<'a>(
+    txn: &RwTransaction<'_>,
     pass: &mut Pass,
     s: &Store,
-    key: &[u8],
-    val: &[u8],
+    key: &'a [u8],
+    val: &'a [u8],
     ttl: u32,
     now: u64,
-) -> Result<()> {
+) -> Result<KvWrite<'a>> {
     check_key(key)?;
     check_value(val)?;
     let ek = ekey(key);
     let old = old_for_write(txn, s, &ek, key, now, false)?;
-    write_kv(txn, pass, s, &ek, key, old.as_ref(), expiry(ttl, now), val)
+    let exp = expiry(ttl, now);
+    plan_kv(txn, pass, s, ek, key, old.as_ref(), exp, Cow::Borrowed(val))
 }
 
 /// Reads a live string key; `f` extracts what the caller needs.
@@ -159,7 +199,20 @@ pub(crate) fn get<T: Transaction, R>(
     Ok(f(&r))
 }
 
-pub(crate) fn del(txn: &mut RwTransaction<'_>, s: &Store, key: &[u8], now: u64) -> Result<()> {
+/// A checked removal of a string record (`del`).
+pub(crate) struct KvDel<'a> {
+    ek: Cow<'a, [u8]>,
+    exp: u64,
+    stored: usize,
+    used: u64,
+}
+
+pub(crate) fn del<'a>(
+    txn: &RwTransaction<'_>,
+    s: &Store,
+    key: &'a [u8],
+    now: u64,
+) -> Result<KvDel<'a>> {
     check_key(key)?;
     let ek = ekey(key);
     let o = match old_for_write(txn, s, &ek, key, now, false) {
@@ -167,39 +220,54 @@ pub(crate) fn del(txn: &mut RwTransaction<'_>, s: &Store, key: &[u8], now: u64) 
         Ok(_) | Err(StorageError::Invalid(_)) => return Err(StorageError::NotFound),
         Err(e) => return Err(e),
     };
-    remove_kv(txn, s, &ek, o.exp, o.stored)
+    let used = load_used(txn, s)?;
+    Ok(KvDel {
+        ek,
+        exp: o.exp,
+        stored: o.stored,
+        used,
+    })
 }
 
+impl Apply for KvDel<'_> {
+    type Out = ();
+
+    fn apply(self, txn: &mut RwTransaction<'_>, s: &Store) -> Result<()> {
+        let used = remove_kv(txn, s, &self.ek, self.exp, self.stored, self.used)?;
+        store_used(txn, s, used)
+    }
+}
+
+/// Removes a string record and its index entry; returns `used` without its charge.
 fn remove_kv(
     txn: &mut RwTransaction<'_>,
     s: &Store,
     ek: &[u8],
     exp: u64,
     stored: usize,
-) -> Result<()> {
+    used: u64,
+) -> Result<u64> {
     if exp != 0 {
         del_opt(txn, s.cdb.exp, &cexp_key(exp, ek))?;
     }
     txn.del(s.cdb.kv, &ek, None)?;
-    let used = load_used(txn, s)?;
-    let fp = cfp(s.croom.psize, ek.len(), stored, exp);
-    store_used(txn, s, used.saturating_sub(fp))
+    Ok(used.saturating_sub(cfp(s.croom.psize, ek.len(), stored, exp)))
 }
 
 /// `expire` (`exp` = new expiry) and `persist` (`exp` 0, and `NotFound` without an expiry).
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn set_expiry(
-    txn: &mut RwTransaction<'_>,
+pub(crate) fn set_expiry<'a>(
+    txn: &RwTransaction<'_>,
     pass: &mut Pass,
     s: &Store,
-    key: &[u8],
+    key: &'a [u8],
     exp: u64,
     now: u64,
     persist: bool,
-) -> Result<()> {
+) -> Result<KvWrite<'a>> {
     check_key(key)?;
     let ek = ekey(key);
-    let o = match old_for_write(txn, s, &ek, key, now, true) {
+    let mut o = match old_for_write(txn, s, &ek, key, now, true) {
         Ok(Some(o)) if o.live.is_some() => o,
         Ok(_) | Err(StorageError::Invalid(_)) => return Err(StorageError::NotFound),
         Err(e) => return Err(e),
@@ -207,34 +275,34 @@ pub(crate) fn set_expiry(
     if persist && o.exp == 0 {
         return Err(StorageError::NotFound);
     }
-    let val = o.live.clone().unwrap_or_default();
-    write_kv(txn, pass, s, &ek, key, Some(&o), exp, &val)
+    let val = o.live.take().unwrap_or_default();
+    plan_kv(txn, pass, s, ek, key, Some(&o), exp, Cow::Owned(val))
 }
 
-pub(crate) fn append(
-    txn: &mut RwTransaction<'_>,
+pub(crate) fn append<'a>(
+    txn: &RwTransaction<'_>,
     pass: &mut Pass,
     s: &Store,
-    key: &[u8],
+    key: &'a [u8],
     val: &[u8],
     now: u64,
-) -> Result<()> {
+) -> Result<KvWrite<'a>> {
     check_key(key)?;
     let ek = ekey(key);
-    let old = old_for_write(txn, s, &ek, key, now, true)?;
-    let (exp, mut joined) = match &old {
+    let mut old = old_for_write(txn, s, &ek, key, now, true)?;
+    let (exp, mut joined) = match &mut old {
         Some(COld {
             exp,
             live: Some(cur),
             ..
-        }) => (*exp, cur.clone()),
+        }) => (*exp, std::mem::take(cur)),
         _ => (0, Vec::new()),
     };
     if joined.len() + val.len() > CACHE_MAX_VALUE {
         return Err(StorageError::TooLarge);
     }
     joined.extend_from_slice(val);
-    write_kv(txn, pass, s, &ek, key, old.as_ref(), exp, &joined)
+    plan_kv(txn, pass, s, ek, key, old.as_ref(), exp, Cow::Owned(joined))
 }
 
 // ---- hash tables
@@ -246,15 +314,25 @@ fn ckey(tb: &str, key: &[u8]) -> Result<(Vec<u8>, bool)> {
     Ok((member_key(tb.as_bytes(), &ek), is_long(&ek)))
 }
 
+/// A checked write of a cache hash field.
+pub(crate) struct HashWrite<'a, 'v> {
+    mkey: Vec<u8>,
+    full: Option<&'a [u8]>,
+    new: Cow<'v, [u8]>,
+    len: usize,
+    /// Charged bytes after the write.
+    used: u64,
+}
+
 /// Sets a field to what `f` makes of its current value (absent: `None`).
-pub(crate) fn hset<'v>(
-    txn: &mut RwTransaction<'_>,
+pub(crate) fn hset<'a, 'v>(
+    txn: &RwTransaction<'_>,
     pass: &mut Pass,
     s: &Store,
     tb: &str,
-    key: &[u8],
+    key: &'a [u8],
     f: impl FnOnce(Option<&[u8]>) -> Result<Cow<'v, [u8]>>,
-) -> Result<()> {
+) -> Result<HashWrite<'a, 'v>> {
     let (mkey, long) = ckey(tb, key)?;
     let (old_stored, new) = match get_opt(txn, s.cdb.hash, &mkey)? {
         Some(v) => {
@@ -274,8 +352,29 @@ pub(crate) fn hset<'v>(
     let old_fp = old_stored.map_or(0, |n| entry_fp(psize, mkey.len(), n));
     let used = load_used(txn, s)?;
     pass.charge(s.cache_env(), &s.croom, used, new_fp.saturating_sub(old_fp))?;
-    put_with(txn, s.cdb.hash, &mkey, len, |b| write_tail(b, full, &new))?;
-    store_used(txn, s, (used + new_fp).saturating_sub(old_fp))
+    Ok(HashWrite {
+        mkey,
+        full,
+        new,
+        len,
+        used: (used + new_fp).saturating_sub(old_fp),
+    })
+}
+
+impl Apply for HashWrite<'_, '_> {
+    type Out = ();
+
+    fn apply(self, txn: &mut RwTransaction<'_>, s: &Store) -> Result<()> {
+        let HashWrite {
+            mkey,
+            full,
+            new,
+            len,
+            used,
+        } = self;
+        put_with(txn, s.cdb.hash, &mkey, len, |b| write_tail(b, full, &new))?;
+        store_used(txn, s, used)
+    }
 }
 
 pub(crate) fn hget<T: Transaction, R>(
@@ -294,7 +393,14 @@ pub(crate) fn hget<T: Transaction, R>(
     Ok(f(t.payload))
 }
 
-pub(crate) fn hdel(txn: &mut RwTransaction<'_>, s: &Store, tb: &str, key: &[u8]) -> Result<()> {
+/// A checked removal of a cache hash field.
+pub(crate) struct HashDel {
+    mkey: Vec<u8>,
+    /// Charged bytes after the removal.
+    used: u64,
+}
+
+pub(crate) fn hdel(txn: &RwTransaction<'_>, s: &Store, tb: &str, key: &[u8]) -> Result<HashDel> {
     let (mkey, long) = ckey(tb, key)?;
     let stored = {
         let v = get_opt(txn, s.cdb.hash, &mkey)?.ok_or(StorageError::NotFound)?;
@@ -303,47 +409,78 @@ pub(crate) fn hdel(txn: &mut RwTransaction<'_>, s: &Store, tb: &str, key: &[u8])
         }
         v.len()
     };
-    txn.del(s.cdb.hash, &mkey, None)?;
-    let used = load_used(txn, s)?;
-    store_used(
-        txn,
-        s,
-        used.saturating_sub(entry_fp(s.croom.psize, mkey.len(), stored)),
-    )
+    let used = load_used(txn, s)?.saturating_sub(entry_fp(s.croom.psize, mkey.len(), stored));
+    Ok(HashDel { mkey, used })
 }
 
-/// Removes up to `max` expired string keys, oldest first.
-pub(crate) fn purge(txn: &mut RwTransaction<'_>, s: &Store, now: u64, max: usize) -> Result<usize> {
-    let mut due = Vec::new();
+impl Apply for HashDel {
+    type Out = ();
+
+    fn apply(self, txn: &mut RwTransaction<'_>, s: &Store) -> Result<()> {
+        txn.del(s.cdb.hash, &self.mkey, None)?;
+        store_used(txn, s, self.used)
+    }
+}
+
+/// A due `cexp` entry and the record it takes along: expiry and stored length, `None` for a
+/// stale entry whose record was rewritten with another expiry.
+type Due = (Vec<u8>, Option<(u64, usize)>);
+
+/// A checked cache purge.
+pub(crate) struct Purge {
+    due: Vec<Due>,
+    used: u64,
+}
+
+/// Finds up to `max` expired string keys, oldest first.
+pub(crate) fn purge<T: Transaction>(txn: &T, s: &Store, now: u64, max: usize) -> Result<Purge> {
+    let mut keys = Vec::new();
     {
         let mut cur = txn.open_ro_cursor(s.cdb.exp)?;
         for item in cur.iter_start() {
             let (k, _) = item?;
-            if due.len() >= max || u64_be_at(k, 0)? > now {
+            if keys.len() >= max || u64_be_at(k, 0)? > now {
                 break;
             }
-            due.push(k.to_vec());
+            keys.push(k.to_vec());
         }
     }
-    let mut removed = 0;
-    for k in &due {
-        let exp = u64_be_at(k, 0)?;
+    let mut due = Vec::with_capacity(keys.len());
+    for k in keys {
+        let exp = u64_be_at(&k, 0)?;
         let ek = &k[8..];
         let stored = match get_opt(txn, s.cdb.kv, ek)? {
             Some(v) => {
                 let (r, _) = read_crec(v, is_long(ek))?;
-                (r.exp == exp).then_some(v.len())
+                (r.exp == exp).then_some((exp, v.len()))
             }
             None => None,
         };
-        match stored {
-            Some(n) => {
-                remove_kv(txn, s, ek, exp, n)?;
-                removed += 1;
-            }
-            // A stale index entry: the record was rewritten with another expiry.
-            None => del_opt(txn, s.cdb.exp, k)?,
-        }
+        due.push((k, stored));
     }
-    Ok(removed)
+    let used = load_used(txn, s)?;
+    Ok(Purge { due, used })
+}
+
+impl Apply for Purge {
+    /// Records removed.
+    type Out = usize;
+
+    fn apply(self, txn: &mut RwTransaction<'_>, s: &Store) -> Result<usize> {
+        let mut used = self.used;
+        let mut removed = 0;
+        for (k, stored) in &self.due {
+            match stored {
+                Some((exp, n)) => {
+                    used = remove_kv(txn, s, &k[8..], *exp, *n, used)?;
+                    removed += 1;
+                }
+                None => del_opt(txn, s.cdb.exp, k)?,
+            }
+        }
+        if removed > 0 {
+            store_used(txn, s, used)?;
+        }
+        Ok(removed)
+    }
 }

@@ -1,6 +1,9 @@
 //! The persistent store's operations: plain kv records, table members, table metas, totals,
-//! expiry. Every write runs inside the nested transaction `Batch` hands it and updates the
-//! statistics in that same transaction, so counters stay exact across worker processes.
+//! expiry. Every write updates the statistics in its own transaction, so counters stay exact
+//! across worker processes, and comes in two halves (see `store`): a check that reads only
+//! (`&RwTransaction`) and returns every refusal, then an [`Apply`] that makes the changes and
+//! fails only when LMDB does. So an expired record a write replaces is removed in the second
+//! half, after the version and the room have been checked.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -8,7 +11,7 @@ use std::collections::BTreeMap;
 use lmdb::{Cursor, Database, RwTransaction, Transaction, WriteFlags};
 
 use crate::codec::{self, *};
-use crate::store::{Pass, Store};
+use crate::store::{Apply, Map, Pass, Store};
 use crate::{Record, Result, StorageError, TableStat, TableType, Written, ZaddMode};
 
 const NO_FLAGS: WriteFlags = WriteFlags::empty();
@@ -249,21 +252,36 @@ fn kv_unlink(
     Ok(())
 }
 
+/// A checked `kv_put`: replaces (or creates) the record.
+pub(crate) struct KvPut<'a> {
+    ek: Cow<'a, [u8]>,
+    full: Option<&'a [u8]>,
+    key_len: usize,
+    val: &'a [u8],
+    /// The stored record, live or expired (removed here either way).
+    old: Option<Old>,
+    exp: u64,
+    len: usize,
+    ver: u32,
+    new_fp: u64,
+    tot: Tot,
+}
+
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn kv_put(
-    txn: &mut RwTransaction<'_>,
+pub(crate) fn kv_put<'a>(
+    txn: &RwTransaction<'_>,
     pass: &mut Pass,
     s: &Store,
-    key: &[u8],
-    val: &[u8],
+    key: &'a [u8],
+    val: &'a [u8],
     ttl: u32,
     ver: u32,
     now: u64,
-) -> Result<Written> {
+) -> Result<KvPut<'a>> {
     check_key(key)?;
     let ek = ekey(key);
     let full = full_if_long(key);
-    let mut tot = load_totals(txn, s)?;
+    let tot = load_totals(txn, s)?;
     let old = kv_old(txn, s, &ek, key)?;
     let exp = expiry(ttl, now);
     let len = rec_len(full, val.len());
@@ -275,42 +293,90 @@ pub(crate) fn kv_put(
     if ver != 0 && ver != current {
         return Err(StorageError::VersionMismatch { current });
     }
-    if let Some(o) = &old {
-        kv_unlink(txn, s, &ek, o, &mut tot)?;
-    }
-    let nv = next_ver(current);
-    put_with(txn, s.db.kv, &ek, len, |b| write_rec(b, nv, exp, full, val))?;
-    if exp != 0 {
-        txn.put(s.db.exp, &exp_key(exp, EXP_KV, &ek), &[], NO_FLAGS)?;
-    }
-    usage_add(&mut tot.kv, (key.len() + val.len()) as u64);
-    tot.used += new_fp;
-    store_totals(txn, s, &tot)?;
-    Ok(Written { ver: nv })
+    Ok(KvPut {
+        ek,
+        full,
+        key_len: key.len(),
+        val,
+        old,
+        exp,
+        len,
+        ver: next_ver(current),
+        new_fp,
+        tot,
+    })
 }
 
-pub(crate) fn kv_del(
-    txn: &mut RwTransaction<'_>,
+impl Apply for KvPut<'_> {
+    type Out = Written;
+
+    fn apply(self, txn: &mut RwTransaction<'_>, s: &Store) -> Result<Written> {
+        let KvPut {
+            ek,
+            full,
+            key_len,
+            val,
+            old,
+            exp,
+            len,
+            ver,
+            new_fp,
+            mut tot,
+        } = self;
+        if let Some(o) = &old {
+            kv_unlink(txn, s, &ek, o, &mut tot)?;
+        }
+        put_with(txn, s.db.kv, &ek, len, |b| {
+            write_rec(b, ver, exp, full, val)
+        })?;
+        if exp != 0 {
+            txn.put(s.db.exp, &exp_key(exp, EXP_KV, &ek), &[], NO_FLAGS)?;
+        }
+        usage_add(&mut tot.kv, (key_len + val.len()) as u64);
+        tot.used += new_fp;
+        store_totals(txn, s, &tot)?;
+        Ok(Written { ver })
+    }
+}
+
+/// A checked `kv_del`.
+pub(crate) struct KvDel<'a> {
+    ek: Cow<'a, [u8]>,
+    old: Old,
+    tot: Tot,
+}
+
+pub(crate) fn kv_del<'a>(
+    txn: &RwTransaction<'_>,
     s: &Store,
-    key: &[u8],
+    key: &'a [u8],
     ver: u32,
     now: u64,
-) -> Result<Written> {
+) -> Result<KvDel<'a>> {
     check_key(key)?;
     let ek = ekey(key);
-    let o = match kv_old(txn, s, &ek, key) {
+    let old = match kv_old(txn, s, &ek, key) {
         Ok(Some(o)) if live(o.exp, now) => o,
         Ok(_) | Err(StorageError::Invalid(_)) => return Err(StorageError::NotFound),
         Err(e) => return Err(e),
     };
-    if ver != 0 && ver != o.ver {
-        return Err(StorageError::VersionMismatch { current: o.ver });
+    if ver != 0 && ver != old.ver {
+        return Err(StorageError::VersionMismatch { current: old.ver });
     }
-    let mut tot = load_totals(txn, s)?;
-    kv_unlink(txn, s, &ek, &o, &mut tot)?;
-    txn.del(s.db.kv, &ek, None)?;
-    store_totals(txn, s, &tot)?;
-    Ok(Written { ver: o.ver })
+    let tot = load_totals(txn, s)?;
+    Ok(KvDel { ek, old, tot })
+}
+
+impl Apply for KvDel<'_> {
+    type Out = Written;
+
+    fn apply(self, txn: &mut RwTransaction<'_>, s: &Store) -> Result<Written> {
+        let KvDel { ek, old, mut tot } = self;
+        kv_unlink(txn, s, &ek, &old, &mut tot)?;
+        txn.del(s.db.kv, &ek, None)?;
+        store_totals(txn, s, &tot)?;
+        Ok(Written { ver: old.ver })
+    }
 }
 
 // ---- table members
@@ -368,6 +434,36 @@ fn member_old(
     }
 }
 
+/// Removes a member's index entries (not the member entry itself).
+fn member_unindex(
+    txn: &mut RwTransaction<'_>,
+    s: &Store,
+    tb: &[u8],
+    mkey: &[u8],
+    ek: &[u8],
+    o: &Old,
+    kind: TableType,
+) -> Result<()> {
+    if o.exp != 0 {
+        del_opt(txn, s.db.exp, &exp_key(o.exp, EXP_MEMBER, mkey))?;
+    }
+    if kind == TableType::SortedSet {
+        del_opt(txn, s.db.zidx, &zidx_key(tb, o.score, ek))?;
+    }
+    Ok(())
+}
+
+/// Takes a member out of its table's and the store's statistics.
+fn member_account(s: &Store, mkey: &[u8], o: &Old, m: &mut TableMeta, tot: &mut Tot) {
+    let bytes = (o.klen + o.plen) as u64;
+    m.sub(bytes, o.exp);
+    if m.kind == TableType::Hash {
+        usage_sub(&mut tot.hash, bytes);
+    }
+    let fp = member_fp(s.room.psize, m.kind, mkey.len(), o.stored, o.exp);
+    tot.used = tot.used.saturating_sub(fp);
+}
+
 /// Removes a member's index entries and accounting (not the member entry itself).
 #[allow(clippy::too_many_arguments)]
 fn member_unlink(
@@ -380,26 +476,16 @@ fn member_unlink(
     m: &mut TableMeta,
     tot: &mut Tot,
 ) -> Result<()> {
-    if o.exp != 0 {
-        del_opt(txn, s.db.exp, &exp_key(o.exp, EXP_MEMBER, mkey))?;
-    }
-    if m.kind == TableType::SortedSet {
-        del_opt(txn, s.db.zidx, &zidx_key(tb, o.score, ek))?;
-    }
-    let bytes = (o.klen + o.plen) as u64;
-    m.sub(bytes, o.exp);
-    if m.kind == TableType::Hash {
-        usage_sub(&mut tot.hash, bytes);
-    }
-    let fp = member_fp(s.room.psize, m.kind, mkey.len(), o.stored, o.exp);
-    tot.used = tot.used.saturating_sub(fp);
+    member_unindex(txn, s, tb, mkey, ek, o, m.kind)?;
+    member_account(s, mkey, o, m, tot);
     Ok(())
 }
 
-/// Removes every member of a table (one whose members have all expired and whose name is being
-/// reused with another type) and its meta.
-fn wipe_table(
-    txn: &mut RwTransaction<'_>,
+/// The statistics of wiping a table (one whose members have all expired and whose name is
+/// being reused with another type): every member and the meta leave `tot`. Reads only, so a
+/// request refused later has changed nothing; [`wipe_members`] does the removal.
+fn wipe_account<T: Transaction>(
+    txn: &T,
     s: &Store,
     tb: &[u8],
     m: &TableMeta,
@@ -407,6 +493,25 @@ fn wipe_table(
 ) -> Result<()> {
     let prefix = table_prefix(tb);
     let mut scratch = *m;
+    let mut cur = txn.open_ro_cursor(s.db.mem)?;
+    for item in cur.iter_from(&prefix) {
+        let (k, v) = item?;
+        if !k.starts_with(&prefix) {
+            break;
+        }
+        let ek = &k[prefix.len()..];
+        let o = old_of(&read_rec(v, is_long(ek))?, ek, v.len(), Some(m.kind))?;
+        member_account(s, k, &o, &mut scratch, tot);
+    }
+    tot.tables = tot.tables.saturating_sub(1);
+    tot.used = tot.used.saturating_sub(meta_fp(s.room.psize, tb.len()));
+    Ok(())
+}
+
+/// Removes every member of a table with its index entries, the statistics being already
+/// counted by [`wipe_account`]. The meta entry stays: the caller rewrites it.
+fn wipe_members(txn: &mut RwTransaction<'_>, s: &Store, tb: &[u8], m: &TableMeta) -> Result<()> {
+    let prefix = table_prefix(tb);
     loop {
         let mut chunk = Vec::new();
         {
@@ -422,16 +527,14 @@ fn wipe_table(
             }
         }
         if chunk.is_empty() {
-            break;
+            return Ok(());
         }
         for (mkey, o) in &chunk {
             let ek = &mkey[prefix.len()..];
-            member_unlink(txn, s, tb, mkey, ek, o, &mut scratch, tot)?;
+            member_unindex(txn, s, tb, mkey, ek, o, m.kind)?;
             txn.del(s.db.mem, mkey, None)?;
         }
     }
-    scratch.count = 0;
-    save_meta(txn, s, tb, &scratch, tot)
 }
 
 /// What a member write decided once it saw the live payload.
@@ -441,24 +544,52 @@ pub(crate) enum Plan<'v> {
     Write(Cow<'v, [u8]>),
 }
 
-/// The one path of every member write (`hset`, `hincrby`, `sadd`, `zadd`). Checks in the order
-/// of kv-api §2.9: capacity (growing writes, table limit), table type, version, value.
-/// `est_len` is the payload length charged when `plan` fails (its error is reported last).
-/// Returns the version after the write (the current one for [`Plan::Keep`]).
+/// A checked member write (`hset`, `hincrby`, `sadd`, `zadd`): the version after it.
+pub(crate) enum MemberPlan<'a, 'v> {
+    /// Nothing changes; the current version.
+    Keep(u32),
+    Write(Box<MemberWrite<'a, 'v>>),
+}
+
+pub(crate) struct MemberWrite<'a, 'v> {
+    tb: &'a [u8],
+    kind: TableType,
+    /// The table exists with another type and no live member: its members go first.
+    wipe: Option<TableMeta>,
+    /// The table's meta (`None`: created by this write).
+    meta: Option<TableMeta>,
+    /// Totals, already without a wiped table.
+    tot: Tot,
+    ek: Cow<'a, [u8]>,
+    full: Option<&'a [u8]>,
+    key_len: usize,
+    mkey: Vec<u8>,
+    /// The stored member, live or expired (removed here either way).
+    old: Option<Old>,
+    exp: u64,
+    ver: u32,
+    payload: Cow<'v, [u8]>,
+    /// Sorted sets: the score in `payload`.
+    score: i64,
+}
+
+/// The check of every member write. Checks in the order of kv-api §2.9: capacity (growing
+/// writes, table limit), table type, version, value. `est_len` is the payload length charged
+/// when `plan` fails (its error is reported last).
 #[allow(clippy::too_many_arguments)]
-fn member_write<'v>(
-    txn: &mut RwTransaction<'_>,
+fn member_write<'a, 'v>(
+    txn: &RwTransaction<'_>,
     pass: &mut Pass,
     s: &Store,
-    tb: &str,
+    tb: &'a str,
     kind: TableType,
-    key: &[u8],
+    key: &'a [u8],
     ttl: u32,
     ver: u32,
     now: u64,
     est_len: usize,
     plan: impl FnOnce(Option<&[u8]>) -> Result<Plan<'v>>,
-) -> Result<u32> {
+) -> Result<MemberPlan<'a, 'v>> {
     check_table(tb)?;
     check_key(key)?;
     let tbb = tb.as_bytes();
@@ -466,13 +597,16 @@ fn member_write<'v>(
     let mut tot = load_totals(txn, s)?;
     let mut meta = load_meta(txn, s, tbb)?;
     let mut conflict = false;
+    let mut wipe = None;
     if let Some(m) = meta {
         if m.kind != kind {
             if table_alive(txn, s, tbb, &m, now)? {
                 conflict = true;
             } else {
-                // Every member expired: the name is free; clear the remains of the old type.
-                wipe_table(txn, s, tbb, &m, &mut tot)?;
+                // Every member expired: the name is free, and the remains of the old type go
+                // before the write (counted out of `tot` now, removed in `apply`).
+                wipe_account(txn, s, tbb, &m, &mut tot)?;
+                wipe = Some(m);
                 meta = None;
             }
         }
@@ -481,7 +615,11 @@ fn member_write<'v>(
     let ek = ekey(key);
     let full = full_if_long(key);
     let mkey = member_key(tbb, &ek);
-    let old = member_old(txn, s, &mkey, &ek, key, old_kind)?;
+    let old = match wipe {
+        // The wipe removes the member too.
+        Some(_) => None,
+        None => member_old(txn, s, &mkey, &ek, key, old_kind)?,
+    };
     let old_live = old.filter(|o| live(o.exp, now) && !conflict);
     let planned = if old_live.is_some() {
         let v = get_opt(txn, s.db.mem, &mkey)?.ok_or_else(corrupt)?;
@@ -525,59 +663,108 @@ fn member_write<'v>(
         return Err(StorageError::VersionMismatch { current });
     }
     let payload = match planned? {
-        Plan::Keep => return Ok(current),
+        Plan::Keep => return Ok(MemberPlan::Keep(current)),
         Plan::Write(p) => p,
     };
-
-    let mut m = match meta {
-        Some(m) => m,
-        None => {
-            tot.tables += 1;
-            tot.used += meta_fp(psize, tbb.len());
-            TableMeta::new(kind)
-        }
+    let score = match kind {
+        TableType::SortedSet => score_of(&payload)?,
+        _ => 0,
     };
-    if let Some(o) = &old {
-        member_unlink(txn, s, tbb, &mkey, &ek, o, &mut m, &mut tot)?;
-    }
-    let nv = next_ver(current);
-    let len = rec_len(full, payload.len());
-    put_with(txn, s.db.mem, &mkey, len, |b| {
-        write_rec(b, nv, exp, full, &payload)
-    })?;
-    if kind == TableType::SortedSet {
-        let zkey = zidx_key(tbb, score_of(&payload)?, &ek);
-        put_with(txn, s.db.zidx, &zkey, rec_len(full, 0), |b| {
-            write_rec(b, nv, exp, full, &[])
+    Ok(MemberPlan::Write(Box::new(MemberWrite {
+        tb: tbb,
+        kind,
+        wipe,
+        meta,
+        tot,
+        ek,
+        full,
+        key_len: key.len(),
+        mkey,
+        old,
+        exp,
+        ver: next_ver(current),
+        payload,
+        score,
+    })))
+}
+
+impl Apply for MemberPlan<'_, '_> {
+    type Out = u32;
+
+    fn apply(self, txn: &mut RwTransaction<'_>, s: &Store) -> Result<u32> {
+        let w = match self {
+            MemberPlan::Keep(ver) => return Ok(ver),
+            MemberPlan::Write(w) => *w,
+        };
+        let MemberWrite {
+            tb,
+            kind,
+            wipe,
+            meta,
+            mut tot,
+            ek,
+            full,
+            key_len,
+            mkey,
+            old,
+            exp,
+            ver,
+            payload,
+            score,
+        } = w;
+        let psize = s.room.psize;
+        if let Some(m) = &wipe {
+            wipe_members(txn, s, tb, m)?;
+        }
+        let mut m = match meta {
+            Some(m) => m,
+            None => {
+                tot.tables += 1;
+                tot.used += meta_fp(psize, tb.len());
+                TableMeta::new(kind)
+            }
+        };
+        if let Some(o) = &old {
+            member_unlink(txn, s, tb, &mkey, &ek, o, &mut m, &mut tot)?;
+        }
+        let len = rec_len(full, payload.len());
+        put_with(txn, s.db.mem, &mkey, len, |b| {
+            write_rec(b, ver, exp, full, &payload)
         })?;
+        if kind == TableType::SortedSet {
+            let zkey = zidx_key(tb, score, &ek);
+            put_with(txn, s.db.zidx, &zkey, rec_len(full, 0), |b| {
+                write_rec(b, ver, exp, full, &[])
+            })?;
+        }
+        if exp != 0 {
+            txn.put(s.db.exp, &exp_key(exp, EXP_MEMBER, &mkey), &[], NO_FLAGS)?;
+        }
+        let bytes = (key_len + payload.len()) as u64;
+        m.add(bytes, exp);
+        if kind == TableType::Hash {
+            usage_add(&mut tot.hash, bytes);
+        }
+        tot.used += member_fp(psize, kind, mkey.len(), len, exp);
+        save_meta(txn, s, tb, &m, &mut tot)?;
+        store_totals(txn, s, &tot)?;
+        Ok(ver)
     }
-    if exp != 0 {
-        txn.put(s.db.exp, &exp_key(exp, EXP_MEMBER, &mkey), &[], NO_FLAGS)?;
-    }
-    let bytes = (key.len() + payload.len()) as u64;
-    m.add(bytes, exp);
-    if kind == TableType::Hash {
-        usage_add(&mut tot.hash, bytes);
-    }
-    tot.used += member_fp(psize, kind, mkey.len(), len, exp);
-    save_meta(txn, s, tbb, &m, &mut tot)?;
-    store_totals(txn, s, &tot)?;
-    Ok(nv)
 }
 
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn hset(
-    txn: &mut RwTransaction<'_>,
+pub(crate) fn hset<'a>(
+    txn: &RwTransaction<'_>,
     pass: &mut Pass,
     s: &Store,
-    tb: &str,
-    key: &[u8],
-    val: &[u8],
+    tb: &'a str,
+    key: &'a [u8],
+    val: &'a [u8],
     ttl: u32,
     ver: u32,
     now: u64,
-) -> Result<Written> {
-    let ver = member_write(
+) -> Result<impl Apply<Out = Written> + 'a> {
+    let plan = member_write(
         txn,
         pass,
         s,
@@ -590,26 +777,26 @@ pub(crate) fn hset(
         val.len(),
         |_| Ok(Plan::Write(Cow::Borrowed(val))),
     )?;
-    Ok(Written { ver })
+    Ok(Map(plan, |ver| Written { ver }))
 }
 
 /// Longest decimal i64 (`-9223372036854775808`), charged when the stored value is no number.
 const I64_TEXT: usize = 20;
 
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn hincrby(
-    txn: &mut RwTransaction<'_>,
+pub(crate) fn hincrby<'a>(
+    txn: &RwTransaction<'_>,
     pass: &mut Pass,
     s: &Store,
-    tb: &str,
-    key: &[u8],
+    tb: &'a str,
+    key: &'a [u8],
     delta: i64,
     ttl: u32,
     ver: u32,
     now: u64,
-) -> Result<(Written, i64)> {
+) -> Result<impl Apply<Out = (Written, i64)> + 'a> {
     let mut result = 0;
-    let ver = member_write(
+    let plan = member_write(
         txn,
         pass,
         s,
@@ -629,21 +816,21 @@ pub(crate) fn hincrby(
             Ok(Plan::Write(Cow::Owned(result.to_string().into_bytes())))
         },
     )?;
-    Ok((Written { ver }, result))
+    Ok(Map(plan, move |ver| (Written { ver }, result)))
 }
 
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn sadd(
-    txn: &mut RwTransaction<'_>,
+pub(crate) fn sadd<'a>(
+    txn: &RwTransaction<'_>,
     pass: &mut Pass,
     s: &Store,
-    tb: &str,
-    member: &[u8],
+    tb: &'a str,
+    member: &'a [u8],
     ttl: u32,
     ver: u32,
     now: u64,
-) -> Result<Written> {
-    let ver = member_write(
+) -> Result<impl Apply<Out = Written> + 'a> {
+    let plan = member_write(
         txn,
         pass,
         s,
@@ -656,24 +843,24 @@ pub(crate) fn sadd(
         0,
         |_| Ok(Plan::Write(Cow::Borrowed(&[]))),
     )?;
-    Ok(Written { ver })
+    Ok(Map(plan, |ver| Written { ver }))
 }
 
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn zadd(
-    txn: &mut RwTransaction<'_>,
+pub(crate) fn zadd<'a>(
+    txn: &RwTransaction<'_>,
     pass: &mut Pass,
     s: &Store,
-    tb: &str,
-    member: &[u8],
+    tb: &'a str,
+    member: &'a [u8],
     score: i64,
     mode: ZaddMode,
     ttl: u32,
     ver: u32,
     now: u64,
-) -> Result<(Written, i64)> {
+) -> Result<impl Apply<Out = (Written, i64)> + 'a> {
     let mut result = 0;
-    let ver = member_write(
+    let plan = member_write(
         txn,
         pass,
         s,
@@ -698,24 +885,34 @@ pub(crate) fn zadd(
             Ok(Plan::Write(Cow::Owned(result.to_le_bytes().to_vec())))
         },
     )?;
-    Ok((Written { ver }, result))
+    Ok(Map(plan, move |ver| (Written { ver }, result)))
 }
 
-pub(crate) fn member_del(
-    txn: &mut RwTransaction<'_>,
+/// A checked member delete (`hdel`, `srem`, `zrem`).
+pub(crate) struct MemberDel<'a> {
+    tb: &'a [u8],
+    ek: Cow<'a, [u8]>,
+    mkey: Vec<u8>,
+    old: Old,
+    meta: TableMeta,
+    tot: Tot,
+}
+
+pub(crate) fn member_del<'a>(
+    txn: &RwTransaction<'_>,
     s: &Store,
-    tb: &str,
+    tb: &'a str,
     kind: TableType,
-    key: &[u8],
+    key: &'a [u8],
     ver: u32,
     now: u64,
-) -> Result<Written> {
+) -> Result<MemberDel<'a>> {
     check_table(tb)?;
     check_key(key)?;
     let tbb = tb.as_bytes();
-    let mut m = load_meta(txn, s, tbb)?.ok_or(StorageError::NotFound)?;
-    if m.kind != kind {
-        return Err(if table_alive(txn, s, tbb, &m, now)? {
+    let meta = load_meta(txn, s, tbb)?.ok_or(StorageError::NotFound)?;
+    if meta.kind != kind {
+        return Err(if table_alive(txn, s, tbb, &meta, now)? {
             StorageError::WrongType
         } else {
             StorageError::NotFound
@@ -723,20 +920,43 @@ pub(crate) fn member_del(
     }
     let ek = ekey(key);
     let mkey = member_key(tbb, &ek);
-    let o = match member_old(txn, s, &mkey, &ek, key, kind) {
+    let old = match member_old(txn, s, &mkey, &ek, key, kind) {
         Ok(Some(o)) if live(o.exp, now) => o,
         Ok(_) | Err(StorageError::Invalid(_)) => return Err(StorageError::NotFound),
         Err(e) => return Err(e),
     };
-    if ver != 0 && ver != o.ver {
-        return Err(StorageError::VersionMismatch { current: o.ver });
+    if ver != 0 && ver != old.ver {
+        return Err(StorageError::VersionMismatch { current: old.ver });
     }
-    let mut tot = load_totals(txn, s)?;
-    member_unlink(txn, s, tbb, &mkey, &ek, &o, &mut m, &mut tot)?;
-    txn.del(s.db.mem, &mkey, None)?;
-    save_meta(txn, s, tbb, &m, &mut tot)?;
-    store_totals(txn, s, &tot)?;
-    Ok(Written { ver: o.ver })
+    let tot = load_totals(txn, s)?;
+    Ok(MemberDel {
+        tb: tbb,
+        ek,
+        mkey,
+        old,
+        meta,
+        tot,
+    })
+}
+
+impl Apply for MemberDel<'_> {
+    type Out = Written;
+
+    fn apply(self, txn: &mut RwTransaction<'_>, s: &Store) -> Result<Written> {
+        let MemberDel {
+            tb,
+            ek,
+            mkey,
+            old,
+            mut meta,
+            mut tot,
+        } = self;
+        member_unlink(txn, s, tb, &mkey, &ek, &old, &mut meta, &mut tot)?;
+        txn.del(s.db.mem, &mkey, None)?;
+        save_meta(txn, s, tb, &meta, &mut tot)?;
+        store_totals(txn, s, &tot)?;
+        Ok(Written { ver: old.ver })
+    }
 }
 
 // ---- statistics
@@ -779,66 +999,136 @@ pub(crate) fn all_tables<T: Transaction>(txn: &T, s: &Store, now: u64) -> Result
 
 // ---- expiry
 
-/// Removes up to `max` records whose expiry has passed, oldest first, with their index entries
-/// and accounting; tables left without members disappear.
-pub(crate) fn purge(txn: &mut RwTransaction<'_>, s: &Store, now: u64, max: usize) -> Result<usize> {
-    let mut due = Vec::new();
+/// What goes with one due entry of `exp`.
+enum Gone {
+    /// Only the index entry: its record is gone or was rewritten with another expiry.
+    Index,
+    Kv(Old),
+    /// A member; `usize` is the length of the table name at the start of the reference.
+    Member(Old, usize),
+}
+
+/// A checked purge: the due entries, what goes with each, the metas of their tables.
+pub(crate) struct Purge {
+    due: Vec<(Vec<u8>, Gone)>,
+    metas: BTreeMap<Vec<u8>, TableMeta>,
+    tot: Tot,
+}
+
+/// Finds up to `max` records whose expiry has passed, oldest first. Every record is read and
+/// decoded here, so the removal cannot meet a record it cannot read.
+pub(crate) fn purge<T: Transaction>(txn: &T, s: &Store, now: u64, max: usize) -> Result<Purge> {
+    let mut keys = Vec::new();
     {
         let mut cur = txn.open_ro_cursor(s.db.exp)?;
         for item in cur.iter_start() {
             let (k, _) = item?;
-            if due.len() >= max || u64_be_at(k, 0)? > now {
+            if keys.len() >= max || u64_be_at(k, 0)? > now {
                 break;
             }
-            due.push(k.to_vec());
+            keys.push(k.to_vec());
         }
     }
-    let mut tot = load_totals(txn, s)?;
     let mut metas: BTreeMap<Vec<u8>, TableMeta> = BTreeMap::new();
-    let mut removed = 0;
-    for k in &due {
-        let exp = u64_be_at(k, 0)?;
+    let mut due = Vec::with_capacity(keys.len());
+    for k in keys {
+        let exp = u64_be_at(&k, 0)?;
         let kind = *k.get(8).ok_or_else(codec::corrupt)?;
         let reference = &k[9..];
-        // The index entry goes in every case; the record only if it still has this expiry.
-        txn.del(s.db.exp, k, None)?;
-        if kind == EXP_KV {
+        // The record goes only if it still has this expiry.
+        let gone = if kind == EXP_KV {
             let ek = reference;
-            let o = match get_opt(txn, s.db.kv, ek)? {
-                Some(v) => old_of(&read_rec(v, is_long(ek))?, ek, v.len(), None)?,
-                None => continue,
-            };
-            if o.exp == exp {
-                kv_unlink(txn, s, ek, &o, &mut tot)?;
-                txn.del(s.db.kv, &ek, None)?;
-                removed += 1;
+            match get_opt(txn, s.db.kv, ek)? {
+                Some(v) => {
+                    let o = old_of(&read_rec(v, is_long(ek))?, ek, v.len(), None)?;
+                    if o.exp == exp {
+                        Gone::Kv(o)
+                    } else {
+                        Gone::Index
+                    }
+                }
+                None => Gone::Index,
             }
         } else {
             let mkey = reference;
             let (tb, ek) = split_member_key(mkey)?;
             let m = match metas.get(tb) {
-                Some(m) => *m,
-                None => match load_meta(txn, s, tb)? {
-                    Some(m) => m,
-                    None => continue,
-                },
+                Some(m) => Some(*m),
+                None => {
+                    let m = load_meta(txn, s, tb)?;
+                    if let Some(m) = m {
+                        metas.insert(tb.to_vec(), m);
+                    }
+                    m
+                }
             };
-            let mut m = m;
-            let o = match get_opt(txn, s.db.mem, mkey)? {
-                Some(v) => old_of(&read_rec(v, is_long(ek))?, ek, v.len(), Some(m.kind))?,
-                None => continue,
-            };
-            if o.exp == exp {
-                member_unlink(txn, s, tb, mkey, ek, &o, &mut m, &mut tot)?;
-                txn.del(s.db.mem, &mkey, None)?;
-                removed += 1;
+            match (m, get_opt(txn, s.db.mem, mkey)?) {
+                (Some(m), Some(v)) => {
+                    let o = old_of(&read_rec(v, is_long(ek))?, ek, v.len(), Some(m.kind))?;
+                    if o.exp == exp {
+                        Gone::Member(o, tb.len())
+                    } else {
+                        Gone::Index
+                    }
+                }
+                _ => Gone::Index,
             }
-            metas.insert(tb.to_vec(), m);
+        };
+        due.push((k, gone));
+    }
+    let tot = load_totals(txn, s)?;
+    Ok(Purge { due, metas, tot })
+}
+
+impl Apply for Purge {
+    /// Records removed.
+    type Out = usize;
+
+    /// Removes the due records with their index entries and accounting; tables left without
+    /// members disappear.
+    fn apply(self, txn: &mut RwTransaction<'_>, s: &Store) -> Result<usize> {
+        let Purge {
+            due,
+            mut metas,
+            mut tot,
+        } = self;
+        let mut removed = 0;
+        let mut touched = Vec::new();
+        for (k, gone) in &due {
+            del_opt(txn, s.db.exp, k)?;
+            let reference = &k[9..];
+            match gone {
+                Gone::Index => {}
+                Gone::Kv(o) => {
+                    kv_unlink(txn, s, reference, o, &mut tot)?;
+                    txn.del(s.db.kv, &reference, None)?;
+                    removed += 1;
+                }
+                Gone::Member(o, tb_len) => {
+                    // `split_member_key` split this reference in the check.
+                    let (Some(tb), Some(ek)) =
+                        (reference.get(..*tb_len), reference.get(*tb_len + 1..))
+                    else {
+                        continue;
+                    };
+                    let Some(m) = metas.get_mut(tb) else {
+                        continue;
+                    };
+                    member_unlink(txn, s, tb, reference, ek, o, m, &mut tot)?;
+                    txn.del(s.db.mem, &reference, None)?;
+                    touched.push(tb.to_vec());
+                    removed += 1;
+                }
+            }
         }
+        touched.sort();
+        touched.dedup();
+        for tb in &touched {
+            if let Some(m) = metas.get(tb) {
+                save_meta(txn, s, tb, m, &mut tot)?;
+            }
+        }
+        store_totals(txn, s, &tot)?;
+        Ok(removed)
     }
-    for (tb, m) in &metas {
-        save_meta(txn, s, tb, m, &mut tot)?;
-    }
-    store_totals(txn, s, &tot)?;
-    Ok(removed)
 }

@@ -25,6 +25,15 @@ pub struct StoreOptions {
     pub cache_dir: PathBuf,
     /// `cache_size`: the most the cache holds; past it cache writes fail with `MapFull`.
     pub cache_size: u64,
+    /// Open both environments with LMDB's `WRITEMAP`: pages are dirtied in the shared map and
+    /// a commit is one `msync` instead of one `pwrite` per page. LMDB forbids nested
+    /// transactions then, so each write request runs straight in the pass's transaction
+    /// (every operation checks everything that can refuse it before its first change); an
+    /// LMDB failure in the middle of a request poisons the pass (see [`Batch`]). The data
+    /// file becomes a sparse file of LMDB's whole map size (see `store`). The worker sets it
+    /// in kv mode; the queue crate relies on [`Batch::write`] undoing a failed closure alone,
+    /// which only `false` provides.
+    pub write_map: bool,
 }
 
 /// Every way a storage call can fail. Callers map them to HTTP in one place.

@@ -1,9 +1,39 @@
 //! [`Store`] (one per worker process) and [`Batch`] (one per event-loop pass): environments,
 //! transactions of a pass, capacity. The operations themselves are in `data`, `list`, `cache`.
+//!
+//! # Two ways to run a write request
+//!
+//! Every write operation is split in two: a check that only reads (it gets `&RwTransaction`,
+//! so it cannot change anything) and decides every refusal (`NotFound`, `VersionMismatch`,
+//! `WrongType`, `NotNumeric`, `TooLarge`, `Invalid`, and `MapFull` from the byte accounting or
+//! the table limit), then an [`Apply`] step that makes the changes and can only fail the way
+//! LMDB fails (a real `MDB_MAP_FULL`, I/O).
+//!
+//! - `write_map` off: each request runs in a nested transaction of the pass, so any failure
+//!   undoes that request alone.
+//! - `write_map` on (`StoreOptions::write_map`, LMDB's `MDB_WRITEMAP`, which has no nested
+//!   transactions): each request runs straight in the pass's transaction. A refused check has
+//!   changed nothing, so the pass goes on; a failure once the changes started leaves the
+//!   request half done, so the batch is poisoned: every later read or write of the pass fails
+//!   at once and [`Batch::commit`] aborts and returns an error (the worker answers the whole
+//!   pass with 500).
+//!
+//! # Files with `write_map`
+//!
+//! LMDB extends `data.mdb` (and the cache's) to its whole map size when it opens with
+//! `WRITEMAP`, [`real_map_size`] of the configured limit: with the default `map_size 64g`, a
+//! 128 GiB + 64 MiB file. The file is sparse: `ls -l` shows that size, `du` shows the blocks
+//! really used, and copies need a sparse-aware tool (`cp` does it by itself, `rsync -S`,
+//! `tar -S`). The file-size limit (`ulimit -f`) must allow it, which [`Store::open`] checks.
+//! Writing into a hole of a sparse file through the map needs a free block on the spot, and a
+//! full disk would then kill the worker with `SIGBUS` instead of refusing the write, so every
+//! pass first has the file's blocks allocated (`fallocate`) a margin past the pages in use
+//! and refuses growing writes with `MapFull` when the disk cannot give them.
 
 use std::borrow::Cow;
 use std::fs;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
 use lmdb::{
@@ -45,12 +75,14 @@ pub(crate) struct Room {
     pub real: u64,
     pub guard: u64,
     pub psize: u64,
+    /// LMDB's map size as opened (`real`, or the file's size when that is larger).
+    pub map: u64,
 }
 
 /// LMDB's map size for a configured limit: twice the limit (B-tree pages are on average ~70%
 /// full, so the data charged against `limit` needs up to ~1.5x in pages) plus 64 MiB for
-/// copy-on-write of a pass and the free-list. It is only address space: without `WRITEMAP`,
-/// LMDB grows the file as pages are used.
+/// copy-on-write of a pass and the free-list. Without `WRITEMAP` it is only address space and
+/// LMDB grows the file as pages are used; with `WRITEMAP` it is also the (sparse) file's size.
 fn real_map_size(limit: u64) -> u64 {
     codec::round_up(limit.saturating_mul(2).saturating_add(64 << 20), 1 << 16)
 }
@@ -81,18 +113,23 @@ impl Pass {
         Ok(())
     }
 
-    /// Checks that the pages in use plus the pass's growth plus `growth` stay within `bound`.
-    /// The free-list is only read when the file's high-water mark is that close.
-    fn physical(&mut self, env: &Environment, room: &Room, bound: u64, growth: u64) -> Result<()> {
-        let hw = match self.high_water {
-            Some(hw) => hw,
+    /// The end of the pages in use of the file, as of the last commit.
+    fn high_water(&mut self, env: &Environment, room: &Room) -> Result<u64> {
+        match self.high_water {
+            Some(hw) => Ok(hw),
             None => {
                 let info = env.info()?;
                 let hw = (info.last_pgno() as u64 + 1) * room.psize;
                 self.high_water = Some(hw);
-                hw
+                Ok(hw)
             }
-        };
+        }
+    }
+
+    /// Checks that the pages in use plus the pass's growth plus `growth` stay within `bound`.
+    /// The free-list is only read when the file's high-water mark is that close.
+    fn physical(&mut self, env: &Environment, room: &Room, bound: u64, growth: u64) -> Result<()> {
+        let hw = self.high_water(env, room)?;
         let want = self.growth.saturating_add(growth);
         if hw.saturating_add(want) <= bound {
             return Ok(());
@@ -131,12 +168,93 @@ impl From<lmdb::Error> for StorageError {
 pub struct Store {
     /// `sync_writes on`: every commit ends with an fsync of the meta page.
     sync_writes: bool,
+    /// Both environments use `WRITEMAP`: write requests run without nested transactions.
+    write_map: bool,
     env: Environment,
     cache: Environment,
     pub(crate) db: Dbs,
     pub(crate) cdb: CacheDbs,
     pub(crate) room: Room,
     pub(crate) croom: Room,
+    alloc: Alloc,
+    calloc: Alloc,
+    /// Tests: the next request fails as if by an I/O error once its changes are made.
+    #[cfg(test)]
+    pub(crate) fail_next_apply: AtomicBool,
+}
+
+/// Margin of allocated blocks kept past the pages in use of a `WRITEMAP` file, so that pages a
+/// pass takes at the end of the file never fall into a hole (see the module docs).
+const ALLOC_MARGIN: u64 = 32 << 20;
+
+/// How far this process has had the blocks of a `WRITEMAP` environment's sparse file
+/// allocated. Every process keeps its own mark; `fallocate` on blocks another process already
+/// allocated is a cheap no-op.
+pub(crate) struct Alloc {
+    /// Blocks below this file offset are allocated.
+    upto: AtomicU64,
+    /// `fallocate` is in use: `WRITEMAP` is on and the filesystem supports it.
+    on: AtomicBool,
+}
+
+impl Alloc {
+    fn new(on: bool) -> Alloc {
+        Alloc {
+            upto: AtomicU64::new(0),
+            on: AtomicBool::new(on),
+        }
+    }
+
+    /// Makes sure the blocks below `need` (capped at the map size) are allocated; `MapFull`
+    /// when the disk has no room for them. Called before a request's first change, so a
+    /// refusal leaves the pass intact.
+    fn ensure(&self, env: &Environment, room: &Room, high_water: u64, need: u64) -> Result<()> {
+        if !self.on.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let need = need.min(room.map);
+        let upto = self.upto.load(Ordering::Relaxed);
+        if need <= upto {
+            return Ok(());
+        }
+        // Pages below the high-water mark were written by committed transactions, so they
+        // have their blocks; a margin past `need` keeps this call rare.
+        let from = upto.max(high_water).min(need);
+        let to = need.saturating_add(ALLOC_MARGIN).min(room.map);
+        let mut fd: libc::c_int = -1;
+        // SAFETY: `env.env()` is the open environment owned by `env`; `fd` is a valid
+        // out-pointer.
+        let rc = unsafe { lmdb_sys::mdb_env_get_fd(env.env(), &mut fd) };
+        if rc != 0 {
+            return Err(lmdb::Error::from_err_code(rc).into());
+        }
+        loop {
+            // SAFETY: `fd` is the environment's open data file descriptor; mode 0 only
+            // allocates blocks of a range inside the file (LMDB sized it to `room.map`).
+            let r =
+                unsafe { libc::fallocate(fd, 0, from as libc::off_t, (to - from) as libc::off_t) };
+            if r == 0 {
+                self.upto.store(to, Ordering::Relaxed);
+                return Ok(());
+            }
+            let e = std::io::Error::last_os_error();
+            match e.raw_os_error() {
+                Some(libc::EINTR) => continue,
+                Some(libc::ENOSPC) | Some(libc::EDQUOT) => return Err(StorageError::MapFull),
+                Some(libc::EOPNOTSUPP) => {
+                    // A filesystem without fallocate (holes are then filled at fault time,
+                    // and a full disk means SIGBUS): keep working, say it once.
+                    log::warn!(
+                        "fallocate is not supported here: with write_map, a full disk stops \
+                         the worker with SIGBUS instead of refusing writes"
+                    );
+                    self.on.store(false, Ordering::Relaxed);
+                    return Ok(());
+                }
+                _ => return Err(io_error(e)),
+            }
+        }
+    }
 }
 
 fn io_error(e: std::io::Error) -> StorageError {
@@ -159,11 +277,42 @@ fn reader_check(env: &Environment, what: &str) -> Result<()> {
     Ok(())
 }
 
+/// LMDB's map size for an environment: `real`, and with `WRITEMAP` never less than the data
+/// file already is. LMDB `ftruncate`s the file to its map size when it opens with `WRITEMAP`:
+/// a smaller `map_size` after a reload must not shrink the file under the old workers, whose
+/// larger maps would then fault (`SIGBUS`) on pages past the new end.
+fn map_size_for(dir: &Path, real: u64, write_map: bool) -> Result<u64> {
+    if !write_map {
+        return Ok(real);
+    }
+    let file = match fs::metadata(dir.join("data.mdb")) {
+        Ok(m) => m.len(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+        Err(e) => return Err(io_error(e)),
+    };
+    let map = real.max(codec::round_up(file, 1 << 16));
+    // A file-size limit below the map would make the `ftruncate` fail with SIGXFSZ.
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `lim` is a valid out-pointer for getrlimit.
+    let rc = unsafe { libc::getrlimit(libc::RLIMIT_FSIZE, &mut lim) };
+    if rc == 0 && lim.rlim_cur != libc::RLIM_INFINITY && lim.rlim_cur < map {
+        return Err(StorageError::Invalid(
+            "the file-size limit (ulimit -f) is below the map file write_map needs",
+        ));
+    }
+    Ok(map)
+}
+
 /// Opens (creating) an environment in `dir` and clears reader slots of dead processes.
 fn open_env(dir: &Path, limit: u64, flags: EnvironmentFlags) -> Result<(Environment, Room)> {
     fs::create_dir_all(dir).map_err(io_error)?;
     let real = real_map_size(limit);
-    let map = usize::try_from(real).map_err(|_| StorageError::Invalid("map size too large"))?;
+    let map_bytes = map_size_for(dir, real, flags.contains(EnvironmentFlags::WRITE_MAP))?;
+    let map =
+        usize::try_from(map_bytes).map_err(|_| StorageError::Invalid("map size too large"))?;
     let env = Environment::new()
         // Room for the queue crate's own databases.
         .set_max_dbs(32)
@@ -179,6 +328,7 @@ fn open_env(dir: &Path, limit: u64, flags: EnvironmentFlags) -> Result<(Environm
         real,
         guard: real / 4 * 3,
         psize,
+        map: map_bytes,
     };
     Ok((env, room))
 }
@@ -206,11 +356,24 @@ impl Store {
             // a 200 is still fully on disk, integrity is kept (the meta page is written after
             // its data is durable), and the workers' second fsyncs overlap instead of queueing
             // behind the write lock.
+            //
+            // With WRITE_MAP the same holds with msync(MS_SYNC) for fsync: the commit dirties
+            // no page by pwrite (they are already in the shared map), msyncs the whole map
+            // (Linux: an fdatasync of the file), then stores the meta page in the map; the
+            // second sync msyncs again and so persists that meta page. MAP_ASYNC must stay off:
+            // the commit's msync would become MS_ASYNC, and data and meta pages would then
+            // reach the disk in one flush in no order, so a crash during it could leave a meta
+            // page pointing at pages never written.
             flags |= EnvironmentFlags::NO_META_SYNC;
         } else {
             // RISK: NO_SYNC: commits are not fsynced (`sync_writes off`); a machine crash loses
-            // what the last `Store::sync` did not flush. A process crash loses nothing.
+            // what the last `Store::sync` did not flush (and, as the kernel flushes pages in
+            // any order, may leave the file inconsistent). A process crash loses nothing: the
+            // pages are in the page cache, also with WRITE_MAP (a shared map).
             flags |= EnvironmentFlags::NO_SYNC;
+        }
+        if opts.write_map {
+            flags |= EnvironmentFlags::WRITE_MAP;
         }
         if same_dir(&opts.data_dir, &opts.cache_dir) {
             // Both environments would be the same files.
@@ -219,8 +382,12 @@ impl Store {
         let (env, room) = open_env(&opts.data_dir, opts.map_size, flags)?;
         // RISK: NO_SYNC | NO_META_SYNC: the cache is volatile by contract and never fsynced;
         // a machine crash may leave it inconsistent, and the master empties it at start.
-        let cflags =
+        let mut cflags =
             EnvironmentFlags::NO_TLS | EnvironmentFlags::NO_SYNC | EnvironmentFlags::NO_META_SYNC;
+        if opts.write_map {
+            // MAP_ASYNC: should anything sync the cache, an msync that does not wait.
+            cflags |= EnvironmentFlags::WRITE_MAP | EnvironmentFlags::MAP_ASYNC;
+        }
         let (cache, croom) = open_env(&opts.cache_dir, opts.cache_size, cflags)?;
         let none = DatabaseFlags::empty();
         let db = Dbs {
@@ -239,12 +406,17 @@ impl Store {
         };
         Ok(Store {
             sync_writes: opts.sync_writes,
+            write_map: opts.write_map,
             env,
             cache,
             db,
             cdb,
             room,
             croom,
+            alloc: Alloc::new(opts.write_map),
+            calloc: Alloc::new(opts.write_map),
+            #[cfg(test)]
+            fail_next_apply: AtomicBool::new(false),
         })
     }
 
@@ -260,6 +432,7 @@ impl Store {
             writes: 0,
             pass: Pass::default(),
             cpass: Pass::default(),
+            poisoned: None,
         }
     }
 
@@ -359,9 +532,131 @@ impl Transaction for Reader<'_, '_> {
     }
 }
 
+/// A write request checked against the pass's transaction and ready to be made: the check
+/// (which only had `&RwTransaction`, so it changed nothing) has decided every refusal, and
+/// `apply` can only fail the way LMDB fails (a real `MDB_MAP_FULL`, I/O).
+pub(crate) trait Apply {
+    type Out;
+    fn apply(self, txn: &mut RwTransaction<'_>, s: &Store) -> Result<Self::Out>;
+}
+
+/// A plan whose answer is `F` of what `P` answers.
+pub(crate) struct Map<P, F>(pub P, pub F);
+
+impl<P: Apply, T, F: FnOnce(P::Out) -> T> Apply for Map<P, F> {
+    type Out = T;
+    fn apply(self, txn: &mut RwTransaction<'_>, s: &Store) -> Result<T> {
+        let out = self.0.apply(txn, s)?;
+        Ok((self.1)(out))
+    }
+}
+
+/// One environment as a request runner needs it.
+struct Side<'s> {
+    env: &'s Environment,
+    room: &'s Room,
+    alloc: &'s Alloc,
+    /// A database of the environment, to ask a transaction whether LMDB flagged it unusable.
+    probe: Database,
+}
+
+/// How a request failed: `poisoned` when the pass's transaction can no longer commit.
+struct Failure {
+    error: StorageError,
+    poisoned: bool,
+}
+
+impl Failure {
+    fn kept(error: StorageError) -> Failure {
+        Failure {
+            error,
+            poisoned: false,
+        }
+    }
+}
+
+/// Whether LMDB has flagged `txn` unusable (`MDB_TXN_ERROR`, set by a failed call, also by
+/// some failed reads such as a corrupted page): every call then answers `MDB_BAD_TXN`.
+fn txn_failed(txn: &RwTransaction<'_>, probe: Database) -> bool {
+    matches!(txn.get(probe, &TOTALS_PROBE), Err(lmdb::Error::BadTxn))
+}
+
+/// Any key: only the transaction's state matters to the probe.
+const TOTALS_PROBE: &[u8] = b"totals";
+
+/// Before a `write_map` request's changes: blocks of the file for every page the pass may take
+/// past the high-water mark (twice the bytes charged so far, plus the margin `Alloc` keeps).
+fn reserve_blocks(side: &Side<'_>, pass: &mut Pass) -> Result<()> {
+    let hw = pass.high_water(side.env, side.room)?;
+    let need = hw
+        .saturating_add(pass.growth.saturating_mul(2))
+        .saturating_add(ALLOC_MARGIN);
+    side.alloc.ensure(side.env, side.room, hw, need)
+}
+
+/// Makes the changes of a checked request.
+fn apply<P: Apply>(plan: P, txn: &mut RwTransaction<'_>, store: &Store) -> Result<P::Out> {
+    let out = plan.apply(txn, store)?;
+    #[cfg(test)]
+    if store.fail_next_apply.swap(false, Ordering::Relaxed) {
+        return Err(StorageError::Lmdb(lmdb::Error::Other(libc::EIO)));
+    }
+    Ok(out)
+}
+
+/// Runs one request against the pass's write transaction `rw`: in a nested transaction
+/// without `write_map`, else straight in `rw`, the check first, then the changes.
+fn run_request<'s, P: Apply>(
+    store: &'s Store,
+    side: &Side<'s>,
+    rw: &mut RwTransaction<'s>,
+    pass: &mut Pass,
+    check: impl FnOnce(&RwTransaction<'_>, &mut Pass, &'s Store) -> Result<P>,
+) -> std::result::Result<P::Out, Failure> {
+    let growth = pass.growth;
+    if !store.write_map {
+        let mut txn = nested(rw).map_err(Failure::kept)?;
+        let r = check(&txn, pass, store)
+            .and_then(|plan| apply(plan, &mut txn, store))
+            .and_then(|v| {
+                txn.commit()?;
+                Ok(v)
+            });
+        if r.is_err() {
+            pass.growth = growth;
+        }
+        return r.map_err(Failure::kept);
+    }
+    let plan = check(rw, pass, store).and_then(|plan| {
+        reserve_blocks(side, pass)?;
+        Ok(plan)
+    });
+    let plan = match plan {
+        Ok(plan) => plan,
+        Err(error) => {
+            pass.growth = growth;
+            // A refusal changed nothing; only an LMDB failure of a read may have flagged the
+            // transaction.
+            let poisoned = matches!(error, StorageError::Lmdb(_)) && txn_failed(rw, side.probe);
+            return Err(Failure { error, poisoned });
+        }
+    };
+    apply(plan, rw, store).map_err(|error| Failure {
+        error,
+        poisoned: true,
+    })
+}
+
 /// The reads and writes of one loop pass: every write of the pass goes into one LMDB write
-/// transaction (each request in a nested transaction, so one failing request leaves the others
-/// intact) that [`Batch::commit`] commits once. Dropping a batch without commit aborts it.
+/// transaction per environment that [`Batch::commit`] commits once. Dropping a batch without
+/// commit aborts it.
+///
+/// Without `write_map` each request runs in a nested transaction, so one failing request
+/// leaves the others intact. With `write_map` a request's refusals all come before its first
+/// change, so a refused request leaves the others intact too; but a request that fails once
+/// its changes started (LMDB ran out of map, I/O) poisons the batch: every later read or write
+/// of the pass fails with `Lmdb(BadTxn)` and [`Batch::commit`] aborts both transactions and
+/// returns the error, so nothing of the pass is written.
 ///
 /// Time is passed in as `now_ms` (unix epoch milliseconds), `ttl` in seconds (0 = none), `ver`
 /// as the expected version (0 = unconditional).
@@ -374,11 +669,64 @@ pub struct Batch<'s> {
     writes: usize,
     pass: Pass,
     cpass: Pass,
+    /// Set when a request failed half done (`write_map` only): the LMDB error to report.
+    poisoned: Option<lmdb::Error>,
+}
+
+/// What a poisoned batch reports for the failure that poisoned it.
+fn lmdb_error_of(e: &StorageError) -> lmdb::Error {
+    match e {
+        StorageError::Lmdb(e) => *e,
+        StorageError::MapFull => lmdb::Error::MapFull,
+        _ => lmdb::Error::BadTxn,
+    }
 }
 
 impl<'s> Batch<'s> {
+    /// `Err` once the batch is poisoned.
+    fn usable(&self) -> Result<()> {
+        match self.poisoned {
+            Some(_) => Err(StorageError::Lmdb(lmdb::Error::BadTxn)),
+            None => Ok(()),
+        }
+    }
+
+    fn data_side(&self) -> Side<'s> {
+        let s = self.store;
+        Side {
+            env: &s.env,
+            room: &s.room,
+            alloc: &s.alloc,
+            probe: s.db.meta,
+        }
+    }
+
+    fn cache_side(&self) -> Side<'s> {
+        let s = self.store;
+        Side {
+            env: &s.cache,
+            room: &s.croom,
+            alloc: &s.calloc,
+            probe: s.cdb.meta,
+        }
+    }
+
+    /// Records a failed request; a poisoning one is logged, as every reply of the pass will
+    /// turn into an error.
+    fn failed(&mut self, f: Failure) -> StorageError {
+        if f.poisoned && self.poisoned.is_none() {
+            log::error!(
+                "a write failed after its first change; the pass will not commit: {}",
+                f.error
+            );
+            self.poisoned = Some(lmdb_error_of(&f.error));
+        }
+        f.error
+    }
+
     /// The pass's view of the persistent store.
     fn reader(&mut self) -> Result<Reader<'_, 's>> {
+        self.usable()?;
         if let Some(rw) = &self.rw {
             return Ok(Reader::Rw(rw));
         }
@@ -392,6 +740,7 @@ impl<'s> Batch<'s> {
     }
 
     fn cache_reader(&mut self) -> Result<Reader<'_, 's>> {
+        self.usable()?;
         if let Some(rw) = &self.crw {
             return Ok(Reader::Rw(rw));
         }
@@ -426,57 +775,54 @@ impl<'s> Batch<'s> {
         Ok(())
     }
 
-    /// Runs one write request in its own nested transaction of the pass.
-    fn write_op<T>(
+    /// Runs one write request of the persistent store (see [`run_request`]).
+    fn write_op<P: Apply>(
         &mut self,
-        f: impl FnOnce(&mut RwTransaction<'_>, &mut Pass, &'s Store) -> Result<T>,
-    ) -> Result<T> {
+        check: impl FnOnce(&RwTransaction<'_>, &mut Pass, &'s Store) -> Result<P>,
+    ) -> Result<P::Out> {
         self.writes += 1;
+        self.usable()?;
         self.open_rw()?;
-        let store = self.store;
-        let growth = self.pass.growth;
+        let side = self.data_side();
         let Some(rw) = self.rw.as_mut() else {
             return Err(StorageError::Lmdb(lmdb::Error::BadTxn));
         };
-        let mut txn = nested(rw)?;
-        let r = f(&mut txn, &mut self.pass, store).and_then(|v| {
-            txn.commit()?;
-            Ok(v)
-        });
-        if r.is_err() {
-            self.pass.growth = growth;
+        match run_request(self.store, &side, rw, &mut self.pass, check) {
+            Ok(v) => Ok(v),
+            Err(f) => Err(self.failed(f)),
         }
-        r
     }
 
-    /// Runs one cache write in its own nested transaction of the pass's cache transaction.
-    fn cache_op<T>(
+    /// Runs one cache write request (see [`run_request`]).
+    fn cache_op<P: Apply>(
         &mut self,
-        f: impl FnOnce(&mut RwTransaction<'_>, &mut Pass, &'s Store) -> Result<T>,
-    ) -> Result<T> {
+        check: impl FnOnce(&RwTransaction<'_>, &mut Pass, &'s Store) -> Result<P>,
+    ) -> Result<P::Out> {
         self.writes += 1;
+        self.usable()?;
         self.open_crw()?;
-        let store = self.store;
-        let growth = self.cpass.growth;
+        let side = self.cache_side();
         let Some(rw) = self.crw.as_mut() else {
             return Err(StorageError::Lmdb(lmdb::Error::BadTxn));
         };
-        let mut txn = nested(rw)?;
-        let r = f(&mut txn, &mut self.cpass, store).and_then(|v| {
-            txn.commit()?;
-            Ok(v)
-        });
-        if r.is_err() {
-            self.cpass.growth = growth;
+        match run_request(self.store, &side, rw, &mut self.cpass, check) {
+            Ok(v) => Ok(v),
+            Err(f) => Err(self.failed(f)),
         }
-        r
     }
 
-    /// Commits the pass's writes (fsynced when `sync_writes on`) and the cache's.
+    /// Commits the pass's writes (fsynced when `sync_writes on`) and the cache's. A poisoned
+    /// batch aborts both and returns the error that poisoned it.
     pub fn commit(mut self) -> Result<CommitStats> {
         let start = Instant::now();
         self.ro = None;
         self.cro = None;
+        if let Some(e) = self.poisoned {
+            // Dropping the write transactions aborts them.
+            self.rw = None;
+            self.crw = None;
+            return Err(StorageError::Lmdb(e));
+        }
         let mut result = Ok(());
         if let Some(rw) = self.rw.take() {
             result = rw.commit().map_err(StorageError::from);
@@ -786,7 +1132,7 @@ impl<'s> Batch<'s> {
     pub fn cache_hincrby(&mut self, tb: &str, key: &[u8], delta: i64) -> Result<i64> {
         self.cache_op(|t, p, s| {
             let mut out = 0;
-            cache::hset(t, p, s, tb, key, |old| {
+            let plan = cache::hset(t, p, s, tb, key, |old| {
                 let cur = match old {
                     Some(v) => codec::parse_i64(v).ok_or(StorageError::NotNumeric)?,
                     None => 0,
@@ -794,7 +1140,7 @@ impl<'s> Batch<'s> {
                 out = cur.checked_add(delta).ok_or(StorageError::NotNumeric)?;
                 Ok(Cow::Owned(out.to_string().into_bytes()))
             })?;
-            Ok(out)
+            Ok(Map(plan, move |()| out))
         })
     }
     /// Adds `delta` to a numeric cache field (absent = 0), stored as Rust prints an `f64`; `NotNumeric` on a non-number or a non-finite result.
@@ -804,7 +1150,7 @@ impl<'s> Batch<'s> {
         }
         self.cache_op(|t, p, s| {
             let mut out = 0.0;
-            cache::hset(t, p, s, tb, key, |old| {
+            let plan = cache::hset(t, p, s, tb, key, |old| {
                 let cur = match old {
                     Some(v) => codec::parse_f64(v).ok_or(StorageError::NotNumeric)?,
                     None => 0.0,
@@ -815,18 +1161,48 @@ impl<'s> Batch<'s> {
                 }
                 Ok(Cow::Owned(format!("{out}").into_bytes()))
             })?;
-            Ok(out)
+            Ok(Map(plan, move |()| out))
         })
     }
 
     // ---- for the queue crate
     /// Runs `f` in a nested write transaction of this pass: on `Err` only `f`'s changes are
     /// undone and the pass's other writes stay.
+    ///
+    /// With `write_map` there are no nested transactions: `f` runs straight in the pass's
+    /// transaction and, as nothing tells what it changed before failing, an `Err` poisons the
+    /// batch (the pass commits nothing). The queue crate needs `write_map` off.
     pub fn write<T>(
         &mut self,
         f: impl FnOnce(&mut lmdb::RwTransaction<'_>) -> Result<T>,
     ) -> Result<T> {
-        self.write_op(|t, _, _| f(t))
+        self.writes += 1;
+        self.usable()?;
+        self.open_rw()?;
+        let side = self.data_side();
+        let store = self.store;
+        let Some(rw) = self.rw.as_mut() else {
+            return Err(StorageError::Lmdb(lmdb::Error::BadTxn));
+        };
+        let r = if store.write_map {
+            reserve_blocks(&side, &mut self.pass)
+                .map_err(Failure::kept)
+                .and_then(|()| {
+                    f(rw).map_err(|error| Failure {
+                        error,
+                        poisoned: true,
+                    })
+                })
+        } else {
+            nested(rw)
+                .and_then(|mut txn| {
+                    let v = f(&mut txn)?;
+                    txn.commit()?;
+                    Ok(v)
+                })
+                .map_err(Failure::kept)
+        };
+        r.map_err(|f| self.failed(f))
     }
 
     /// For the queue crate, before a write that adds about `bytes`: `MapFull` when the pages in
@@ -834,6 +1210,7 @@ impl<'s> Batch<'s> {
     /// `bytes` would pass `map_size`. The queue's data is not in the kv byte count, so this
     /// physical check is what bounds it. Deletes need no check.
     pub fn ensure_room(&mut self, bytes: u64) -> Result<()> {
+        self.usable()?;
         self.open_rw()?;
         let s = self.store;
         self.pass.physical(&s.env, &s.room, s.room.limit, bytes)?;

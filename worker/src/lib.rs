@@ -101,6 +101,7 @@ pub fn run(args: WorkerArgs) -> i32 {
         sync_writes: conf.sync_writes,
         cache_dir: cache_dir(&conf),
         cache_size: conf.cache_size,
+        write_map: conf.mode == conf::Mode::Kv,
     }) {
         Ok(s) => s,
         Err(e) => {
