@@ -468,7 +468,7 @@ fn the_man_page_names_every_option_and_signal() {
     let usage = String::from_utf8_lossy(&out.stdout).into_owned();
     let options: Vec<&str> = usage
         .lines()
-        .filter_map(|l| l.trim_start().split_whitespace().next())
+        .filter_map(|l| l.split_whitespace().next())
         .filter(|w| w.starts_with('-') && w.len() == 2)
         .collect();
     assert!(options.len() >= 5, "{usage}");
