@@ -679,3 +679,5 @@ fn owned(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
 fn err_text(e: io::Error) -> String {
     e.to_string()
 }
+
+pub mod kv;
