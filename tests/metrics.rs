@@ -64,3 +64,37 @@ fn counters_add_up_over_all_workers() {
         ) == Some(1.0)
     }));
 }
+
+#[test]
+fn mq_mode_reports_queue_depths_and_parked_waiters() {
+    let server = Server::start(&[("mode", "mq")]);
+    let addr = server.addr();
+    for i in 0..3 {
+        assert_eq!(get(addr, &format!("/put?queue=jobs&item=m{i}")).status, 200);
+    }
+    assert_eq!(get(addr, "/put?queue=other&item=x").status, 200);
+    let r = get(addr, "/get?queue=jobs&worker=w1&ack=false");
+    assert_eq!(r.status, 200);
+    let text = get(addr, "/metrics").text();
+    assert_eq!(
+        value(&text, "huststore_mq_ready_messages{queue=\"jobs\"}"),
+        Some(2.0),
+        "{text}"
+    );
+    assert_eq!(
+        value(&text, "huststore_mq_ready_messages{queue=\"other\"}"),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(&text, "huststore_mq_unacked_messages{queue=\"jobs\"}"),
+        Some(1.0)
+    );
+    assert_eq!(value(&text, "huststore_mq_parked_evget"), Some(0.0));
+    assert_eq!(
+        value(
+            &text,
+            "huststore_requests_total{path=\"/put\",status=\"200\"}"
+        ),
+        Some(4.0)
+    );
+}

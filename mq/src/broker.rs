@@ -382,6 +382,29 @@ impl<W: Copy + Eq + Hash> Broker<W> {
         }
     }
 
+    /// Every queue's depth for `/metrics`: name, ready messages (a push queue: its window),
+    /// pending deliveries.
+    pub fn depths<X: Transact>(&mut self, x: &mut X, c: Clock) -> Vec<(String, u64, u64)> {
+        self.at(c);
+        let queues = &self.queues;
+        match run(x, |txn| queues.all(txn, c.now_ms)) {
+            Ok(all) => all
+                .into_iter()
+                .map(|(name, rec)| {
+                    let ready = match rec.kind {
+                        Kind::Normal => rec.ready(0) + rec.ready(1) + rec.ready(2),
+                        Kind::Push => rec.ci() - rec.si(),
+                    };
+                    (name, ready, rec.unacked)
+                })
+                .collect(),
+            Err(e) => {
+                log::error!("could not read the queues for /metrics: {e}");
+                Vec::new()
+            }
+        }
+    }
+
     /// `/evget` (4.12): a message now, or a place at the end of the queue's line.
     pub fn evget<X: Transact>(
         &mut self,

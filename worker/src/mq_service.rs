@@ -315,7 +315,27 @@ impl Service for MqService {
         self.broker.next_deadline()
     }
 
-    fn metrics(&mut self, _pass: &mut Pass<'_, '_>, out: &mut String) {
+    fn metrics(&mut self, pass: &mut Pass<'_, '_>, out: &mut String) {
+        use std::fmt::Write as _;
+        let c = clock(pass);
+        let depths = self.broker.depths(&mut *pass.batch, c);
+        out.push_str("# HELP huststore_mq_ready_messages Messages waiting in a queue.\n");
+        out.push_str("# TYPE huststore_mq_ready_messages gauge\n");
+        for (name, ready, _) in &depths {
+            // Queue names are `A-Z a-z 0-9 _ : .`: nothing to escape in a label.
+            let _ = writeln!(
+                out,
+                "huststore_mq_ready_messages{{queue=\"{name}\"}} {ready}"
+            );
+        }
+        out.push_str("# HELP huststore_mq_unacked_messages Deliveries waiting for an ack.\n");
+        out.push_str("# TYPE huststore_mq_unacked_messages gauge\n");
+        for (name, _, unacked) in &depths {
+            let _ = writeln!(
+                out,
+                "huststore_mq_unacked_messages{{queue=\"{name}\"}} {unacked}"
+            );
+        }
         let (evget, evsub, tasks, workers) = self.broker.parked_counts();
         let gauges = [
             (
