@@ -29,7 +29,7 @@
 #   -s "SIZES"   value sizes of the put/get/del rows   [SIZES="256 1024 4096 16384 65536"]
 #   Environment only: MQ_SIZES="256 4096", SCALE_KEYS="10000 1000000", SCALE_SYNC=on,
 #   RSS_CONNS=10000, GET_KEYS=1000, CONNS=100, THREADS=2, PRELOAD_BOUND=120 (seconds per
-#   preload), DEL_MAX_MB=1024 (most MiB preloaded for one DEL row), NO_BUILD=1 (use the
+#   preload), ROW_MAX_MB=1024 (most MiB preloaded for one DEL or MQ get row), NO_BUILD=1 (use the
 #   binary as built), KEEP_TMP=1 (keep the temp folder).
 #
 # Tools: bash, cargo, wrk (with Lua), curl, nginx, awk, python3, ps. Loopback only; the
@@ -44,6 +44,10 @@ set -u -o pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
 CMDLINE="benches/http.sh${*:+ $*}"
+for v in CARGO_TARGET_DIR DUR SIZES MQ_SIZES ROWS CONNS THREADS GET_KEYS SCALE_KEYS SCALE_SYNC RSS_CONNS \
+         PRELOAD_BOUND ROW_MAX_MB NO_BUILD KEEP_TMP; do
+  [ -z "${!v+x}" ] || CMDLINE="$v=\"${!v}\" $CMDLINE"
+done
 
 DUR=${DUR:-4s}
 SIZES=${SIZES:-"256 1024 4096 16384 65536"}
@@ -57,7 +61,7 @@ SCALE_SIZE=256
 SCALE_SYNC=${SCALE_SYNC:-on}
 RSS_CONNS=${RSS_CONNS:-10000}
 PRELOAD_BOUND=${PRELOAD_BOUND:-120}
-DEL_MAX_MB=${DEL_MAX_MB:-1024}
+ROW_MAX_MB=${ROW_MAX_MB:-1024}
 NO_BUILD=${NO_BUILD:-}
 KEEP_TMP=${KEEP_TMP:-}
 
@@ -85,7 +89,8 @@ done
 DUR_S=${BASH_REMATCH[1]}
 [ "$DUR_S" -ge 1 ] && [ "$DUR_S" -le 60 ] || die "DUR must be 1s..60s"
 DUR="${DUR_S}s"
-for v in CONNS THREADS GET_KEYS RSS_CONNS PRELOAD_BOUND DEL_MAX_MB; do
+NG_HALF=$(( DUR_S / 2 )); [ "$NG_HALF" -ge 1 ] || NG_HALF=1
+for v in CONNS THREADS GET_KEYS RSS_CONNS PRELOAD_BOUND ROW_MAX_MB; do
   [[ "${!v}" =~ ^[1-9][0-9]*$ ]] || die "$v must be a positive integer (got '${!v}')"
 done
 [ "$THREADS" -le "$CONNS" ] || die "THREADS must be <= CONNS"
@@ -260,7 +265,7 @@ start_nginx() {
 # and waits until /status.html answers 200 and the pid file exists. Returns 1 (after printing
 # why) when it does not come up.
 hs_start() {
-  local mode=$1 sync=$2 data=$3 try i conf=$TMP/huststore.conf
+  local mode=$1 sync=$2 data=$3 try i conf=$TMP/huststore.conf log_at=0
   HS_MODE=$mode; HS_SYNC=$sync
   for try in 1 2 3 4 5; do
     HS_PORT=$(free_port) || break
@@ -279,6 +284,7 @@ hs_start() {
       echo "sync_writes $sync;"
     } > "$conf"
     rm -f "$TMP/huststore.pid"
+    log_at=$(stat -c %s "$TMP/huststore-error.log" 2>/dev/null || echo 0)
     "$BIN" -c "$conf" </dev/null >"$TMP/huststore.out" 2>&1 &
     HS_PID=$!
     for ((i = 0; i < 150; i++)); do
@@ -298,7 +304,7 @@ hs_start() {
   done
   warn "huststore ($mode, sync_writes $sync) did not come up; its stderr and error log:"
   sed 's/^/    /' "$TMP/huststore.out" >&2
-  tail -5 "$TMP/huststore-error.log" 2>/dev/null | sed 's/^/    /' >&2
+  tail -c +$((log_at + 1)) "$TMP/huststore-error.log" 2>/dev/null | tail -5 | sed 's/^/    /' >&2
   HS_PID=""
   return 1
 }
@@ -313,17 +319,17 @@ hs_stop() { # TERM to the master (fast stop), KILL to everything it started afte
 }
 
 # ---------------------------------------------------------------- wrk
-# run_wrk MARKER SCRIPT URL ARGS...: one wrk run; sets WRK_RES to "qps p99_us non2xx sockerr
-# reqs secs" or "FAIL". With a MARKER, the script creates MARKER.<thread> when the thread is done and wrk
+# run_wrk SECONDS MARKER SCRIPT URL ARGS...: one wrk run; sets WRK_RES to "qps p99_us non2xx
+# sockerr reqs secs" or "FAIL". With a MARKER, the script creates MARKER.<thread> when the thread is done and wrk
 # is ended (SIGINT: it still reports) once all threads are. Bounded by DUR + 30 s.
 run_wrk() {
-  local marker=$1 script=$2 url=$3 i line out=$TMP/wrk.out
-  shift 3
+  local secs=$1 marker=$2 script=$3 url=$4 i line out=$TMP/wrk.out
+  shift 4
   [ -z "$marker" ] || rm -f "$marker".*
-  wrk -t"$THREADS" -c"$CONNS" -d"$DUR" --timeout 10s --latency -s "$HERE/$script" "$url" -- "$@" \
+  wrk -t"$THREADS" -c"$CONNS" -d"${secs}s" --timeout 10s --latency -s "$HERE/$script" "$url" -- "$@" \
     >"$out" 2>&1 &
   WRK_PID=$!
-  for ((i = 0; i < (DUR_S + 30) * 20; i++)); do
+  for ((i = 0; i < (secs + 30) * 20; i++)); do
     kill -0 "$WRK_PID" 2>/dev/null || break
     if [ -n "$marker" ] && [ "$(ls "$marker".* 2>/dev/null | wc -l)" -ge "$THREADS" ]; then
       kill -INT "$WRK_PID" 2>/dev/null
@@ -340,7 +346,7 @@ run_wrk() {
     tail -5 "$out" | sed 's/^/    wrk: /' >&2
     WRK_RES=FAIL; return
   fi
-  WRK_RES=$(printf '%s\n' "$line" | awk -v dur="$DUR_S" '{for(i=2;i<=NF;i++){split($i,a,"=");v[a[1]]=a[2]}
+  WRK_RES=$(printf '%s\n' "$line" | awk -v dur="$secs" '{for(i=2;i<=NF;i++){split($i,a,"=");v[a[1]]=a[2]}
        if (v["secs"] == "") v["secs"] = dur
        print v["qps"], v["p99_us"], v["non2xx"], v["sockerr"], v["reqs"], v["secs"]}')
 }
@@ -420,14 +426,27 @@ add_row() { # add_row KIND NAME SIZE HS NG TARGET NOTE
 tg256() { if [ "$1" = 256 ]; then echo "$2"; else echo -; fi; } # targets are stated at 256 B
 qps_of() { case "$1" in FAIL|n/a*) echo "" ;; *) echo "${1%% *}" ;; esac; }
 
-# measure NAME SIZE TARGET MARKER SCRIPT ARGS...: the row against huststore, then nginx.
+# measure NAME SIZE TARGET MARKER SCRIPT ARGS...: the row against nginx for DUR/2, huststore
+# for DUR, nginx again for DUR/2; the yardstick is the mean of the two nginx runs, so a
+# disturbance by other load shows as a difference between them (noted above 25%).
 measure() {
-  local name=$1 size=$2 target=$3 marker=$4 script=$5 hs ng note="" nx se secs reqs
+  local name=$1 size=$2 target=$3 marker=$4 script=$5 hs ng ng1 ng2 note="" nx se secs reqs
   shift 5
-  run_wrk "$marker" "$script" "$HS_URL" "$@"; hs=$WRK_RES
-  sleep 0.5
-  run_wrk "$marker" "$script" "$NG_URL/s$size" "$@"; ng=$WRK_RES
-  sleep 0.5
+  run_wrk "$NG_HALF" "$marker" "$script" "$NG_URL/s$size" "$@"; ng1=$WRK_RES
+  sleep 0.3
+  run_wrk "$DUR_S" "$marker" "$script" "$HS_URL" "$@"; hs=$WRK_RES
+  sleep 0.3
+  run_wrk "$NG_HALF" "$marker" "$script" "$NG_URL/s$size" "$@"; ng2=$WRK_RES
+  sleep 0.3
+  if [ "$ng1" = FAIL ]; then ng=$ng2
+  elif [ "$ng2" = FAIL ]; then ng=$ng1
+  else
+    ng=$(printf '%s\n%s\n' "$ng1" "$ng2" | awk '{for (i = 1; i <= NF; i++) v[NR, i] = $i}
+      END { printf "%.1f %d %d %d %d %.2f", (v[1,1] + v[2,1]) / 2, (v[1,2] + v[2,2]) / 2,
+            v[1,3] + v[2,3], v[1,4] + v[2,4], v[1,5] + v[2,5], v[1,6] + v[2,6] }')
+    awk -v a="${ng1%% *}" -v b="${ng2%% *}" 'BEGIN{ m = a > b ? a : b; exit !(m > 0 && ((a - b) / m > 0.25 || (b - a) / m > 0.25)) }' &&
+      EXTRA_NOTE+="${EXTRA_NOTE:+; }nginx unsteady: $(printf '%.0f' "${ng1%% *}")/s before, $(printf '%.0f' "${ng2%% *}")/s after"
+  fi
   if [ "$hs" != FAIL ]; then
     read -r _ _ nx se reqs secs <<< "$hs"
     [ "$nx" -eq 0 ] || note+="${note:+; }$nx of $reqs answers not 2xx"
@@ -474,10 +493,10 @@ phase_kv() { # PUT sync off, then GET and DEL on the same store restarted with s
       fi
       if want del; then
         # Enough keys for DUR at the durable PUT rate of 256 B (DEL is never slower), x1.5,
-        # bounded by DEL_MAX_MB; the row stops early if they run out.
+        # bounded by ROW_MAX_MB; the row stops early if they run out.
         rate=${PUT_ON_QPS[256]:-${PUT_ON_QPS[$s]:-30000}}
         est=$(awk -v r="$rate" -v d="$DUR_S" 'BEGIN{printf "%d", r * d * 1.5 + 1000}')
-        n=$(( DEL_MAX_MB * 1048576 / s ))
+        n=$(( ROW_MAX_MB * 1048576 / s ))
         [ "$est" -le "$n" ] && n=$est
         [ "$n" -ge 1000 ] || n=1000
         preload_kv "d${s}_" "$s" 0 "$n"; DEL_KEYS[$s]=$n
@@ -549,7 +568,8 @@ phase_mq() {
     fi
     # The get row drains what the put row left; top the queue up to about twice the durable
     # put rate for DUR (a get with ack is a write too, of the same weight).
-    need=$(awk -v r="${MQ_PUT_QPS[$s]:-10000}" -v d="$DUR_S" 'BEGIN{printf "%d", (r > 0 ? r : 10000) * d * 2.5 + 1000}')
+    need=$(awk -v r="${MQ_PUT_QPS[$s]:-10000}" -v d="$DUR_S" -v cap=$((ROW_MAX_MB * 1048576 / s)) \
+      'BEGIN{ n = (r > 0 ? r : 10000) * d * 2.5 + 1000; if (n > cap) n = cap; printf "%d", n }')
     have=$(mq_ready "q$s"); have=${have:-0}
     if [ "$have" -lt "$need" ]; then
       preload mq "q$s" "$s" 0 $((need - have))
@@ -647,10 +667,11 @@ report() {
   echo
   echo "- command: \`$CMDLINE\`${ROWS:+ (rows: $ROWS)}"
   echo "- machine: $(uname -n), $(nproc) CPUs ($(awk -F': ' '/^model name/{print $2; exit}' /proc/cpuinfo)), $(awk '/^MemTotal/{printf "%.1f GiB", $2/1048576}' /proc/meminfo) memory, kernel $(uname -r)"
-  echo "- disk of the temp folder: $(df -hP "$TMP" | awk 'NR==2{print $1", "$2" total, "$4" free"}')"
-  echo "- huststore $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" status --porcelain 2>/dev/null | grep -q . && echo ' (uncommitted changes)'), 2 workers (mq mode: 1), map_size 8g, cache_size 64m"
+  echo "- disk of the temp folder ($TMP): $(df -hPT "$TMP" | awk 'NR==2{print $1" ("$2"), "$3" total, "$5" free, mounted on "$7}')"
+  echo "- run time: $((SECONDS - T0)) s"
+  echo "- huststore: $("$BIN" -v 2>&1 | head -1), $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo "not a git checkout ($ROOT)")$(git -C "$ROOT" status --porcelain 2>/dev/null | grep -q . && echo ' with uncommitted changes'); 2 workers (mq mode: 1), map_size 8g, cache_size 64m"
   echo "- yardstick: nginx $("$NGINX_BIN" -v 2>&1 | sed 's/.*\///'), 2 workers, \`return 200\` with a body of the row's size (empty for PUT, DEL, MQ put)"
-  echo "- load: \`wrk -t$THREADS -c$CONNS -d$DUR --latency\` on the same host; the same Lua script and arguments against both servers"
+  echo "- load: \`wrk -t$THREADS -c$CONNS -d$DUR --latency\` on the same host against huststore, between two ${NG_HALF}s runs against nginx (the yardstick is their mean); the same Lua script and arguments against both servers"
   echo "- ratio = huststore / nginx in this run (RSS rows: huststore / nginx too, so lower is better there); p99 from wrk's latency histogram"
   echo
   echo "| row | size | huststore | p99 | nginx | p99 | ratio | target | note |"

@@ -104,14 +104,15 @@ impl Drop for TempDir {
     }
 }
 
-fn open_store(dir: &Path, sync_writes: bool) -> Store {
+/// Opens a store as a worker does: `write_map` is what kv mode sets, mq mode leaves it off.
+fn open_store(dir: &Path, sync_writes: bool, write_map: bool) -> Store {
     let opts = StoreOptions {
         data_dir: dir.join("data"),
         map_size: 4 << 30,
         sync_writes,
         cache_dir: dir.join("cache"),
         cache_size: 16 << 20,
-        write_map: true,
+        write_map,
     };
     match Store::open(&opts) {
         Ok(s) => s,
@@ -225,26 +226,21 @@ fn fill(store: &Store, prefix: &str, size: usize, count: u64) {
 }
 
 fn storage_cases(rows: &mut Vec<Row>, keep: &dyn Fn(&str) -> bool) {
-    let names = [
-        "storage: put 256 B, commit every 100, sync_writes off",
-        "storage: put 4 KiB, commit every 100, sync_writes off",
-        "storage: put 256 B, commit every 100, sync_writes on (fsync)",
-        "storage: get 256 B, 10k keys, 100 gets per batch",
-        "storage: get 64 KiB, 1k keys, 100 gets per batch",
-        "storage: get 256 B, 1M keys, 100 gets per batch",
-    ];
-    if !names.iter().any(|n| keep(n)) {
-        return;
-    }
     let now = now_ms();
-
-    for (name, size, sync) in [(names[0], 256, false), (names[1], 4096, false), (names[2], 256, true)]
-    {
+    // (name, value size, sync_writes, write_map): kv mode runs with write_map, mq mode without.
+    let puts = [
+        ("storage: put 256 B, commit every 100, sync_writes off", 256, false, true),
+        ("storage: put 4 KiB, commit every 100, sync_writes off", 4096, false, true),
+        ("storage: put 64 KiB, commit every 100, sync_writes off", 65536, false, true),
+        ("storage: put 256 B, commit every 100, sync_writes on (fsync)", 256, true, true),
+        ("storage: put 256 B, commit every 100, sync_writes off, write_map off (mq mode)", 256, false, false),
+    ];
+    for (name, size, sync, write_map) in puts {
         if !keep(name) {
             continue;
         }
         let dir = TempDir::new("put");
-        let store = open_store(dir.path(), sync);
+        let store = open_store(dir.path(), sync, write_map);
         let val = value(size);
         let mut n: u64 = 0;
         let mut key = Vec::with_capacity(32);
@@ -261,16 +257,17 @@ fn storage_cases(rows: &mut Vec<Row>, keep: &dyn Fn(&str) -> bool) {
         }));
     }
 
-    for (name, size, nkeys) in [
-        (names[3], 256, 10_000u64),
-        (names[4], 65536, 1_000),
-        (names[5], 256, 1_000_000),
-    ] {
+    let gets = [
+        ("storage: get 256 B, 10k keys, 100 gets per batch", 256, 10_000u64),
+        ("storage: get 64 KiB, 1k keys, 100 gets per batch", 65536, 1_000),
+        ("storage: get 256 B, 1M keys, 100 gets per batch", 256, 1_000_000),
+    ];
+    for (name, size, nkeys) in gets {
         if !keep(name) {
             continue;
         }
         let dir = TempDir::new("get");
-        let store = open_store(dir.path(), false);
+        let store = open_store(dir.path(), false, true);
         fill(&store, "k", size, nkeys);
         let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
         let keys: Vec<Vec<u8>> = (0..4096)
