@@ -3,19 +3,19 @@
 -- Each request is  GET <path of URL_BASE>/del?key=<PREFIX><i>. Thread t (1..NTHREADS) walks
 -- i = t-1, t-1+NTHREADS, ... < NKEYS, so every preloaded key is deleted exactly once and no
 -- delete finds its key gone (that would be a cheap 404). A thread that has sent all its keys
--- asks for GET <path>/status.html (not counted) until all its deletes are answered, then
--- stops and creates <MARKER>.<t>; http.sh ends wrk with SIGINT once every thread is done, so
--- a row is shorter than -d when the keys run out first (wrk's duration is the real one).
--- The nginx yardstick answers the same requests with an empty 200.
+-- asks for GET <path>/status.html (a filler, not counted) until all its deletes are answered,
+-- then stops and creates <MARKER>.<t>; http.sh ends wrk with SIGINT once every thread is
+-- done, so a row is shorter than -d when the keys run out first (wrk's duration is the real
+-- one). The nginx yardstick answers the same requests with an empty 200.
 
-local threads = {}
+package.path = (debug.getinfo(1, "S").source:match("^@(.*/)") or "./") .. "?.lua;" .. package.path
+local hb = require("hb")
 
-function setup(thread)
-   table.insert(threads, thread)
-   thread:set("hb_tid", #threads)
-end
+function setup(thread) hb.setup(thread) end
 
-local pre, post, filler, i, nkeys, step, mine, answered, fillers, marker, primed, stopped
+local pre, post, filler, i, nkeys, step, mine, answered, marker, started, stopped
+
+hb_fillers = 0
 
 function init(args)
    local prefix = args[1] or "d"
@@ -25,12 +25,11 @@ function init(args)
    i = (hb_tid or 1) - 1
    mine = 0
    if i < nkeys then mine = math.floor((nkeys - 1 - i) / step) + 1 end
-   answered, fillers = 0, 0
-   local base = (wrk.path or "/"):gsub("/+$", "")
-   local host = wrk.headers["Host"] or wrk.host
-   pre = "GET " .. base .. "/del?key=" .. prefix
-   post = " HTTP/1.1\r\nHost: " .. host .. "\r\n\r\n"
-   filler = "GET " .. base .. "/status.html HTTP/1.1\r\nHost: " .. host .. "\r\n\r\n"
+   answered = 0
+   pre = "GET " .. hb.base() .. "/del?key=" .. prefix
+   post = " HTTP/1.1\r\nHost: " .. hb.host() .. "\r\n\r\n"
+   filler = "GET " .. hb.base() .. "/status.html HTTP/1.1\r\nHost: " .. hb.host() .. "\r\n\r\n"
+   hb.ready()
 end
 
 local function finish()
@@ -44,22 +43,22 @@ local function finish()
 end
 
 function request()
-   -- wrk 4 calls request() once in the first thread before the run (script_verify_request);
-   -- that call, and every thread's first, get the filler, so no key is skipped.
-   if primed and i < nkeys then
+   if not started then
+      started = hb.start()
+      if not started then return filler end
+   end
+   if i < nkeys then
       local r = pre .. i .. post
       i = i + step
       return r
    end
-   primed = true
    return filler
 end
 
 function response(status, headers, body)
    if body == "ok\n" then
-      fillers = fillers + 1
-      wrk.thread:set("hb_fillers", fillers)
-      if mine == 0 then finish() end
+      hb_fillers = hb_fillers + 1
+      if answered >= mine then finish() end
       return
    end
    answered = answered + 1
@@ -67,13 +66,5 @@ function response(status, headers, body)
 end
 
 function done(summary, latency, requests)
-   local secs = summary.duration / 1e6
-   local e = summary.errors
-   local nf = 0
-   for _, t in ipairs(threads) do nf = nf + (t:get("hb_fillers") or 0) end
-   local n = summary.requests - nf
-   io.write(string.format(
-      "HB_RESULT qps=%.1f p50_us=%d p99_us=%d max_us=%d reqs=%d non2xx=%d sockerr=%d bytes=%d secs=%.2f\n",
-      n / secs, latency:percentile(50), latency:percentile(99), latency.max,
-      n, e.status, e.connect + e.read + e.write + e.timeout, summary.bytes, secs))
+   hb.result(summary, latency, summary.requests - hb.sum("hb_fillers"))
 end

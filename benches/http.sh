@@ -7,8 +7,9 @@
 # nginx `return 200` yardstick and huststore itself, each from a temp folder on a free
 # 127.0.0.1 port, and measures with `wrk -t2 -c100 -d<DUR> --latency` and the Lua scripts of
 # this folder. Every row runs the same wrk script, with the same arguments, against huststore
-# and then against nginx answering the same request with `return 200` and a body of the same
-# size (an empty one for PUT, DEL and MQ put), and reports the ratio of the two. Rows:
+# for DUR, between two runs of DUR/2 against nginx answering the same request with
+# `return 200` and a body of the same size (an empty one for PUT, DEL and MQ put), and reports
+# the ratio of huststore's rate to the mean of nginx's two. Rows:
 #   put    PUT (POST /put?key=..., new keys) with `sync_writes on` and with `sync_writes off`
 #   get    GET /get?key=... over GET_KEYS preloaded keys
 #   del    DEL /del?key=... over preloaded keys, each deleted once (a row stops early when the
@@ -29,8 +30,9 @@
 #   -s "SIZES"   value sizes of the put/get/del rows   [SIZES="256 1024 4096 16384 65536"]
 #   Environment only: MQ_SIZES="256 4096", SCALE_KEYS="10000 1000000", SCALE_SYNC=on,
 #   RSS_CONNS=10000, GET_KEYS=1000, CONNS=100, THREADS=2, PRELOAD_BOUND=120 (seconds per
-#   preload), ROW_MAX_MB=1024 (most MiB preloaded for one DEL or MQ get row), NO_BUILD=1 (use the
-#   binary as built), KEEP_TMP=1 (keep the temp folder).
+#   preload), ROW_MAX_MB=1024 (most MiB preloaded for one DEL or MQ get row), PUT_POOL_MB=1024
+#   (most MiB of pre-formatted PUT requests per wrk thread, see put.lua; at most 1/8 of the
+#   available memory), NO_BUILD=1 (use the binary as built), KEEP_TMP=1 (keep the temp folder).
 #
 # Tools: bash, cargo, wrk (with Lua), curl, nginx, awk, python3, ps. Loopback only; the
 # daemons, wrk and the connection helper are stopped and the temp folder removed on exit.
@@ -45,7 +47,7 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
 CMDLINE="benches/http.sh${*:+ $*}"
 for v in CARGO_TARGET_DIR DUR SIZES MQ_SIZES ROWS CONNS THREADS GET_KEYS SCALE_KEYS SCALE_SYNC RSS_CONNS \
-         PRELOAD_BOUND ROW_MAX_MB NO_BUILD KEEP_TMP; do
+         PRELOAD_BOUND ROW_MAX_MB PUT_POOL_MB NO_BUILD KEEP_TMP; do
   [ -z "${!v+x}" ] || CMDLINE="$v=\"${!v}\" $CMDLINE"
 done
 
@@ -62,6 +64,11 @@ SCALE_SYNC=${SCALE_SYNC:-on}
 RSS_CONNS=${RSS_CONNS:-10000}
 PRELOAD_BOUND=${PRELOAD_BOUND:-120}
 ROW_MAX_MB=${ROW_MAX_MB:-1024}
+# put.lua pre-formats its requests, body included, so that wrk is not what a PUT row measures:
+# up to PUT_POOL_MB per wrk thread. 1 GiB covers the inserts of a 64 KiB row at DUR=4s; a
+# smaller pool makes the rest of a row's PUTs overwrites (noted in the row).
+avail_mb=$(awk '/^MemAvailable:/{print int($2 / 1024)}' /proc/meminfo 2>/dev/null)
+PUT_POOL_MB=${PUT_POOL_MB:-$(( ${avail_mb:-8192} / 8 < 1024 ? ${avail_mb:-8192} / 8 : 1024 ))}
 NO_BUILD=${NO_BUILD:-}
 KEEP_TMP=${KEEP_TMP:-}
 
@@ -90,7 +97,7 @@ DUR_S=${BASH_REMATCH[1]}
 [ "$DUR_S" -ge 1 ] && [ "$DUR_S" -le 60 ] || die "DUR must be 1s..60s"
 DUR="${DUR_S}s"
 NG_HALF=$(( DUR_S / 2 )); [ "$NG_HALF" -ge 1 ] || NG_HALF=1
-for v in CONNS THREADS GET_KEYS RSS_CONNS PRELOAD_BOUND ROW_MAX_MB; do
+for v in CONNS THREADS GET_KEYS RSS_CONNS PRELOAD_BOUND ROW_MAX_MB PUT_POOL_MB; do
   [[ "${!v}" =~ ^[1-9][0-9]*$ ]] || die "$v must be a positive integer (got '${!v}')"
 done
 [ "$THREADS" -le "$CONNS" ] || die "THREADS must be <= CONNS"
@@ -117,7 +124,7 @@ NGINX_BIN=$(command -v nginx 2>/dev/null || true)
 [ -n "$NGINX_BIN" ] || { [ -x /usr/sbin/nginx ] && NGINX_BIN=/usr/sbin/nginx; }
 [ -n "$NGINX_BIN" ] || die "'nginx' not found; $hint"
 [[ "$(wrk -h 2>&1)" == *--script* ]] || die "this wrk has no Lua (--script) support; $hint"
-for f in put.lua get.lua del.lua mq-put.lua mq-get.lua preload.lua idle-conns.py; do
+for f in hb.lua put.lua get.lua del.lua mq-put.lua mq-get.lua preload.lua idle-conns.py; do
   [ -r "$HERE/$f" ] || die "missing $HERE/$f"
 done
 
@@ -320,13 +327,17 @@ hs_stop() { # TERM to the master (fast stop), KILL to everything it started afte
 
 # ---------------------------------------------------------------- wrk
 # run_wrk SECONDS MARKER SCRIPT URL ARGS...: one wrk run; sets WRK_RES to "qps p99_us non2xx
-# sockerr reqs secs" or "FAIL". With a MARKER, the script creates MARKER.<thread> when the thread is done and wrk
-# is ended (SIGINT: it still reports) once all threads are. Bounded by DUR + 30 s.
+# sockerr reqs secs reused pool" or "FAIL" (reused: PUTs that overwrote a key of the row, see
+# put.lua). HB_GO/HB_THREADS are the scripts' start gate (see hb.lua). With a MARKER, the
+# script creates MARKER.<thread> when the thread is done and wrk is ended (SIGINT: it still
+# reports) once all threads are. Bounded by SECONDS + 30 s (+ 10 s to wind down).
 run_wrk() {
   local secs=$1 marker=$2 script=$3 url=$4 i line out=$TMP/wrk.out
   shift 4
   [ -z "$marker" ] || rm -f "$marker".*
-  wrk -t"$THREADS" -c"$CONNS" -d"${secs}s" --timeout 10s --latency -s "$HERE/$script" "$url" -- "$@" \
+  rm -f "$TMP/go"
+  HB_GO=$TMP/go HB_THREADS=$THREADS \
+    wrk -t"$THREADS" -c"$CONNS" -d"${secs}s" --timeout 10s --latency -s "$HERE/$script" "$url" -- "$@" \
     >"$out" 2>&1 &
   WRK_PID=$!
   for ((i = 0; i < (secs + 30) * 20; i++)); do
@@ -348,15 +359,16 @@ run_wrk() {
   fi
   WRK_RES=$(printf '%s\n' "$line" | awk -v dur="$secs" '{for(i=2;i<=NF;i++){split($i,a,"=");v[a[1]]=a[2]}
        if (v["secs"] == "") v["secs"] = dur
-       print v["qps"], v["p99_us"], v["non2xx"], v["sockerr"], v["reqs"], v["secs"]}')
+       print v["qps"], v["p99_us"], v["non2xx"], v["sockerr"], v["reqs"], v["secs"], v["reused"]+0, v["pool"]+0}')
 }
 
 # preload MODE NAME SIZE FIRST COUNT: preload.lua against huststore, bounded by PRELOAD_BOUND.
 # Sets PRE_SENT (PUTs answered) and PRE_BAD (answers not 200).
 preload() {
   local mode=$1 name=$2 size=$3 first=$4 count=$5 marker=$TMP/preload.mark i line out=$TMP/preload.out
-  rm -f "$marker".*
-  wrk -t"$THREADS" -c"$CONNS" -d"${PRELOAD_BOUND}s" --timeout 10s -s "$HERE/preload.lua" "$HS_URL" \
+  rm -f "$marker".* "$TMP/go"
+  HB_GO=$TMP/go HB_THREADS=$THREADS \
+    wrk -t"$THREADS" -c"$CONNS" -d"${PRELOAD_BOUND}s" --timeout 10s -s "$HERE/preload.lua" "$HS_URL" \
     -- "$mode" "$name" "$size" "$first" "$count" "$THREADS" "$marker" >"$out" 2>&1 &
   WRK_PID=$!
   for ((i = 0; i < (PRELOAD_BOUND + 30) * 20; i++)); do
@@ -428,15 +440,22 @@ qps_of() { case "$1" in FAIL|n/a*) echo "" ;; *) echo "${1%% *}" ;; esac; }
 
 # measure NAME SIZE TARGET MARKER SCRIPT ARGS...: the row against nginx for DUR/2, huststore
 # for DUR, nginx again for DUR/2; the yardstick is the mean of the two nginx runs, so a
-# disturbance by other load shows as a difference between them (noted above 25%).
+# disturbance by other load shows as a difference between them (noted above 25%). An argument
+# @POOL@ becomes PUT_POOL_MB for huststore and 64 for nginx: put.lua's pool size changes
+# which keys are written, not what a request costs wrk, and nginx stores no key.
 measure() {
-  local name=$1 size=$2 target=$3 marker=$4 script=$5 hs ng ng1 ng2 note="" nx se secs reqs
+  local name=$1 size=$2 target=$3 marker=$4 script=$5 hs ng ng1 ng2 note="" nx se secs reqs reused pool a
   shift 5
-  run_wrk "$NG_HALF" "$marker" "$script" "$NG_URL/s$size" "$@"; ng1=$WRK_RES
+  local hs_args=() ng_args=()
+  for a in "$@"; do
+    if [ "$a" = @POOL@ ]; then hs_args+=("$PUT_POOL_MB"); ng_args+=(64)
+    else hs_args+=("$a"); ng_args+=("$a"); fi
+  done
+  run_wrk "$NG_HALF" "$marker" "$script" "$NG_URL/s$size" "${ng_args[@]}"; ng1=$WRK_RES
   sleep 0.3
-  run_wrk "$DUR_S" "$marker" "$script" "$HS_URL" "$@"; hs=$WRK_RES
+  run_wrk "$DUR_S" "$marker" "$script" "$HS_URL" "${hs_args[@]}"; hs=$WRK_RES
   sleep 0.3
-  run_wrk "$NG_HALF" "$marker" "$script" "$NG_URL/s$size" "$@"; ng2=$WRK_RES
+  run_wrk "$NG_HALF" "$marker" "$script" "$NG_URL/s$size" "${ng_args[@]}"; ng2=$WRK_RES
   sleep 0.3
   if [ "$ng1" = FAIL ]; then ng=$ng2
   elif [ "$ng2" = FAIL ]; then ng=$ng1
@@ -448,8 +467,10 @@ measure() {
       EXTRA_NOTE+="${EXTRA_NOTE:+; }nginx unsteady: $(printf '%.0f' "${ng1%% *}")/s before, $(printf '%.0f' "${ng2%% *}")/s after"
   fi
   if [ "$hs" != FAIL ]; then
-    read -r _ _ nx se reqs secs <<< "$hs"
+    read -r _ _ nx se reqs secs reused pool <<< "$hs"
     [ "$nx" -eq 0 ] || note+="${note:+; }$nx of $reqs answers not 2xx"
+    [ "${reused:-0}" -eq 0 ] ||
+      note+="${note:+; }$reused of $reqs PUTs overwrote a key of the row (pool of $pool per thread)"
     [ "$se" -eq 0 ] || note+="${note:+; }$se socket errors"
     awk -v s="$secs" -v d="$DUR_S" 'BEGIN{exit !(s < d - 0.3)}' &&
       note+="${note:+; }ran ${secs} s of ${DUR_S} s"
@@ -469,7 +490,7 @@ phase_put_durable() {
   log "PUT, sync_writes on"
   hs_start kv on "$TMP/put-on" || die "huststore did not start"
   for s in $SIZES; do
-    measure "PUT, sync_writes on" "$s" "$(tg256 "$s" '>=0.3')" "" put.lua "$s" p
+    measure "PUT, sync_writes on" "$s" "$(tg256 "$s" '>=0.3')" "" put.lua "$s" p 0 @POOL@
     PUT_ON_QPS[$s]=$(qps_of "${R_HS[R_N-1]}")
   done
   hs_stop
@@ -482,7 +503,7 @@ phase_kv() { # PUT sync off, then GET and DEL on the same store restarted with s
   if want put; then
     log "PUT, sync_writes off"
     for s in $SIZES; do
-      measure "PUT, sync_writes off" "$s" "$(tg256 "$s" '>=0.7')" "" put.lua "$s" p
+      measure "PUT, sync_writes off" "$s" "$(tg256 "$s" '>=0.7')" "" put.lua "$s" p 0 @POOL@
     done
   fi
   if want get || want del; then
@@ -603,7 +624,7 @@ phase_scale() {
       add_row derived "GET, $label keys vs $first_label keys" "$s" "$first_row" "$((R_N - 1))" '>=0.8' ""
     fi
     [ "${cnt:-0}" -eq "$k" ] || EXTRA_NOTE="store holds ${cnt:-?} keys"
-    measure "PUT (overwrite), sync_writes $SCALE_SYNC, $label keys in store" "$s" - "" put.lua "$s" s_ "$k"
+    measure "PUT (overwrite), sync_writes $SCALE_SYNC, $label keys in store" "$s" - "" put.lua "$s" s_ "$k" @POOL@
     hs_stop
     prev=$k
   done

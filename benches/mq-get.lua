@@ -7,25 +7,24 @@
 -- queue is not measured (the few 404s in flight are reported in the row as non-2xx).
 -- The same script is run against the nginx yardstick (200 with a body of the message size).
 
-local threads = {}
+package.path = (debug.getinfo(1, "S").source:match("^@(.*/)") or "./") .. "?.lua;" .. package.path
+local hb = require("hb")
 
-function setup(thread)
-   table.insert(threads, thread)
-   thread:set("hb_tid", #threads)
-end
+function setup(thread) hb.setup(thread) end
 
-local req, marker, stopped
+local req, marker, started, stopped
 
 function init(args)
    local queue = args[1] or "bench"
    local worker = args[2] or "w"
    marker = args[3]
-   local base = (wrk.path or "/"):gsub("/+$", "")
-   req = "GET " .. base .. "/get?queue=" .. queue .. "&worker=" .. worker .. (hb_tid or 0) ..
-         "&ack=true HTTP/1.1\r\nHost: " .. (wrk.headers["Host"] or wrk.host) .. "\r\n\r\n"
+   req = "GET " .. hb.base() .. "/get?queue=" .. queue .. "&worker=" .. worker .. (hb_tid or 0) ..
+         "&ack=true HTTP/1.1\r\nHost: " .. hb.host() .. "\r\n\r\n"
+   hb.ready()
 end
 
 function request()
+   if not started then started = hb.start() end
    return req
 end
 
@@ -41,10 +40,5 @@ function response(status, headers, body)
 end
 
 function done(summary, latency, requests)
-   local secs = summary.duration / 1e6
-   local e = summary.errors
-   io.write(string.format(
-      "HB_RESULT qps=%.1f p50_us=%d p99_us=%d max_us=%d reqs=%d non2xx=%d sockerr=%d bytes=%d secs=%.2f\n",
-      summary.requests / secs, latency:percentile(50), latency:percentile(99), latency.max,
-      summary.requests, e.status, e.connect + e.read + e.write + e.timeout, summary.bytes, secs))
+   hb.result(summary, latency)
 end
