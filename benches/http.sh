@@ -46,10 +46,12 @@ set -u -o pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
 CMDLINE="benches/http.sh${*:+ $*}"
+ENV_SET=""
 for v in CARGO_TARGET_DIR DUR SIZES MQ_SIZES ROWS CONNS THREADS GET_KEYS SCALE_KEYS SCALE_SYNC RSS_CONNS \
          PRELOAD_BOUND ROW_MAX_MB PUT_POOL_MB NO_BUILD KEEP_TMP; do
-  [ -z "${!v+x}" ] || CMDLINE="$v=\"${!v}\" $CMDLINE"
+  [ -z "${!v+x}" ] || ENV_SET+="$v=\"${!v}\" "
 done
+CMDLINE="${ENV_SET:-}$CMDLINE"
 
 DUR=${DUR:-4s}
 SIZES=${SIZES:-"256 1024 4096 16384 65536"}
@@ -694,6 +696,9 @@ report() {
   echo "- yardstick: nginx $("$NGINX_BIN" -v 2>&1 | sed 's/.*\///'), 2 workers, \`return 200\` with a body of the row's size (empty for PUT, DEL, MQ put)"
   echo "- load: \`wrk -t$THREADS -c$CONNS -d$DUR --latency\` on the same host against huststore, between two ${NG_HALF}s runs against nginx (the yardstick is their mean); the same Lua script and arguments against both servers"
   echo "- ratio = huststore / nginx in this run (RSS rows: huststore / nginx too, so lower is better there); p99 from wrk's latency histogram"
+  local bad
+  bad=$(grep -cE '\[(alert|crit|emerg)\]|panick' "$TMP/huststore-error.log" 2>/dev/null)
+  echo "- huststore's error logs of this run: ${bad:-0} alert/crit/emerg or panic lines$( [ "${bad:-0}" -eq 0 ] || printf ', first: `%s`' "$(grep -m1 -E '\[(alert|crit|emerg)\]|panick' "$TMP/huststore-error.log" | tr '`' "'")")"
   echo
   echo "| row | size | huststore | p99 | nginx | p99 | ratio | target | note |"
   echo "|---|---|---:|---:|---:|---:|---:|---|---|"

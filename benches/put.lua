@@ -8,7 +8,7 @@
 -- The requests are pre-formatted in init(), body included: building one per call costs wrk a
 -- copy of the body and its garbage collection, which took a third of wrk's rate at 256 B and
 -- more than half at 64 KiB, so the nginx yardstick would have measured wrk. The pool holds up
--- to 250,000 requests and POOL_MB MiB (default 512) per thread; a thread that has sent its
+-- to 400,000 requests and POOL_MB MiB (default 512) per thread; a thread that has sent its
 -- whole pool starts it again, so in insert mode its further PUTs overwrite keys it sent
 -- earlier in the row (in LMDB a hot overwrite is much cheaper than an insert: 3x at 64 KiB).
 -- done() reports how many (reused=), and http.sh notes it in the row. The last 10 bytes of
@@ -22,7 +22,7 @@ local hb = require("hb")
 
 function setup(thread) hb.setup(thread) end
 
-local POOL_REQS = 250000
+local POOL_REQS = 400000
 local reqs, n, i, started
 
 -- Globals, read by done() through thread:get().
