@@ -287,7 +287,7 @@ impl Alloc {
         // Pages below the high-water mark were written by committed transactions, so they
         // have their blocks; a margin past `need` keeps this call rare.
         let from = upto.max(high_water).min(need);
-        let to = need.saturating_add(ALLOC_MARGIN).min(room.map);
+        let to = codec::round_up(need.saturating_add(ALLOC_MARGIN), room.psize).min(room.map);
         let mut fd: libc::c_int = -1;
         // SAFETY: `env.env()` is the open environment owned by `env`; `fd` is a valid
         // out-pointer.
