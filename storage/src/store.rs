@@ -22,13 +22,20 @@
 //!
 //! LMDB extends `data.mdb` (and the cache's) to its whole map size when it opens with
 //! `WRITEMAP`, [`real_map_size`] of the configured limit: with the default `map_size 64g`, a
-//! 128 GiB + 64 MiB file. The file is sparse: `ls -l` shows that size, `du` shows the blocks
-//! really used, and copies need a sparse-aware tool (`cp` does it by itself, `rsync -S`,
-//! `tar -S`). The file-size limit (`ulimit -f`) must allow it, which [`Store::open`] checks.
+//! 128 GiB + 64 MiB file (the default `cache_size 2g`: 4 GiB + 64 MiB). The file is sparse:
+//! `ls -l` shows that size, `du` shows the blocks really used (the pages in use plus up to
+//! 64 MiB allocated ahead, see below), and copies need a sparse-aware tool (`cp` is one,
+//! `rsync -S`, `tar -S`; `mdb_copy` writes only the pages in use). The file never shrinks,
+//! not even for a smaller `map_size` later (see `map_size_for`). The file-size limit
+//! (`ulimit -f`) must allow it, which [`Store::open`] checks.
+//!
 //! Writing into a hole of a sparse file through the map needs a free block on the spot, and a
-//! full disk would then kill the worker with `SIGBUS` instead of refusing the write, so every
-//! pass first has the file's blocks allocated (`fallocate`) a margin past the pages in use
-//! and refuses growing writes with `MapFull` when the disk cannot give them.
+//! full disk would then kill the worker with `SIGBUS` instead of refusing the write. So before
+//! a request's first change the file's blocks are allocated (`fallocate`) a margin past the
+//! pages in use, and the request is refused with `MapFull` when the disk cannot give them.
+//!
+//! The maps are opened without readahead (see `write_map_flags`): a store write through the map
+//! dirties a whole page-cache folio, and readahead would make those folios large.
 
 use std::borrow::Cow;
 use std::fs;
