@@ -196,7 +196,10 @@ fn query_cases(rows: &mut Vec<Row>, keep: &dyn Fn(&str) -> bool) {
         }
         match Params::parse(raw) {
             Ok(p) if p.get(probe).is_some() => {}
-            _ => panic!("the sample query {:?} does not decode", String::from_utf8_lossy(raw)),
+            _ => panic!(
+                "the sample query {:?} does not decode",
+                String::from_utf8_lossy(raw)
+            ),
         }
         rows.push(measure(name, 1, || {
             let p = Params::parse(black_box(raw));
@@ -229,11 +232,36 @@ fn storage_cases(rows: &mut Vec<Row>, keep: &dyn Fn(&str) -> bool) {
     let now = now_ms();
     // (name, value size, sync_writes, write_map): kv mode runs with write_map, mq mode without.
     let puts = [
-        ("storage: put 256 B, commit every 100, sync_writes off", 256, false, true),
-        ("storage: put 4 KiB, commit every 100, sync_writes off", 4096, false, true),
-        ("storage: put 64 KiB, commit every 100, sync_writes off", 65536, false, true),
-        ("storage: put 256 B, commit every 100, sync_writes on (fsync)", 256, true, true),
-        ("storage: put 256 B, commit every 100, sync_writes off, write_map off (mq mode)", 256, false, false),
+        (
+            "storage: put 256 B, commit every 100, sync_writes off",
+            256,
+            false,
+            true,
+        ),
+        (
+            "storage: put 4 KiB, commit every 100, sync_writes off",
+            4096,
+            false,
+            true,
+        ),
+        (
+            "storage: put 64 KiB, commit every 100, sync_writes off",
+            65536,
+            false,
+            true,
+        ),
+        (
+            "storage: put 256 B, commit every 100, sync_writes on (fsync)",
+            256,
+            true,
+            true,
+        ),
+        (
+            "storage: put 256 B, commit every 100, sync_writes off, write_map off (mq mode)",
+            256,
+            false,
+            false,
+        ),
     ];
     for (name, size, sync, write_map) in puts {
         if !keep(name) {
@@ -258,9 +286,21 @@ fn storage_cases(rows: &mut Vec<Row>, keep: &dyn Fn(&str) -> bool) {
     }
 
     let gets = [
-        ("storage: get 256 B, 10k keys, 100 gets per batch", 256, 10_000u64),
-        ("storage: get 64 KiB, 1k keys, 100 gets per batch", 65536, 1_000),
-        ("storage: get 256 B, 1M keys, 100 gets per batch", 256, 1_000_000),
+        (
+            "storage: get 256 B, 10k keys, 100 gets per batch",
+            256,
+            10_000u64,
+        ),
+        (
+            "storage: get 64 KiB, 1k keys, 100 gets per batch",
+            65536,
+            1_000,
+        ),
+        (
+            "storage: get 256 B, 1M keys, 100 gets per batch",
+            256,
+            1_000_000,
+        ),
     ];
     for (name, size, nkeys) in gets {
         if !keep(name) {
@@ -299,7 +339,9 @@ fn main() {
     query_cases(&mut rows, &keep);
     storage_cases(&mut rows, &keep);
 
-    println!("| benchmark | ns/op (median of {SAMPLES}) | ns/op (best) | ops/s (median) | ops run |");
+    println!(
+        "| benchmark | ns/op (median of {SAMPLES}) | ns/op (best) | ops/s (median) | ops run |"
+    );
     println!("|---|---:|---:|---:|---:|");
     for r in &rows {
         println!(
