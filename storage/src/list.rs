@@ -71,6 +71,28 @@ impl<'q> Page<'q> {
         self.offer(key, ver, val);
     }
 
+    /// A live record: a long key joins its group's run (sorted by full key when the run ends),
+    /// a short key goes straight to the page. `stored` is the record's stored key.
+    fn record(
+        &mut self,
+        stored: &[u8],
+        long: bool,
+        key: &[u8],
+        ver: u32,
+        val: impl FnOnce() -> Option<ListValue>,
+    ) {
+        if long {
+            let item = ListItem {
+                key: key.to_vec(),
+                val: val(),
+                ver,
+            };
+            self.long(group_of(stored), item);
+        } else {
+            self.short(key, ver, val);
+        }
+    }
+
     /// A live record with a long key; `group` = its stored key without the hash.
     fn long(&mut self, group: &[u8], item: ListItem) {
         self.live = true;
@@ -150,16 +172,7 @@ pub(crate) fn keys<T: Transaction>(txn: &T, s: &Store, q: &ListQuery, now: u64) 
             q.with_values
                 .then(|| ListValue::Bytes(rec.payload.to_vec()))
         };
-        if long {
-            let item = ListItem {
-                key: key.to_vec(),
-                val: val(),
-                ver: rec.ver,
-            };
-            page.long(group_of(ek), item);
-        } else {
-            page.short(key, rec.ver, val);
-        }
+        page.record(ek, long, key, rec.ver, val);
     }
     Ok(page.finish(known))
 }
@@ -222,16 +235,7 @@ pub(crate) fn members<T: Transaction>(
         }
         let key = rec.key(ek);
         let val = || with_values.then(|| ListValue::Bytes(rec.payload.to_vec()));
-        if long {
-            let item = ListItem {
-                key: key.to_vec(),
-                val: val(),
-                ver: rec.ver,
-            };
-            page.long(group_of(k), item);
-        } else {
-            page.short(key, rec.ver, val);
-        }
+        page.record(k, long, key, rec.ver, val);
     }
     if !page.live && !table_alive(txn, s, tbb, &m, now)? {
         return Err(StorageError::NotFound);
@@ -292,16 +296,7 @@ pub(crate) fn zrange<T: Transaction>(
         let score = score_from_bytes(sb)?;
         let key = rec.key(ek);
         let val = || q.with_values.then_some(ListValue::Score(score));
-        if long {
-            let item = ListItem {
-                key: key.to_vec(),
-                val: val(),
-                ver: rec.ver,
-            };
-            page.long(group_of(k), item);
-        } else {
-            page.short(key, rec.ver, val);
-        }
+        page.record(k, long, key, rec.ver, val);
     }
     if !page.live && !table_alive(txn, s, tbb, &m, now)? {
         return Err(StorageError::NotFound);
