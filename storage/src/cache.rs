@@ -6,10 +6,10 @@
 
 use std::borrow::Cow;
 
-use lmdb::{Cursor, RwTransaction, Transaction, WriteFlags};
+use lmdb::{RwTransaction, Transaction, WriteFlags};
 
 use crate::codec::*;
-use crate::data::{del_opt, get_opt, put_with};
+use crate::data::{del_opt, due_entries, get_opt, put_with};
 use crate::store::{Apply, Pass, Store};
 use crate::{Result, StorageError};
 
@@ -434,17 +434,7 @@ pub(crate) struct Purge {
 
 /// Finds up to `max` expired string keys, oldest first.
 pub(crate) fn purge<T: Transaction>(txn: &T, s: &Store, now: u64, max: usize) -> Result<Purge> {
-    let mut keys = Vec::new();
-    {
-        let mut cur = txn.open_ro_cursor(s.cdb.exp)?;
-        for item in cur.iter_start() {
-            let (k, _) = item?;
-            if keys.len() >= max || u64_be_at(k, 0)? > now {
-                break;
-            }
-            keys.push(k.to_vec());
-        }
-    }
+    let keys = due_entries(txn, s.cdb.exp, now, max)?;
     let mut due = Vec::with_capacity(keys.len());
     for k in keys {
         let exp = u64_be_at(&k, 0)?;

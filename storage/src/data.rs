@@ -1008,6 +1008,26 @@ enum Gone {
     Member(Old, usize),
 }
 
+/// Up to `max` entries of an expiry index (keys start with the big-endian expiry time)
+/// that are due at `now`, oldest first.
+pub(crate) fn due_entries<T: Transaction>(
+    txn: &T,
+    index: Database,
+    now: u64,
+    max: usize,
+) -> Result<Vec<Vec<u8>>> {
+    let mut keys = Vec::new();
+    let mut cur = txn.open_ro_cursor(index)?;
+    for item in cur.iter_start() {
+        let (k, _) = item?;
+        if keys.len() >= max || u64_be_at(k, 0)? > now {
+            break;
+        }
+        keys.push(k.to_vec());
+    }
+    Ok(keys)
+}
+
 /// A checked purge: the due entries, what goes with each, the metas of their tables.
 pub(crate) struct Purge {
     due: Vec<(Vec<u8>, Gone)>,
@@ -1018,17 +1038,7 @@ pub(crate) struct Purge {
 /// Finds up to `max` records whose expiry has passed, oldest first. Every record is read and
 /// decoded here, so the removal cannot meet a record it cannot read.
 pub(crate) fn purge<T: Transaction>(txn: &T, s: &Store, now: u64, max: usize) -> Result<Purge> {
-    let mut keys = Vec::new();
-    {
-        let mut cur = txn.open_ro_cursor(s.db.exp)?;
-        for item in cur.iter_start() {
-            let (k, _) = item?;
-            if keys.len() >= max || u64_be_at(k, 0)? > now {
-                break;
-            }
-            keys.push(k.to_vec());
-        }
-    }
+    let keys = due_entries(txn, s.db.exp, now, max)?;
     let mut metas: BTreeMap<Vec<u8>, TableMeta> = BTreeMap::new();
     let mut due = Vec::with_capacity(keys.len());
     for k in keys {
