@@ -381,6 +381,28 @@ impl Apply for KvDel<'_> {
 
 // ---- table members
 
+/// The meta of `tb` when it is a live table of type `kind`: `WrongType` when a live table of
+/// another type has the name, `NotFound` when no live table does.
+pub(crate) fn live_table_of<T: Transaction>(
+    txn: &T,
+    s: &Store,
+    tb: &str,
+    kind: TableType,
+    now: u64,
+) -> Result<TableMeta> {
+    check_table(tb)?;
+    let tbb = tb.as_bytes();
+    let m = load_meta(txn, s, tbb)?.ok_or(StorageError::NotFound)?;
+    if m.kind != kind {
+        return Err(if table_alive(txn, s, tbb, &m, now)? {
+            StorageError::WrongType
+        } else {
+            StorageError::NotFound
+        });
+    }
+    Ok(m)
+}
+
 /// Reads a live member of a table of type `kind`; `f` extracts what the caller needs from the
 /// payload while it is still borrowed from LMDB.
 pub(crate) fn member_get<T: Transaction, R>(
@@ -394,15 +416,8 @@ pub(crate) fn member_get<T: Transaction, R>(
 ) -> Result<(u32, R)> {
     check_table(tb)?;
     check_key(key)?;
+    live_table_of(txn, s, tb, kind, now)?;
     let tbb = tb.as_bytes();
-    let m = load_meta(txn, s, tbb)?.ok_or(StorageError::NotFound)?;
-    if m.kind != kind {
-        return Err(if table_alive(txn, s, tbb, &m, now)? {
-            StorageError::WrongType
-        } else {
-            StorageError::NotFound
-        });
-    }
     let ek = ekey(key);
     let long = is_long(&ek);
     let v = get_opt(txn, s.db.mem, &member_key(tbb, &ek))?.ok_or(StorageError::NotFound)?;

@@ -6,7 +6,7 @@
 use lmdb::{Cursor, Transaction};
 
 use crate::codec::*;
-use crate::data::{self, load_meta, load_totals, table_alive};
+use crate::data::{self, load_totals, table_alive};
 use crate::store::Store;
 use crate::{bucket, ListItem, ListQuery, ListValue, Listing, Result, StorageError, TableType};
 
@@ -177,27 +177,6 @@ pub(crate) fn keys<T: Transaction>(txn: &T, s: &Store, q: &ListQuery, now: u64) 
     Ok(page.finish(known))
 }
 
-/// Checks that `tb` is a live table of type `kind`, from its meta.
-fn table_for_listing<T: Transaction>(
-    txn: &T,
-    s: &Store,
-    tb: &str,
-    kind: TableType,
-    now: u64,
-) -> Result<crate::codec::TableMeta> {
-    check_table(tb)?;
-    let tbb = tb.as_bytes();
-    let m = load_meta(txn, s, tbb)?.ok_or(StorageError::NotFound)?;
-    if m.kind != kind {
-        return Err(if table_alive(txn, s, tbb, &m, now)? {
-            StorageError::WrongType
-        } else {
-            StorageError::NotFound
-        });
-    }
-    Ok(m)
-}
-
 /// `/hkeys`, `/smembers`: a table's members by key.
 pub(crate) fn members<T: Transaction>(
     txn: &T,
@@ -207,7 +186,7 @@ pub(crate) fn members<T: Transaction>(
     q: &ListQuery,
     now: u64,
 ) -> Result<Listing> {
-    let m = table_for_listing(txn, s, tb, kind, now)?;
+    let m = data::live_table_of(txn, s, tb, kind, now)?;
     let tbb = tb.as_bytes();
     let mut page = Page::new(q, true);
     let known = if counters_exact(txn, s, q, &page, now)? {
@@ -253,7 +232,7 @@ pub(crate) fn zrange<T: Transaction>(
     q: &ListQuery,
     now: u64,
 ) -> Result<Listing> {
-    let m = table_for_listing(txn, s, tb, TableType::SortedSet, now)?;
+    let m = data::live_table_of(txn, s, tb, TableType::SortedSet, now)?;
     let tbb = tb.as_bytes();
     let mut page = Page::new(q, false);
     let known = if range.is_none() && counters_exact(txn, s, q, &page, now)? {
