@@ -10,7 +10,7 @@ use lmdb::{RwTransaction, Transaction, WriteFlags};
 
 use crate::codec::*;
 use crate::data::{del_opt, due_entries, get_opt, put_with};
-use crate::store::{Apply, Pass, Store};
+use crate::store::{Apply, Pass, Store, Wtx};
 use crate::{Result, StorageError};
 
 const NO_FLAGS: WriteFlags = WriteFlags::empty();
@@ -22,7 +22,7 @@ pub(crate) fn load_used<T: Transaction>(txn: &T, s: &Store) -> Result<u64> {
     }
 }
 
-fn store_used(txn: &mut RwTransaction<'_>, s: &Store, used: u64) -> Result<()> {
+fn store_used(txn: &mut Wtx<'_, '_>, s: &Store, used: u64) -> Result<()> {
     Ok(txn.put(s.cdb.meta, &CACHE_USED_KEY, &used.to_le_bytes(), NO_FLAGS)?)
 }
 
@@ -132,7 +132,7 @@ fn plan_kv<'a>(
 impl Apply for KvWrite<'_> {
     type Out = ();
 
-    fn apply(self, txn: &mut RwTransaction<'_>, s: &Store) -> Result<()> {
+    fn apply(self, txn: &mut Wtx<'_, '_>, s: &Store) -> Result<()> {
         let KvWrite {
             ek,
             full,
@@ -232,7 +232,7 @@ pub(crate) fn del<'a>(
 impl Apply for KvDel<'_> {
     type Out = ();
 
-    fn apply(self, txn: &mut RwTransaction<'_>, s: &Store) -> Result<()> {
+    fn apply(self, txn: &mut Wtx<'_, '_>, s: &Store) -> Result<()> {
         let used = remove_kv(txn, s, &self.ek, self.exp, self.stored, self.used)?;
         store_used(txn, s, used)
     }
@@ -240,7 +240,7 @@ impl Apply for KvDel<'_> {
 
 /// Removes a string record and its index entry; returns `used` without its charge.
 fn remove_kv(
-    txn: &mut RwTransaction<'_>,
+    txn: &mut Wtx<'_, '_>,
     s: &Store,
     ek: &[u8],
     exp: u64,
@@ -364,7 +364,7 @@ pub(crate) fn hset<'a, 'v>(
 impl Apply for HashWrite<'_, '_> {
     type Out = ();
 
-    fn apply(self, txn: &mut RwTransaction<'_>, s: &Store) -> Result<()> {
+    fn apply(self, txn: &mut Wtx<'_, '_>, s: &Store) -> Result<()> {
         let HashWrite {
             mkey,
             full,
@@ -416,7 +416,7 @@ pub(crate) fn hdel(txn: &RwTransaction<'_>, s: &Store, tb: &str, key: &[u8]) -> 
 impl Apply for HashDel {
     type Out = ();
 
-    fn apply(self, txn: &mut RwTransaction<'_>, s: &Store) -> Result<()> {
+    fn apply(self, txn: &mut Wtx<'_, '_>, s: &Store) -> Result<()> {
         txn.del(s.cdb.hash, &self.mkey, None)?;
         store_used(txn, s, self.used)
     }
@@ -456,7 +456,7 @@ impl Apply for Purge {
     /// Records removed.
     type Out = usize;
 
-    fn apply(self, txn: &mut RwTransaction<'_>, s: &Store) -> Result<usize> {
+    fn apply(self, txn: &mut Wtx<'_, '_>, s: &Store) -> Result<usize> {
         let mut used = self.used;
         let mut removed = 0;
         for (k, stored) in &self.due {

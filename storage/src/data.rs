@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use lmdb::{Cursor, Database, RwTransaction, Transaction, WriteFlags};
 
 use crate::codec::{self, *};
-use crate::store::{Apply, Map, Pass, Store};
+use crate::store::{Apply, Map, Pass, Store, Wtx};
 use crate::{Record, Result, StorageError, TableStat, TableType, Written, ZaddMode};
 
 const NO_FLAGS: WriteFlags = WriteFlags::empty();
@@ -30,7 +30,7 @@ pub(crate) fn get_opt<'t, T: Transaction>(
 }
 
 /// A delete where absence is fine (index entries of a record being replaced).
-pub(crate) fn del_opt(txn: &mut RwTransaction<'_>, db: Database, key: &[u8]) -> Result<()> {
+pub(crate) fn del_opt(txn: &mut Wtx<'_, '_>, db: Database, key: &[u8]) -> Result<()> {
     match txn.del(db, &key, None) {
         Ok(()) | Err(lmdb::Error::NotFound) => Ok(()),
         Err(e) => Err(e.into()),
@@ -40,15 +40,13 @@ pub(crate) fn del_opt(txn: &mut RwTransaction<'_>, db: Database, key: &[u8]) -> 
 /// Writes a value of `len` bytes filled by `fill` straight into LMDB's page (one copy of large
 /// values instead of two).
 pub(crate) fn put_with(
-    txn: &mut RwTransaction<'_>,
+    txn: &mut Wtx<'_, '_>,
     db: Database,
     key: &[u8],
     len: usize,
     fill: impl FnOnce(&mut [u8]),
 ) -> Result<()> {
-    let buf = txn.reserve(db, &key, len, NO_FLAGS)?;
-    fill(buf);
-    Ok(())
+    Ok(txn.put_with(db, key, len, fill)?)
 }
 
 pub(crate) fn load_totals<T: Transaction>(txn: &T, s: &Store) -> Result<Tot> {
@@ -58,7 +56,7 @@ pub(crate) fn load_totals<T: Transaction>(txn: &T, s: &Store) -> Result<Tot> {
     }
 }
 
-fn store_totals(txn: &mut RwTransaction<'_>, s: &Store, t: &Tot) -> Result<()> {
+fn store_totals(txn: &mut Wtx<'_, '_>, s: &Store, t: &Tot) -> Result<()> {
     Ok(txn.put(s.db.meta, &TOTALS_KEY, &t.encode(), NO_FLAGS)?)
 }
 
@@ -74,7 +72,7 @@ pub(crate) fn load_meta<T: Transaction>(
 
 /// Stores a table's meta, or removes the table once its last member is gone.
 fn save_meta(
-    txn: &mut RwTransaction<'_>,
+    txn: &mut Wtx<'_, '_>,
     s: &Store,
     tb: &[u8],
     m: &TableMeta,
@@ -235,13 +233,7 @@ fn kv_old(txn: &RwTransaction<'_>, s: &Store, ek: &[u8], key: &[u8]) -> Result<O
 }
 
 /// Removes a kv record's index entry and accounting (not the record itself).
-fn kv_unlink(
-    txn: &mut RwTransaction<'_>,
-    s: &Store,
-    ek: &[u8],
-    o: &Old,
-    tot: &mut Tot,
-) -> Result<()> {
+fn kv_unlink(txn: &mut Wtx<'_, '_>, s: &Store, ek: &[u8], o: &Old, tot: &mut Tot) -> Result<()> {
     if o.exp != 0 {
         del_opt(txn, s.db.exp, &exp_key(o.exp, EXP_KV, ek))?;
     }
@@ -310,7 +302,7 @@ pub(crate) fn kv_put<'a>(
 impl Apply for KvPut<'_> {
     type Out = Written;
 
-    fn apply(self, txn: &mut RwTransaction<'_>, s: &Store) -> Result<Written> {
+    fn apply(self, txn: &mut Wtx<'_, '_>, s: &Store) -> Result<Written> {
         let KvPut {
             ek,
             full,
@@ -370,7 +362,7 @@ pub(crate) fn kv_del<'a>(
 impl Apply for KvDel<'_> {
     type Out = Written;
 
-    fn apply(self, txn: &mut RwTransaction<'_>, s: &Store) -> Result<Written> {
+    fn apply(self, txn: &mut Wtx<'_, '_>, s: &Store) -> Result<Written> {
         let KvDel { ek, old, mut tot } = self;
         kv_unlink(txn, s, &ek, &old, &mut tot)?;
         txn.del(s.db.kv, &ek, None)?;
@@ -451,7 +443,7 @@ fn member_old(
 
 /// Removes a member's index entries (not the member entry itself).
 fn member_unindex(
-    txn: &mut RwTransaction<'_>,
+    txn: &mut Wtx<'_, '_>,
     s: &Store,
     tb: &[u8],
     mkey: &[u8],
@@ -482,7 +474,7 @@ fn member_account(s: &Store, mkey: &[u8], o: &Old, m: &mut TableMeta, tot: &mut 
 /// Removes a member's index entries and accounting (not the member entry itself).
 #[allow(clippy::too_many_arguments)]
 fn member_unlink(
-    txn: &mut RwTransaction<'_>,
+    txn: &mut Wtx<'_, '_>,
     s: &Store,
     tb: &[u8],
     mkey: &[u8],
@@ -525,7 +517,7 @@ fn wipe_account<T: Transaction>(
 
 /// Removes every member of a table with its index entries, the statistics being already
 /// counted by [`wipe_account`]. The meta entry stays: the caller rewrites it.
-fn wipe_members(txn: &mut RwTransaction<'_>, s: &Store, tb: &[u8], m: &TableMeta) -> Result<()> {
+fn wipe_members(txn: &mut Wtx<'_, '_>, s: &Store, tb: &[u8], m: &TableMeta) -> Result<()> {
     let prefix = table_prefix(tb);
     loop {
         let mut chunk = Vec::new();
@@ -706,7 +698,7 @@ fn member_write<'a, 'v>(
 impl Apply for MemberPlan<'_, '_> {
     type Out = u32;
 
-    fn apply(self, txn: &mut RwTransaction<'_>, s: &Store) -> Result<u32> {
+    fn apply(self, txn: &mut Wtx<'_, '_>, s: &Store) -> Result<u32> {
         let w = match self {
             MemberPlan::Keep(ver) => return Ok(ver),
             MemberPlan::Write(w) => *w,
@@ -957,7 +949,7 @@ pub(crate) fn member_del<'a>(
 impl Apply for MemberDel<'_> {
     type Out = Written;
 
-    fn apply(self, txn: &mut RwTransaction<'_>, s: &Store) -> Result<Written> {
+    fn apply(self, txn: &mut Wtx<'_, '_>, s: &Store) -> Result<Written> {
         let MemberDel {
             tb,
             ek,
@@ -1111,7 +1103,7 @@ impl Apply for Purge {
 
     /// Removes the due records with their index entries and accounting; tables left without
     /// members disappear.
-    fn apply(self, txn: &mut RwTransaction<'_>, s: &Store) -> Result<usize> {
+    fn apply(self, txn: &mut Wtx<'_, '_>, s: &Store) -> Result<usize> {
         let Purge {
             due,
             mut metas,

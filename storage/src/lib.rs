@@ -204,6 +204,7 @@ pub fn bucket(key: &[u8]) -> u32 {
 mod cache;
 mod codec;
 mod data;
+mod journal;
 mod list;
 mod store;
 pub use store::{Batch, Store};

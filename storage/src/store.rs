@@ -41,14 +41,16 @@ use std::borrow::Cow;
 use std::fs;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use lmdb::{
     Database, DatabaseFlags, Environment, EnvironmentFlags, RoTransaction, RwTransaction,
-    Transaction,
+    Transaction, WriteFlags,
 };
 
 use crate::codec::{self, Tot};
+use crate::journal::{self, Journal, Ops};
 use crate::*;
 
 /// Named databases of the persistent environment (layouts in `codec`).
@@ -60,6 +62,20 @@ pub(crate) struct Dbs {
     pub tbl: Database,
     pub exp: Database,
     pub meta: Database,
+}
+
+impl Dbs {
+    /// The databases in the order of their journal tags (never reorder: tags are on disk).
+    pub(crate) fn by_tag(&self) -> [Database; 6] {
+        [self.kv, self.mem, self.zidx, self.tbl, self.exp, self.meta]
+    }
+
+    /// The journal tag of `db` (a database of this environment).
+    fn tag_of(&self, db: Database) -> u8 {
+        let tag = self.by_tag().iter().position(|d| d.dbi() == db.dbi());
+        debug_assert!(tag.is_some(), "a database outside Dbs");
+        tag.map_or(u8::MAX, |t| t as u8)
+    }
 }
 
 /// Named databases of the cache environment.
@@ -177,84 +193,21 @@ pub struct Store {
     sync_writes: bool,
     /// Both environments use `WRITEMAP`: write requests run without nested transactions.
     write_map: bool,
-    env: Environment,
+    /// `write_map` with `sync_writes on`: commits are made durable by the journal.
+    journal: Option<Journal>,
+    /// Folder of the persistent environment.
+    data_dir: std::path::PathBuf,
+    env: Arc<Environment>,
     cache: Environment,
     pub(crate) db: Dbs,
     pub(crate) cdb: CacheDbs,
     pub(crate) room: Room,
     pub(crate) croom: Room,
-    /// `write_map` with `sync_writes on`: what makes a commit's meta page durable.
-    meta_map: Option<MetaMap>,
     alloc: Alloc,
     calloc: Alloc,
     /// Tests: the next request fails as if by an I/O error once its changes are made.
     #[cfg(test)]
     pub(crate) fail_next_apply: AtomicBool,
-}
-
-/// A read-only shared mapping of the two meta pages of a `WRITEMAP` data file. `msync` on a
-/// mapping syncs that range of the file (Linux: `vfs_fsync_range`), whichever mapping dirtied
-/// it: so the second sync of a commit (see NO_META_SYNC in [`Store::open`]) writes the meta
-/// page alone, not the pages another worker is dirtying in the shared map at that moment
-/// (which a whole-map `msync` would write too, only for them to fault and be written again).
-struct MetaMap {
-    addr: usize,
-    len: usize,
-}
-
-impl MetaMap {
-    fn open(env: &Environment, psize: u64) -> Result<MetaMap> {
-        let mut fd: libc::c_int = -1;
-        // SAFETY: `env.env()` is the open environment owned by `env`; `fd` is a valid
-        // out-pointer.
-        let rc = unsafe { lmdb_sys::mdb_env_get_fd(env.env(), &mut fd) };
-        if rc != 0 {
-            return Err(lmdb::Error::from_err_code(rc).into());
-        }
-        // SAFETY: sysconf has no memory effects.
-        let os_page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-        let os_page = u64::try_from(os_page).unwrap_or(4096).max(1);
-        let len = usize::try_from(codec::round_up(2 * psize, os_page))
-            .map_err(|_| StorageError::Invalid("page size too large"))?;
-        // SAFETY: a new read-only mapping of the first `len` bytes of LMDB's data file, which
-        // is at least that long (LMDB sized it to the map); nothing else owns this range.
-        let addr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ,
-                libc::MAP_SHARED,
-                fd,
-                0,
-            )
-        };
-        if addr == libc::MAP_FAILED {
-            return Err(io_error(std::io::Error::last_os_error()));
-        }
-        Ok(MetaMap {
-            addr: addr as usize,
-            len,
-        })
-    }
-
-    /// Makes the meta pages durable.
-    fn sync(&self) -> Result<()> {
-        // SAFETY: `addr`/`len` are the mapping made in `open`, alive until drop.
-        let rc = unsafe { libc::msync(self.addr as *mut libc::c_void, self.len, libc::MS_SYNC) };
-        if rc != 0 {
-            return Err(io_error(std::io::Error::last_os_error()));
-        }
-        Ok(())
-    }
-}
-
-impl Drop for MetaMap {
-    fn drop(&mut self) {
-        // SAFETY: the mapping made in `open`, unmapped once.
-        unsafe {
-            libc::munmap(self.addr as *mut libc::c_void, self.len);
-        }
-    }
 }
 
 /// Margin of allocated blocks kept past the pages in use of a `WRITEMAP` file, so that pages a
@@ -331,7 +284,7 @@ impl Alloc {
     }
 }
 
-fn io_error(e: std::io::Error) -> StorageError {
+pub(crate) fn io_error(e: std::io::Error) -> StorageError {
     StorageError::Lmdb(lmdb::Error::Other(e.raw_os_error().unwrap_or(libc::EIO)))
 }
 
@@ -433,22 +386,24 @@ impl Store {
     /// `MDB_USE_ROBUST`, so a worker killed while holding the write lock does not block the
     /// others: the next locker gets `EOWNERDEAD` and LMDB recovers the lock.
     pub fn open(opts: &StoreOptions) -> Result<Store> {
+        Store::open_at_boot(opts, journal::boot_id())
+    }
+
+    /// [`Store::open`] on the machine boot `boot` (tests simulate a reboot with it).
+    pub(crate) fn open_at_boot(opts: &StoreOptions, boot: Option<String>) -> Result<Store> {
+        let journaled = opts.write_map && opts.sync_writes;
         let mut flags = EnvironmentFlags::NO_TLS;
-        if opts.sync_writes {
+        if journaled {
+            // RISK: NO_SYNC: commits are not flushed; the journal makes them durable, and the
+            // checkpoints (with their pins) keep a consistent snapshot on disk to replay it
+            // onto after a machine crash (see `journal`).
+            flags |= EnvironmentFlags::NO_SYNC;
+        } else if opts.sync_writes {
             // NO_META_SYNC: a commit fsyncs its data pages (under the write lock) but not the
             // meta page; `Batch::commit` then fsyncs once more after the lock is released. So
             // a 200 is still fully on disk, integrity is kept (the meta page is written after
             // its data is durable), and the workers' second fsyncs overlap instead of queueing
             // behind the write lock.
-            //
-            // With WRITE_MAP the same holds with msync(MS_SYNC) for fsync: the commit writes
-            // no page by pwrite (they are already in the shared map), msyncs the whole map
-            // (Linux: an fdatasync of the file: data pages and device flush), then stores the
-            // meta page in the map; the second sync msyncs the meta pages (`MetaMap`) and so
-            // persists that meta page. MAP_ASYNC must stay off:
-            // the commit's msync would become MS_ASYNC, and data and meta pages would then
-            // reach the disk in one flush in no order, so a crash during it could leave a meta
-            // page pointing at pages never written.
             flags |= EnvironmentFlags::NO_META_SYNC;
         } else {
             // RISK: NO_SYNC: commits are not fsynced (`sync_writes off`); a machine crash loses
@@ -464,7 +419,26 @@ impl Store {
             // Both environments would be the same files.
             return Err(StorageError::Invalid("data_dir and cache_dir must differ"));
         }
-        let (env, room) = open_env(&opts.data_dir, opts.map_size, flags)?;
+        let open_data = || -> Result<(Arc<Environment>, Dbs, Room)> {
+            let (env, room) = open_env(&opts.data_dir, opts.map_size, flags)?;
+            let none = DatabaseFlags::empty();
+            let db = Dbs {
+                kv: env.create_db(Some("kv"), none)?,
+                mem: env.create_db(Some("mem"), none)?,
+                zidx: env.create_db(Some("zidx"), none)?,
+                tbl: env.create_db(Some("tbl"), none)?,
+                exp: env.create_db(Some("exp"), none)?,
+                meta: env.create_db(Some("meta"), none)?,
+            };
+            Ok((Arc::new(env), db, room))
+        };
+        let (journal, (env, db, room)) = if journaled {
+            let (j, opened) = Journal::open(&opts.data_dir, boot, open_data)?;
+            (Some(j), opened)
+        } else {
+            journal::forget(&opts.data_dir);
+            (None, open_data()?)
+        };
         // RISK: NO_SYNC | NO_META_SYNC: the cache is volatile by contract and never fsynced;
         // a machine crash may leave it inconsistent, and the master empties it at start.
         let mut cflags =
@@ -474,19 +448,7 @@ impl Store {
             cflags |= write_map_flags() | EnvironmentFlags::MAP_ASYNC;
         }
         let (cache, croom) = open_env(&opts.cache_dir, opts.cache_size, cflags)?;
-        let meta_map = match opts.write_map && opts.sync_writes {
-            true => Some(MetaMap::open(&env, room.psize)?),
-            false => None,
-        };
         let none = DatabaseFlags::empty();
-        let db = Dbs {
-            kv: env.create_db(Some("kv"), none)?,
-            mem: env.create_db(Some("mem"), none)?,
-            zidx: env.create_db(Some("zidx"), none)?,
-            tbl: env.create_db(Some("tbl"), none)?,
-            exp: env.create_db(Some("exp"), none)?,
-            meta: env.create_db(Some("meta"), none)?,
-        };
         let cdb = CacheDbs {
             kv: cache.create_db(Some("ckv"), none)?,
             hash: cache.create_db(Some("chash"), none)?,
@@ -496,18 +458,27 @@ impl Store {
         Ok(Store {
             sync_writes: opts.sync_writes,
             write_map: opts.write_map,
+            journal,
+            data_dir: opts.data_dir.clone(),
             env,
             cache,
             db,
             cdb,
             room,
             croom,
-            meta_map,
             alloc: Alloc::new(opts.write_map),
             calloc: Alloc::new(opts.write_map),
             #[cfg(test)]
             fail_next_apply: AtomicBool::new(false),
         })
+    }
+
+    /// Tests: the store as a machine crash leaves it: no last checkpoint.
+    #[cfg(test)]
+    pub(crate) fn drop_as_in_a_crash(mut self) {
+        if let Some(j) = self.journal.as_mut() {
+            j.stop_as_in_a_crash();
+        }
     }
 
     /// Starts the batch of one loop pass. Reads go through a read transaction until the first
@@ -523,11 +494,17 @@ impl Store {
             pass: Pass::default(),
             cpass: Pass::default(),
             poisoned: None,
+            ops: Ops::default(),
         }
     }
 
     /// Flushes the persistent environment to disk (`sync_writes off`: every `sync_interval`).
     pub fn sync(&self) -> Result<()> {
+        if self.journal.is_none() {
+            // A checkpoint stored by a journaled worker of before a reload (`sync_writes` was
+            // on) would be wrong to restore once this store has written without pins.
+            journal::forget(&self.data_dir);
+        }
         Ok(self.env.sync(true)?)
     }
 
@@ -579,7 +556,10 @@ impl Store {
 
 /// Begins a transaction; a map grown by another process (after a reload with a larger
 /// `map_size`) is adopted once and the begin retried.
-fn begin<'e, T>(env: &'e Environment, f: impl Fn(&'e Environment) -> lmdb::Result<T>) -> Result<T> {
+pub(crate) fn begin<'e, T>(
+    env: &'e Environment,
+    f: impl Fn(&'e Environment) -> lmdb::Result<T>,
+) -> Result<T> {
     match f(env) {
         Err(lmdb::Error::MapResized) => {
             env.set_map_size(0)?;
@@ -627,7 +607,72 @@ impl Transaction for Reader<'_, '_> {
 /// `apply` can only fail the way LMDB fails (a real `MDB_MAP_FULL`, I/O).
 pub(crate) trait Apply {
     type Out;
-    fn apply(self, txn: &mut RwTransaction<'_>, s: &Store) -> Result<Self::Out>;
+    fn apply(self, txn: &mut Wtx<'_, '_>, s: &Store) -> Result<Self::Out>;
+}
+
+/// The write transaction as a request's changes see it: every put and delete also goes into
+/// the pass's journal record when there is one (`sync_writes on` with `write_map`), so all
+/// changes to the persistent store must go through it.
+pub(crate) struct Wtx<'a, 'e> {
+    txn: &'a mut RwTransaction<'e>,
+    ops: Option<(&'a mut Ops, &'a Dbs)>,
+}
+
+impl<'a, 'e> Wtx<'a, 'e> {
+    pub(crate) fn put<K: AsRef<[u8]>, V: AsRef<[u8]>>(
+        &mut self,
+        db: Database,
+        key: &K,
+        val: &V,
+        flags: WriteFlags,
+    ) -> lmdb::Result<()> {
+        self.txn.put(db, key, val, flags)?;
+        if let Some((ops, dbs)) = self.ops.as_mut() {
+            ops.put(dbs.tag_of(db), key.as_ref(), val.as_ref());
+        }
+        Ok(())
+    }
+
+    pub(crate) fn del<K: AsRef<[u8]>>(
+        &mut self,
+        db: Database,
+        key: &K,
+        data: Option<&[u8]>,
+    ) -> lmdb::Result<()> {
+        self.txn.del(db, key, data)?;
+        if let Some((ops, dbs)) = self.ops.as_mut() {
+            debug_assert!(data.is_none(), "no duplicate-sorted databases");
+            ops.del(dbs.tag_of(db), key.as_ref());
+        }
+        Ok(())
+    }
+
+    /// Stores a value of `len` bytes that `fill` writes in place.
+    pub(crate) fn put_with(
+        &mut self,
+        db: Database,
+        key: &[u8],
+        len: usize,
+        fill: impl FnOnce(&mut [u8]),
+    ) -> lmdb::Result<()> {
+        let buf = self.txn.reserve(db, &key, len, WriteFlags::empty())?;
+        fill(buf);
+        if let Some((ops, dbs)) = self.ops.as_mut() {
+            ops.put(dbs.tag_of(db), key, buf);
+        }
+        Ok(())
+    }
+}
+
+impl Transaction for Wtx<'_, '_> {
+    fn txn(&self) -> *mut lmdb_sys::MDB_txn {
+        self.txn.txn()
+    }
+
+    // Never commit through a view: the transaction belongs to the batch.
+    fn commit(self) -> lmdb::Result<()> {
+        Err(lmdb::Error::BadTxn)
+    }
 }
 
 /// A plan whose answer is `F` of what `P` answers.
@@ -635,7 +680,7 @@ pub(crate) struct Map<P, F>(pub P, pub F);
 
 impl<P: Apply, T, F: FnOnce(P::Out) -> T> Apply for Map<P, F> {
     type Out = T;
-    fn apply(self, txn: &mut RwTransaction<'_>, s: &Store) -> Result<T> {
+    fn apply(self, txn: &mut Wtx<'_, '_>, s: &Store) -> Result<T> {
         let out = self.0.apply(txn, s)?;
         Ok((self.1)(out))
     }
@@ -685,7 +730,7 @@ fn reserve_blocks(side: &Side<'_>, pass: &mut Pass) -> Result<()> {
 }
 
 /// Makes the changes of a checked request.
-fn apply<P: Apply>(plan: P, txn: &mut RwTransaction<'_>, store: &Store) -> Result<P::Out> {
+fn apply<P: Apply>(plan: P, txn: &mut Wtx<'_, '_>, store: &Store) -> Result<P::Out> {
     let out = plan.apply(txn, store)?;
     #[cfg(test)]
     if store.fail_next_apply.swap(false, Ordering::Relaxed) {
@@ -700,14 +745,23 @@ fn run_request<'s, P: Apply>(
     store: &'s Store,
     side: &Side<'s>,
     rw: &mut RwTransaction<'s>,
+    ops: Option<&mut Ops>,
     pass: &mut Pass,
     check: impl FnOnce(&RwTransaction<'_>, &mut Pass, &'s Store) -> Result<P>,
 ) -> std::result::Result<P::Out, Failure> {
     let growth = pass.growth;
     if !store.write_map {
+        // No journal without write_map: a nested transaction's changes are not recorded.
+        debug_assert!(ops.is_none());
         let mut txn = nested(rw).map_err(Failure::kept)?;
         let r = check(&txn, pass, store)
-            .and_then(|plan| apply(plan, &mut txn, store))
+            .and_then(|plan| {
+                let mut w = Wtx {
+                    txn: &mut txn,
+                    ops: None,
+                };
+                apply(plan, &mut w, store)
+            })
             .and_then(|v| {
                 txn.commit()?;
                 Ok(v)
@@ -731,7 +785,11 @@ fn run_request<'s, P: Apply>(
             return Err(Failure { error, poisoned });
         }
     };
-    apply(plan, rw, store).map_err(|error| Failure {
+    let mut w = Wtx {
+        txn: rw,
+        ops: ops.map(|o| (o, &store.db)),
+    };
+    apply(plan, &mut w, store).map_err(|error| Failure {
         error,
         poisoned: true,
     })
@@ -761,6 +819,8 @@ pub struct Batch<'s> {
     cpass: Pass,
     /// Set when a request failed half done (`write_map` only): the LMDB error to report.
     poisoned: Option<lmdb::Error>,
+    /// The changes of the pass to the persistent store, for the journal record.
+    ops: Ops,
 }
 
 /// What a poisoned batch reports for the failure that poisoned it.
@@ -877,7 +937,8 @@ impl<'s> Batch<'s> {
         let Some(rw) = self.rw.as_mut() else {
             return Err(StorageError::Lmdb(lmdb::Error::BadTxn));
         };
-        match run_request(self.store, &side, rw, &mut self.pass, check) {
+        let ops = self.store.journal.is_some().then_some(&mut self.ops);
+        match run_request(self.store, &side, rw, ops, &mut self.pass, check) {
             Ok(v) => Ok(v),
             Err(f) => Err(self.failed(f)),
         }
@@ -895,7 +956,7 @@ impl<'s> Batch<'s> {
         let Some(rw) = self.crw.as_mut() else {
             return Err(StorageError::Lmdb(lmdb::Error::BadTxn));
         };
-        match run_request(self.store, &side, rw, &mut self.cpass, check) {
+        match run_request(self.store, &side, rw, None, &mut self.cpass, check) {
             Ok(v) => Ok(v),
             Err(f) => Err(self.failed(f)),
         }
@@ -914,7 +975,19 @@ impl<'s> Batch<'s> {
             return Err(StorageError::Lmdb(e));
         }
         let mut result = Ok(());
-        if let Some(rw) = self.rw.take() {
+        let mut segment = None;
+        if let Some(mut rw) = self.rw.take() {
+            if let (Some(j), false) = (&self.store.journal, self.ops.is_empty()) {
+                match j.append(&mut rw, &self.ops) {
+                    Ok(f) => segment = Some(f),
+                    Err(e) => {
+                        // Nothing of the pass is written: both transactions abort on drop.
+                        log::error!("could not write the journal: {e}");
+                        self.crw = None;
+                        return Err(e);
+                    }
+                }
+            }
             result = rw.commit().map_err(StorageError::from);
         }
         if let Some(crw) = self.crw.take() {
@@ -924,12 +997,15 @@ impl<'s> Batch<'s> {
             }
         }
         result?;
-        if self.store.sync_writes && self.writes > 0 {
+        if let Some(segment) = segment {
+            // The write lock is released: the workers' flushes overlap.
+            segment.sync_data().map_err(|e| {
+                log::error!("could not flush the journal: {e}");
+                io_error(e)
+            })?;
+        } else if self.store.sync_writes && self.writes > 0 && self.store.journal.is_none() {
             // The meta page of the commit above (see NO_META_SYNC in `Store::open`).
-            match &self.store.meta_map {
-                Some(m) => m.sync()?,
-                None => self.store.env.sync(true)?,
-            }
+            self.store.env.sync(true)?;
         }
         let micros = if self.writes == 0 {
             0
@@ -1145,7 +1221,7 @@ impl<'s> Batch<'s> {
         let mut n = 0;
         let s = self.store;
         // The periodic call is also the moment to free reader slots of killed workers.
-        for (env, what) in [(&s.env, "data"), (&s.cache, "cache")] {
+        for (env, what) in [(&*s.env, "data"), (&s.cache, "cache")] {
             if let Err(e) = reader_check(env, what) {
                 log::warn!("{what}: reader check failed: {e}");
             }

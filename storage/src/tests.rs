@@ -14,6 +14,8 @@ mod nested;
 #[allow(clippy::duplicate_mod)]
 mod write_map;
 
+mod journal;
+
 /// A folder removed on drop (no tempdir crate in the workspace).
 pub(crate) struct TempDir(PathBuf);
 
