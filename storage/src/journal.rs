@@ -40,7 +40,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc, Mutex};
@@ -246,6 +246,9 @@ pub(crate) fn boot_id() -> Option<String> {
 /// page is `meta`; the journal's records from `pos` on are the transactions after it.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct Checkpoint {
+    /// The data file's inode: a checkpoint is only ever restored into the file it was taken
+    /// of (not into a backup copied in its place).
+    pub file: u64,
     pub txnid: u64,
     pub pos: Position,
     pub psize: u64,
@@ -258,6 +261,7 @@ impl Checkpoint {
         let mut b = Vec::with_capacity(512);
         b.extend_from_slice(&CHECKPOINT_MAGIC.to_le_bytes());
         b.extend_from_slice(&CHECKPOINT_VERSION.to_le_bytes());
+        b.extend_from_slice(&self.file.to_le_bytes());
         b.extend_from_slice(&self.txnid.to_le_bytes());
         b.extend_from_slice(&self.pos.encode());
         b.extend_from_slice(&self.psize.to_le_bytes());
@@ -277,17 +281,18 @@ impl Checkpoint {
         if u32_at(0)? != CHECKPOINT_MAGIC || u32_at(4)? != CHECKPOINT_VERSION {
             return None;
         }
-        let boot_len = *b.get(40)? as usize;
-        let boot_at = 41;
+        let boot_len = *b.get(48)? as usize;
+        let boot_at = 49;
         let meta_at = boot_at + BOOT_MAX;
         let end = meta_at + META_BYTES;
         if boot_len > BOOT_MAX || u32_at(end)? != crc32fast::hash(b.get(..end)?) {
             return None;
         }
         Some(Checkpoint {
-            txnid: u64_at(8)?,
-            pos: Position::decode(b.get(16..32)?)?,
-            psize: u64_at(32)?,
+            file: u64_at(8)?,
+            txnid: u64_at(16)?,
+            pos: Position::decode(b.get(24..40)?)?,
+            psize: u64_at(40)?,
             boot: String::from_utf8(b[boot_at..boot_at + boot_len].to_vec()).ok()?,
             meta: b[meta_at..end].to_vec(),
         })
@@ -376,6 +381,12 @@ pub(crate) fn forget(data_dir: &Path) {
     let _ = fs::remove_file(checkpoint_path(&data_dir.join("journal")));
 }
 
+/// Deletes the checkpoint and every segment.
+fn discard(dir: &Path) {
+    let _ = fs::remove_file(checkpoint_path(dir));
+    remove_segments_before(dir, u64::MAX);
+}
+
 /// Deletes the segments before `gen` (every record in them is covered by a checkpoint).
 fn remove_segments_before(dir: &Path, gen: u64) {
     let Ok(entries) = fs::read_dir(dir) else {
@@ -430,10 +441,25 @@ fn restore_meta(data_dir: &Path, ck: &Checkpoint) -> Result<bool> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
         Err(e) => return Err(io_error(e)),
     };
-    if f.metadata().map_err(io_error)?.len() < 2 * ck.psize || ck.meta.len() != META_BYTES {
-        return Err(StorageError::Invalid(
-            "the journal's checkpoint does not fit the data file",
-        ));
+    let md = f.metadata().map_err(io_error)?;
+    // Both meta slots' transaction ids as the crash left them: a real crash leaves at least
+    // the checkpoint's (it was flushed); a file with only older ones is not the one the
+    // checkpoint was taken of.
+    let mut newest_on_disk = 0u64;
+    for slot in 0..2u64 {
+        let mut id = [0u8; 8];
+        if f.read_exact_at(&mut id, slot * ck.psize + META_TXNID_AT as u64)
+            .is_ok()
+        {
+            newest_on_disk = newest_on_disk.max(u64::from_le_bytes(id));
+        }
+    }
+    if md.ino() != ck.file
+        || md.len() < 2 * ck.psize
+        || ck.meta.len() != META_BYTES
+        || newest_on_disk < ck.txnid
+    {
+        return Ok(false);
     }
     for slot in 0..2u64 {
         let mut page = ck.meta.clone();
@@ -498,6 +524,8 @@ struct Ctx {
     meta: Database,
     psize: u64,
     boot: String,
+    /// The data file's inode.
+    file: u64,
 }
 
 impl Journal {
@@ -526,12 +554,32 @@ impl Journal {
         };
         let stored = read_checkpoint(&dir)?;
         let mut restored = None;
-        if let Some(ck) = stored.filter(|c| !boot.is_empty() && c.boot != boot) {
-            if restore_meta(data_dir, &ck)? {
-                restored = Some(ck);
+        if let Some(ck) = stored
+            .as_ref()
+            .filter(|c| !boot.is_empty() && c.boot != boot)
+        {
+            if restore_meta(data_dir, ck)? {
+                restored = Some(ck.clone());
             }
         }
         let (env, dbs, room) = open_env()?;
+        let file = fs::metadata(data_dir.join("data.mdb"))
+            .map_err(io_error)?
+            .ino();
+        if let (Some(ck), None) = (&stored, &restored) {
+            // Not restored: it must be of this data file and not ahead of it; otherwise the
+            // file was replaced (a backup put in its place), and the checkpoint and the
+            // journal describe another file.
+            let last = env.info()?.last_txnid() as u64;
+            if ck.file != file || ck.txnid > last {
+                log::warn!(
+                    "journal: the checkpoint in {} is not of this data file (a backup restored \
+                     in its place?); it and the journal are dropped",
+                    dir.display()
+                );
+                discard(&dir);
+            }
+        }
         if let Some(ck) = &restored {
             let (n, pos) = replay(&env, &dbs, &dir, ck)?;
             conf::notice!(
@@ -549,6 +597,7 @@ impl Journal {
             meta: dbs.meta,
             psize: room.psize,
             boot,
+            file,
         };
         // The first checkpoint is taken before this open returns: the data file is then
         // flushed, and the journal holds nothing older than it.
@@ -685,6 +734,7 @@ fn checkpoint<'e>(env: &'e Environment, ctx: &Ctx) -> Result<RoTransaction<'e>> 
         ));
     };
     let ck = Checkpoint {
+        file: ctx.file,
         txnid,
         pos,
         psize: ctx.psize,
@@ -824,6 +874,7 @@ mod tests {
     fn checkpoint_slots_alternate_and_keep_the_newest() {
         let dir = crate::tests::TempDir::new("ckpt");
         let ck = |txnid| Checkpoint {
+            file: 12345,
             txnid,
             pos: Position {
                 gen: 2,

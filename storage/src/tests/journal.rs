@@ -3,6 +3,7 @@
 
 use std::fs::OpenOptions;
 use std::os::unix::fs::FileExt;
+use std::path::Path;
 
 use super::write_map::options;
 use super::*;
@@ -190,4 +191,40 @@ fn without_the_journal_the_checkpoint_is_dropped() {
     let s = Store::open(&opts).unwrap();
     assert!(journal::read_checkpoint(&jdir).unwrap().is_none());
     drop(s);
+}
+
+/// A copy of the data file in the first `MIB` bytes (the pages in use here), sparse past them.
+fn sparse_copy(from: &Path, to: &Path) {
+    let src = std::fs::File::open(from).unwrap();
+    let len = src.metadata().unwrap().len();
+    let mut head = vec![0u8; (16 * MIB).min(len) as usize];
+    src.read_exact_at(&mut head, 0).unwrap();
+    let dst = std::fs::File::create(to).unwrap();
+    dst.write_all_at(&head, 0).unwrap();
+    dst.set_len(len).unwrap();
+}
+
+#[test]
+fn a_backup_put_in_place_of_the_data_file_is_not_overwritten_after_a_reboot() {
+    let d = TempDir::new("journal");
+    let data = d.path().join("data");
+    let s = open_on(&d, "boot-1").unwrap();
+    with_batch(&s, |b| b.put(b"old", b"1", 0, 0, 0).unwrap());
+    let at_backup = dump(&s);
+    drop(s);
+    sparse_copy(&data.join("data.mdb"), &d.path().join("backup.mdb"));
+    let s = open_on(&d, "boot-1").unwrap();
+    write_history(&s);
+    drop(s);
+    // Restored as the README says: the daemon stopped, the copy in place, lock.mdb removed.
+    std::fs::rename(d.path().join("backup.mdb"), data.join("data.mdb")).unwrap();
+    std::fs::remove_file(data.join("lock.mdb")).unwrap();
+    let s = open_on(&d, "boot-2").unwrap();
+    assert_eq!(dump(&s), at_backup);
+    let ck = journal::read_checkpoint(&data.join("journal"))
+        .unwrap()
+        .unwrap();
+    let ino =
+        std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(data.join("data.mdb")).unwrap());
+    assert_eq!(ck.file, ino, "the checkpoints are of the restored file now");
 }
