@@ -25,8 +25,9 @@ pub struct StoreOptions {
     pub cache_dir: PathBuf,
     /// `cache_size`: the most the cache holds; past it cache writes fail with `MapFull`.
     pub cache_size: u64,
-    /// Open both environments with LMDB's `WRITEMAP`: pages are dirtied in the shared map and
-    /// a commit is one `msync` instead of one `pwrite` per page. LMDB forbids nested
+    /// Open both environments with LMDB's `WRITEMAP`: pages are dirtied in the shared map, not
+    /// written by one `pwrite` each. With `sync_writes` the data environment then runs without
+    /// LMDB's flushes and a write-ahead journal makes each pass durable (see `journal`). LMDB forbids nested
     /// transactions then, so each write request runs straight in the pass's transaction
     /// (every operation checks everything that can refuse it before its first change); an
     /// LMDB failure in the middle of a request poisons the pass (see [`Batch`]). The data
