@@ -208,7 +208,7 @@ mod data;
 mod journal;
 mod list;
 mod store;
-pub use store::{Batch, Store};
+pub use store::{Batch, JournalFlush, Store};
 
 #[cfg(test)]
 mod tests;

@@ -795,6 +795,23 @@ fn run_request<'s, P: Apply>(
     })
 }
 
+/// The flush that makes a committed pass durable (see [`Batch::commit_deferred`]). It can be
+/// sent to another thread.
+pub struct JournalFlush {
+    segment: Arc<std::fs::File>,
+}
+
+impl JournalFlush {
+    /// `fdatasync`s the journal segment of the commit: that commit and every earlier one (of
+    /// any worker) are then on disk.
+    pub fn wait(self) -> Result<()> {
+        self.segment.sync_data().map_err(|e| {
+            log::error!("could not flush the journal: {e}");
+            io_error(e)
+        })
+    }
+}
+
 /// The reads and writes of one loop pass: every write of the pass goes into one LMDB write
 /// transaction per environment that [`Batch::commit`] commits once. Dropping a batch without
 /// commit aborts it.
@@ -964,7 +981,19 @@ impl<'s> Batch<'s> {
 
     /// Commits the pass's writes (fsynced when `sync_writes on`) and the cache's. A poisoned
     /// batch aborts both and returns the error that poisoned it.
-    pub fn commit(mut self) -> Result<CommitStats> {
+    pub fn commit(self) -> Result<CommitStats> {
+        let (stats, flush) = self.commit_deferred()?;
+        if let Some(flush) = flush {
+            flush.wait()?;
+        }
+        Ok(stats)
+    }
+
+    /// [`Batch::commit`], except that with the journal the commit's flush is returned instead
+    /// of done: the writes are committed (visible to every later transaction) but durable
+    /// only once [`JournalFlush::wait`] returns, and no reply may leave before. The caller
+    /// may run further passes meanwhile (the flush of a later pass covers the earlier ones).
+    pub fn commit_deferred(mut self) -> Result<(CommitStats, Option<JournalFlush>)> {
         let start = Instant::now();
         self.ro = None;
         self.cro = None;
@@ -997,13 +1026,11 @@ impl<'s> Batch<'s> {
             }
         }
         result?;
-        if let Some(segment) = segment {
-            // The write lock is released: the workers' flushes overlap.
-            segment.sync_data().map_err(|e| {
-                log::error!("could not flush the journal: {e}");
-                io_error(e)
-            })?;
-        } else if self.store.sync_writes && self.writes > 0 && self.store.journal.is_none() {
+        if segment.is_none()
+            && self.store.sync_writes
+            && self.writes > 0
+            && self.store.journal.is_none()
+        {
             // The meta page of the commit above (see NO_META_SYNC in `Store::open`).
             self.store.env.sync(true)?;
         }
@@ -1012,10 +1039,11 @@ impl<'s> Batch<'s> {
         } else {
             start.elapsed().as_micros() as u64
         };
-        Ok(CommitStats {
+        let stats = CommitStats {
             writes: self.writes,
             micros,
-        })
+        };
+        Ok((stats, segment.map(|segment| JournalFlush { segment })))
     }
 
     /// True once a write of this pass has been attempted (the replies of this pass must then

@@ -97,6 +97,9 @@ pub struct Conn {
     pub pass_mark: usize,
     /// Requests whose reply must wait for the commit were served on this connection this pass.
     pub in_pass: bool,
+    /// The journal flush (ticket) that must be done before what is queued may be written; 0
+    /// for none (see `EventLoop::flush_dirty`).
+    pub hold: u64,
 }
 
 /// Limits the connection enforces.
@@ -130,6 +133,7 @@ impl Conn {
             pass_replies: 0,
             pass_mark: 0,
             in_pass: false,
+            hold: 0,
         }
     }
 

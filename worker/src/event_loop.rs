@@ -20,6 +20,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 /// Tokens below this are reserved; connection `k` of the slab has token `FIRST_CONN + k`.
 const SIGNAL: Token = Token(0);
 const FIRST_LISTENER: usize = 1;
+/// The journal flusher's wakeups (see [`Flusher`]).
+const FLUSHED: Token = Token(FIRST_CONN - 1);
 const FIRST_CONN: usize = 1024;
 /// Connections accepted per listener per pass, so one worker does not grab a whole burst
 /// while the others sleep.
@@ -78,6 +80,79 @@ pub struct EventLoop {
     access_log: Option<AccessLog>,
     /// `sync_writes off`: the flush interval and when the next flush is due.
     sync_every: Option<(Duration, Instant)>,
+    /// Flushes the journal off the loop (kv mode, `sync_writes on`); started at the first
+    /// commit that needs it.
+    flusher: Option<Flusher>,
+    /// Tickets: the journal flushes handed to the flusher so far (the newest is this number).
+    flushes_issued: u64,
+    /// Connections whose queued replies wait for a journal flush (`Conn::hold`).
+    held: Vec<usize>,
+}
+
+/// The journal flusher: a thread that `fdatasync`s the journal of each committed pass (the
+/// newest one when several are waiting: it covers the older ones) while the loop goes on with
+/// the next passes, and wakes the loop when a flush is done. Replies of a pass wait for its
+/// flush (see `EventLoop::flush_dirty`), so a `200` still means the write is on disk; what
+/// changes is that the worker reads, applies and commits the next requests meanwhile.
+struct Flusher {
+    jobs: Option<std::sync::mpsc::Sender<(u64, storage::JournalFlush)>>,
+    /// The newest ticket known durable.
+    durable: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// The newest ticket whose flush failed.
+    failed: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Flusher {
+    fn start(waker: mio::Waker) -> io::Result<Flusher> {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        use std::sync::Arc;
+        let (jobs, queue) = std::sync::mpsc::channel::<(u64, storage::JournalFlush)>();
+        let durable = Arc::new(AtomicU64::new(0));
+        let failed = Arc::new(AtomicU64::new(0));
+        let (d, f) = (durable.clone(), failed.clone());
+        let thread = std::thread::Builder::new()
+            .name("journal-flush".into())
+            .spawn(move || {
+                while let Ok(mut job) = queue.recv() {
+                    while let Ok(newer) = queue.try_recv() {
+                        job = newer;
+                    }
+                    let (ticket, flush) = job;
+                    match flush.wait() {
+                        Ok(()) => d.store(ticket, Ordering::Release),
+                        Err(_) => f.store(ticket, Ordering::Release),
+                    }
+                    if let Err(e) = waker.wake() {
+                        log::error!("could not wake the loop after a journal flush: {e}");
+                    }
+                }
+            })?;
+        Ok(Flusher {
+            jobs: Some(jobs),
+            durable,
+            failed,
+            thread: Some(thread),
+        })
+    }
+
+    fn durable(&self) -> u64 {
+        self.durable.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    fn failed(&self) -> u64 {
+        self.failed.load(std::sync::atomic::Ordering::Acquire)
+    }
+}
+
+impl Drop for Flusher {
+    fn drop(&mut self) {
+        // Let the flushes handed over finish before the worker exits.
+        self.jobs = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 /// Filled by [`dispatch`] during a pass.
@@ -198,6 +273,9 @@ impl EventLoop {
             access_log,
             sync_every: (!conf.sync_writes)
                 .then(|| (conf.sync_interval, Instant::now() + conf.sync_interval)),
+            flusher: None,
+            flushes_issued: 0,
+            held: Vec::new(),
         })
     }
 
@@ -249,6 +327,8 @@ impl EventLoop {
             for event in events.iter() {
                 match event.token() {
                     SIGNAL => stop = stop.max_with(self.read_signals()),
+                    // Only a wakeup: held replies are released at the end of every pass.
+                    FLUSHED => {}
                     Token(t) if t < FIRST_CONN => self.accept(t - FIRST_LISTENER, now),
                     Token(t) => self.on_conn_event(t - FIRST_CONN, service),
                 }
@@ -270,11 +350,14 @@ impl EventLoop {
                 self.begin_retire(service, &mut pass, store);
             }
             let committed = if pass.batch.has_writes() {
-                match batch.commit() {
-                    Ok(stats) => {
+                match batch.commit_deferred() {
+                    Ok((stats, flush)) => {
                         self.commit_stats.record(stats);
                         self.metrics.commit(stats);
-                        true
+                        match flush {
+                            Some(flush) => self.hand_over(flush),
+                            None => true,
+                        }
                     }
                     Err(e) => {
                         log::error!("commit failed, answering the pass's requests with 500: {e}");
@@ -285,6 +368,7 @@ impl EventLoop {
                 drop(batch);
                 true
             };
+            self.release_held(service);
             self.flush_dirty(committed, service);
             self.sync_if_due(store);
             let took = now.elapsed();
@@ -669,17 +753,101 @@ impl EventLoop {
         }
     }
 
+    /// Hands a committed pass's journal flush to the flusher; `false` (the pass is answered
+    /// as a failed commit) if the flusher cannot start, after flushing here.
+    fn hand_over(&mut self, flush: storage::JournalFlush) -> bool {
+        if self.flusher.is_none() {
+            let started = mio::Waker::new(self.poll.registry(), FLUSHED).and_then(Flusher::start);
+            match started {
+                Ok(f) => self.flusher = Some(f),
+                Err(e) => {
+                    log::error!("could not start the journal flusher, flushing in the loop: {e}");
+                    return flush.wait().is_ok();
+                }
+            }
+        }
+        let Some(flusher) = self.flusher.as_ref() else {
+            return flush.wait().is_ok();
+        };
+        let Some(jobs) = flusher.jobs.as_ref() else {
+            return flush.wait().is_ok();
+        };
+        self.flushes_issued += 1;
+        match jobs.send((self.flushes_issued, flush)) {
+            Ok(()) => true,
+            // The thread is gone: flush here, and count the ticket done.
+            Err(std::sync::mpsc::SendError((ticket, flush))) => {
+                let ok = flush.wait().is_ok();
+                let done = if ok {
+                    &flusher.durable
+                } else {
+                    &flusher.failed
+                };
+                done.store(ticket, std::sync::atomic::Ordering::Release);
+                ok
+            }
+        }
+    }
+
+    /// The newest journal flush known done (every ticket when there is no flusher).
+    fn flushes_durable(&self) -> u64 {
+        self.flusher.as_ref().map_or(u64::MAX, Flusher::durable)
+    }
+
+    /// Moves the connections whose journal flush is done to the dirty list; closes those
+    /// whose flush failed, without their replies (a write that may not be on disk never gets
+    /// its `200`).
+    fn release_held(&mut self, service: &mut dyn Service) {
+        if self.held.is_empty() {
+            return;
+        }
+        let durable = self.flushes_durable();
+        let failed = self.flusher.as_ref().map_or(0, Flusher::failed);
+        let mut held = std::mem::take(&mut self.held);
+        held.sort_unstable();
+        held.dedup();
+        held.retain(|&key| {
+            let Some(conn) = self.conns.get(key) else {
+                return false;
+            };
+            if conn.hold <= durable {
+                self.dirty.push(key);
+                return false;
+            }
+            if conn.hold <= failed {
+                log::error!("closing a connection whose writes' journal flush failed");
+                self.close(key, service);
+                return false;
+            }
+            true
+        });
+        self.held = held;
+    }
+
     /// Writes the pass's replies (after the commit), or turns them into `500`s if it failed.
+    /// Replies queued while a journal flush is outstanding wait for it (`Conn::hold`): a
+    /// write's reply for its own flush, a read's because it may have seen such a write.
     fn flush_dirty(&mut self, committed: bool, service: &mut dyn Service) {
         let mut dirty = std::mem::take(&mut self.dirty);
         dirty.sort_unstable();
         dirty.dedup();
+        let durable = self.flushes_durable();
         for &key in &dirty {
             let Some(conn) = self.conns.get_mut(key) else {
                 continue;
             };
             if !committed {
                 conn.fail_pass();
+            }
+            if conn.in_pass && self.flushes_issued > durable {
+                conn.hold = self.flushes_issued;
+            }
+            if conn.hold > durable {
+                // The pass is over for this connection (`fail_pass` of a later pass must not
+                // reach back into this one's replies).
+                conn.in_pass = false;
+                self.held.push(key);
+                continue;
             }
             let step = conn.flush(&self.metrics);
             if step == Step::Close {
