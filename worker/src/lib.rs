@@ -58,6 +58,22 @@ pub fn prepare(conf: &conf::Conf, empty_cache: bool) -> Result<(), String> {
     Ok(())
 }
 
+/// Keeps memory the worker frees in its heap instead of giving it back to the kernel at once.
+/// glibc trims the heap top past 128 KiB free and serves blocks over a moving threshold with
+/// `mmap`, so a pass that builds a hundred 64 KiB replies and frees them paid for every page
+/// again in the next pass (page faults, zeroing, cgroup charging: a quarter of the CPU of a
+/// 64 KiB GET run). With fixed thresholds: up to 64 MiB stays free at the heap top, blocks up
+/// to 4 MiB come from the heap. Other allocators ignore this.
+fn keep_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets allocator parameters; it is called before the worker starts
+    // any thread.
+    unsafe {
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 64 << 20);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 4 << 20);
+    }
+}
+
 /// The persistent LMDB environment's folder.
 pub fn store_dir(conf: &conf::Conf) -> std::path::PathBuf {
     conf.data_dir.join("db")
@@ -73,6 +89,7 @@ pub fn cache_dir(conf: &conf::Conf) -> std::path::PathBuf {
 /// [`EXIT_FATAL_INIT`] when it could not start.
 pub fn run(args: WorkerArgs) -> i32 {
     conf::logger::install_panic_hook();
+    keep_freed_memory();
     let conf = args.conf;
     let signals = match install_signals() {
         Ok(s) => s,
