@@ -600,10 +600,10 @@ impl EventLoop {
         pass: &mut Pass<'_, '_>,
         store: &storage::Store,
     ) {
-        if !self
+        if self
             .conns
             .get(who.key)
-            .is_some_and(|c| c.generation == who.generation)
+            .is_none_or(|c| c.generation != who.generation)
         {
             return;
         }

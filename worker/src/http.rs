@@ -210,10 +210,8 @@ fn interpret(req: &httparse::Request<'_, '_>) -> Result<Head, FramingError> {
             }
         } else if name.eq_ignore_ascii_case("expect") {
             head.expect_continue = trim(h.value).eq_ignore_ascii_case(b"100-continue");
-        } else if name.eq_ignore_ascii_case("authorization") {
-            if head.authorization.is_none() {
-                head.authorization = Some(h.value.to_vec());
-            }
+        } else if name.eq_ignore_ascii_case("authorization") && head.authorization.is_none() {
+            head.authorization = Some(h.value.to_vec());
         }
     }
     head.framing = match (chunked, length) {
