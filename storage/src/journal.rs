@@ -626,9 +626,9 @@ impl Journal {
     }
 
     /// Under the write lock, just before `rw` commits: writes the record of `rw` with `ops` at
-    /// the journal's tail and stores the new tail in `rw`. Returns the segment to `fdatasync`
-    /// once the commit is done. An error leaves `rw` to be aborted.
-    pub(crate) fn append(&self, rw: &mut RwTransaction<'_>, ops: &Ops) -> Result<Arc<File>> {
+    /// the journal's tail and stores the new tail in `rw`. Returns where, with the segment to
+    /// `fdatasync` once the commit is done. An error leaves `rw` to be aborted.
+    pub(crate) fn append(&self, rw: &mut RwTransaction<'_>, ops: &Ops) -> Result<Appended> {
         let txnid = txn_id(rw);
         let mut pos = load_position(rw, self.meta)?;
         let mut w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
@@ -655,11 +655,26 @@ impl Journal {
                 off: pos.off + len,
             };
             rw.put(self.meta, &WAL_KEY, &next.encode(), WriteFlags::empty())?;
-            Ok(file)
+            Ok(Appended { file, at: pos.off })
         })();
         w.record = record;
         result
     }
+
+    /// The commit of an appended record failed: the record is made invalid, so that a replay
+    /// after a machine crash cannot apply a transaction its clients were told failed. (The next
+    /// record would overwrite it too: the tail did not move.)
+    pub(crate) fn revoke(&self, appended: &Appended) {
+        if let Err(e) = appended.file.write_all_at(&[0u8; 4], appended.at) {
+            log::error!("could not revoke a journal record of a failed commit: {e}");
+        }
+    }
+}
+
+/// A record written by [`Journal::append`].
+pub(crate) struct Appended {
+    pub file: Arc<File>,
+    at: u64,
 }
 
 impl Journal {

@@ -208,6 +208,9 @@ pub struct Store {
     /// Tests: the next request fails as if by an I/O error once its changes are made.
     #[cfg(test)]
     pub(crate) fail_next_apply: AtomicBool,
+    /// Tests: the next commit fails (after its journal record is written).
+    #[cfg(test)]
+    pub(crate) fail_next_commit: AtomicBool,
 }
 
 /// Margin of allocated blocks kept past the pages in use of a `WRITEMAP` file, so that pages a
@@ -470,6 +473,8 @@ impl Store {
             calloc: Alloc::new(opts.write_map),
             #[cfg(test)]
             fail_next_apply: AtomicBool::new(false),
+            #[cfg(test)]
+            fail_next_commit: AtomicBool::new(false),
         })
     }
 
@@ -1004,11 +1009,11 @@ impl<'s> Batch<'s> {
             return Err(StorageError::Lmdb(e));
         }
         let mut result = Ok(());
-        let mut segment = None;
+        let mut appended = None;
         if let Some(mut rw) = self.rw.take() {
             if let (Some(j), false) = (&self.store.journal, self.ops.is_empty()) {
                 match j.append(&mut rw, &self.ops) {
-                    Ok(f) => segment = Some(f),
+                    Ok(a) => appended = Some((j, a)),
                     Err(e) => {
                         // Nothing of the pass is written: both transactions abort on drop.
                         log::error!("could not write the journal: {e}");
@@ -1017,7 +1022,19 @@ impl<'s> Batch<'s> {
                     }
                 }
             }
+            #[cfg(test)]
+            if self.store.fail_next_commit.swap(false, Ordering::Relaxed) {
+                drop(rw);
+                if let Some((j, a)) = &appended {
+                    j.revoke(a);
+                }
+                self.crw = None;
+                return Err(StorageError::Lmdb(lmdb::Error::Other(libc::EIO)));
+            }
             result = rw.commit().map_err(StorageError::from);
+            if let (Err(_), Some((j, a))) = (&result, &appended) {
+                j.revoke(a);
+            }
         }
         if let Some(crw) = self.crw.take() {
             let r = crw.commit().map_err(StorageError::from);
@@ -1026,11 +1043,7 @@ impl<'s> Batch<'s> {
             }
         }
         result?;
-        if segment.is_none()
-            && self.store.sync_writes
-            && self.writes > 0
-            && self.store.journal.is_none()
-        {
+        if self.store.journal.is_none() && self.store.sync_writes && self.writes > 0 {
             // The meta page of the commit above (see NO_META_SYNC in `Store::open`).
             self.store.env.sync(true)?;
         }
@@ -1043,7 +1056,10 @@ impl<'s> Batch<'s> {
             writes: self.writes,
             micros,
         };
-        Ok((stats, segment.map(|segment| JournalFlush { segment })))
+        Ok((
+            stats,
+            appended.map(|(_, a)| JournalFlush { segment: a.file }),
+        ))
     }
 
     /// True once a write of this pass has been attempted (the replies of this pass must then

@@ -228,3 +228,28 @@ fn a_backup_put_in_place_of_the_data_file_is_not_overwritten_after_a_reboot() {
         std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(data.join("data.mdb")).unwrap());
     assert_eq!(ck.file, ino, "the checkpoints are of the restored file now");
 }
+
+/// A pass whose commit fails after its record reached the journal: after a machine crash the
+/// replay must not apply it (its clients got errors), while the passes around it are kept.
+#[test]
+fn a_failed_commit_is_not_replayed() {
+    let d = TempDir::new("journal");
+    let s = open_on(&d, "boot-1").unwrap();
+    with_batch(&s, |b| b.put(b"before", b"1", 0, 0, 0).unwrap());
+    s.fail_next_commit
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut b = s.batch();
+    b.put(b"failed", b"2", 0, 0, 0).unwrap();
+    assert!(b.commit().is_err());
+    let expected = dump(&s);
+    s.drop_as_in_a_crash();
+    let jdir = d.path().join("data").join("journal");
+    let ck = journal::read_checkpoint(&jdir).unwrap().unwrap();
+    tear_data_file(&d, &ck);
+    let s = open_on(&d, "boot-2").unwrap();
+    assert_eq!(dump(&s), expected);
+    with_batch(&s, |b| {
+        assert!(matches!(b.get(b"failed", 0), Err(StorageError::NotFound)));
+        assert_eq!(b.get(b"before", 0).unwrap().value, b"1");
+    });
+}
