@@ -18,11 +18,11 @@
 //!   written at the journal's tail, whose position the same transaction stores under
 //!   [`WAL_KEY`] in `meta`; after the commit, the lock released, the segment is
 //!   `fdatasync`ed ([`crate::JournalFlush`]: the worker hands it to a thread and goes on with
-//!   its next passes) and only then do the pass's replies leave. There is one journal for all workers, in commit order,
-//!   so an `fdatasync` makes every earlier record durable as well: no reply can depend on a
-//!   write (another worker's, say) that is not on disk yet.
-//! - Checkpoints: each worker's checkpoint thread, four times a second while the store changes and
-//!   when the worker stops, flushes the data file (`mdb_env_sync`) and then stores in
+//!   its next passes) and only then do the pass's replies leave. There is one journal for all
+//!   workers, in commit order, so an `fdatasync` makes every earlier record durable as well:
+//!   no reply can depend on a write (another worker's, say) that is not on disk yet.
+//! - Checkpoints: each worker's checkpoint thread, four times a second while the store changes
+//!   and when the worker stops, flushes the data file (`mdb_env_sync`) and then stores in
 //!   `journal/checkpoint` the transaction id that flush covers, a copy of that transaction's
 //!   meta page and the journal position after its record. Segments before that position are
 //!   then deleted. Segments are `journal/<gen>.wal`, a new one every [`SEGMENT_BYTES`].
@@ -75,12 +75,18 @@ const META_MAGIC_AT: usize = 16;
 /// `mm_txnid`: page header 16 + magic 4 + version 4 + address 8 + mapsize 8 + 2 x `MDB_db` 48
 /// + last_pg 8 (LMDB 0.9 on 64-bit targets).
 const META_TXNID_AT: usize = 144;
+// The offsets above are those of a 64-bit build (`void *`, `size_t` and `pgno_t` of 8 bytes).
+const _: () = assert!(
+    std::mem::size_of::<usize>() == 8,
+    "the journal reads LMDB meta pages with 64-bit offsets"
+);
 
 const OP_PUT: u8 = 1;
 const OP_DEL: u8 = 2;
 const RECORD_MAGIC: u32 = 0x4c57_5348; // "HSWL"
-/// magic u32, payload length u32, transaction id u64; then the payload and a CRC32.
-const RECORD_HEAD: usize = 16;
+/// magic u32, payload length u64 (a pass of large bodies may pass 4 GiB), transaction id u64;
+/// then the payload and a CRC32.
+const RECORD_HEAD: usize = 20;
 const CHECKPOINT_MAGIC: u32 = 0x4b43_5348; // "HSCK"
 const CHECKPOINT_VERSION: u32 = 1;
 /// The checkpoint file has two slots, each in its own block, written alternately.
@@ -151,7 +157,7 @@ pub(crate) fn decode_ops(mut p: &[u8]) -> Option<Vec<Op<'_>>> {
 fn encode_record(out: &mut Vec<u8>, txnid: u64, payload: &[u8]) {
     out.clear();
     out.extend_from_slice(&RECORD_MAGIC.to_le_bytes());
-    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
     out.extend_from_slice(&txnid.to_le_bytes());
     out.extend_from_slice(payload);
     let crc = crc32fast::hash(out);
@@ -165,8 +171,8 @@ fn parse_record(buf: &[u8]) -> Option<(u64, &[u8], usize)> {
     if u32::from_le_bytes(head[0..4].try_into().ok()?) != RECORD_MAGIC {
         return None;
     }
-    let len = u32::from_le_bytes(head[4..8].try_into().ok()?) as usize;
-    let txnid = u64::from_le_bytes(head[8..16].try_into().ok()?);
+    let len = usize::try_from(u64::from_le_bytes(head[4..12].try_into().ok()?)).ok()?;
+    let txnid = u64::from_le_bytes(head[12..20].try_into().ok()?);
     let end = RECORD_HEAD.checked_add(len)?;
     let body = buf.get(..end)?;
     let crc = u32::from_le_bytes(buf.get(end..end + 4)?.try_into().ok()?);
@@ -408,8 +414,8 @@ fn remove_segments_before(dir: &Path, gen: u64) {
     }
 }
 
-/// Reads `len` bytes of the meta page of transaction `txnid` from the data file; `None` if
-/// that slot no longer holds it.
+/// Reads the first [`META_BYTES`] of the meta page of transaction `txnid` from the data file;
+/// `None` if its slot no longer holds it.
 fn read_meta(env: &Environment, psize: u64, txnid: u64) -> Result<Option<Vec<u8>>> {
     let fd = env_fd(env)?;
     // SAFETY: `fd` is the environment's open data file; `dup` gives this `File` its own
