@@ -1071,3 +1071,88 @@ fn empty_optional_parameters_take_their_defaults() {
         == 404));
     expect(&g(&mut c, "/get?key=a"), 200, &[("Version", "2")], "2");
 }
+
+/// A large GET value goes from the store's map straight into the socket, uncopied; what the
+/// socket does not take at once is copied before the pass's read snapshot ends, since later
+/// writes may free and reuse those pages. A client with a small receive buffer asks for an
+/// 8 MiB value and reads only the status line; the value is then overwritten on other
+/// connections and many small keys are written (which take freed pages first; sync_writes
+/// off: no checkpoint pins, so LMDB reuses them at once). The reply must be the old value.
+#[test]
+fn a_large_value_sent_slowly_is_the_value_at_the_time_of_the_get() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::os::unix::io::AsRawFd;
+    let server = Server::start(&[("worker_processes", "2"), ("sync_writes", "off")]);
+    let addr = server.addr();
+    const SIZE: usize = 8 << 20;
+    let old: Vec<u8> = (0..SIZE).map(|i| (i % 251) as u8).collect();
+    let mut writers: Vec<Client> = (0..8).map(|_| Client::connect(addr)).collect();
+    assert_eq!(
+        writers[0].send("POST", "/put?key=big", &[], &old).status,
+        200
+    );
+
+    let stream = std::net::TcpStream::connect(addr).unwrap();
+    let small: libc::c_int = 64 << 10;
+    // SAFETY: a valid socket and a pointer to a c_int of the size given.
+    let rc = unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            &small as *const libc::c_int as *const libc::c_void,
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0);
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut reader = BufReader::new(stream);
+    reader
+        .get_mut()
+        .write_all(b"GET /get?key=big HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut status = String::new();
+    reader.read_line(&mut status).unwrap();
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+
+    let small_value = vec![7u8; 2000];
+    for (w, writer) in writers.iter_mut().enumerate() {
+        let new = vec![w as u8 + 1; SIZE];
+        assert_eq!(writer.send("POST", "/put?key=big", &[], &new).status, 200);
+        let mut pipelined = Vec::new();
+        for i in 0..600 {
+            pipelined.extend_from_slice(
+                format!(
+                    "POST /put?key=s{w}_{i} HTTP/1.1\r\nHost: x\r\nContent-Length: 2000\r\n\r\n"
+                )
+                .as_bytes(),
+            );
+            pipelined.extend_from_slice(&small_value);
+        }
+        writer.send_raw(&pipelined);
+        for _ in 0..600 {
+            assert_eq!(writer.read_response().expect("a reply").status, 200);
+        }
+    }
+
+    let mut length = None;
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        if line == "\r\n" {
+            break;
+        }
+        if let Some((name, value)) = line.split_once(':') {
+            if name.eq_ignore_ascii_case("content-length") {
+                length = value.trim().parse::<usize>().ok();
+            }
+        }
+    }
+    assert_eq!(length, Some(SIZE));
+    let mut body = vec![0u8; SIZE];
+    reader.read_exact(&mut body).unwrap();
+    let first_bad = body.iter().zip(&old).position(|(a, b)| a != b);
+    assert_eq!(first_bad, None, "the reply changed after the GET");
+}

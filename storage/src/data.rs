@@ -214,6 +214,17 @@ pub(crate) fn kv_get<T: Transaction>(txn: &T, s: &Store, key: &[u8], now: u64) -
     })
 }
 
+/// The live value of `key` and its version, as a slice of `txn`'s pages.
+pub(crate) fn kv_get_ref<'t, T: Transaction>(
+    txn: &'t T,
+    s: &Store,
+    key: &[u8],
+    now: u64,
+) -> Result<(u32, &'t [u8])> {
+    let rec = kv_lookup(txn, s, key, now)?;
+    Ok((rec.ver, rec.payload))
+}
+
 pub(crate) fn kv_exist<T: Transaction>(txn: &T, s: &Store, key: &[u8], now: u64) -> Result<u32> {
     Ok(kv_lookup(txn, s, key, now)?.ver)
 }

@@ -208,7 +208,7 @@ mod data;
 mod journal;
 mod list;
 mod store;
-pub use store::{Batch, JournalFlush, Store};
+pub use store::{Batch, InPlace, JournalFlush, ReplyValue, Store};
 
 #[cfg(test)]
 mod tests;

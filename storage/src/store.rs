@@ -500,6 +500,7 @@ impl Store {
             cpass: Pass::default(),
             poisoned: None,
             ops: Ops::default(),
+            lent: false,
         }
     }
 
@@ -843,6 +844,55 @@ pub struct Batch<'s> {
     poisoned: Option<lmdb::Error>,
     /// The changes of the pass to the persistent store, for the journal record.
     ops: Ops,
+    /// A value was handed out in place ([`Batch::get_for_reply`]): the read transaction must
+    /// live as long as the batch.
+    lent: bool,
+}
+
+/// A value read in place, in the data file's map, by [`Batch::get_for_reply`]: a pointer and
+/// a length, valid until the batch that read it ends (commits or is dropped). Its holder
+/// must copy or write out the bytes before then.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InPlace {
+    ptr: *const u8,
+    len: usize,
+}
+
+/// Bytes that live for ever are always valid (tests of the holders use it).
+impl From<&'static [u8]> for InPlace {
+    fn from(bytes: &'static [u8]) -> InPlace {
+        InPlace {
+            ptr: bytes.as_ptr(),
+            len: bytes.len(),
+        }
+    }
+}
+
+impl InPlace {
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The bytes.
+    ///
+    /// # Safety
+    /// The batch that returned this value must not have ended yet (see [`InPlace`]).
+    pub unsafe fn bytes<'a>(&self) -> &'a [u8] {
+        // SAFETY: `ptr`/`len` were a slice of a page of the batch's read snapshot, which
+        // LMDB keeps unchanged while that read transaction lives (the caller's promise).
+        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
+    }
+}
+
+/// A value for a reply: copied, or in place when large (see [`Batch::get_for_reply`]).
+#[derive(Debug)]
+pub enum ReplyValue {
+    Copied(Vec<u8>),
+    InPlace(InPlace),
 }
 
 /// What a poisoned batch reports for the failure that poisoned it.
@@ -930,8 +980,10 @@ impl<'s> Batch<'s> {
     fn open_rw(&mut self) -> Result<()> {
         if self.rw.is_none() {
             // The read snapshot is older than anything the write transaction sees; drop it so
-            // it does not pin old pages.
-            self.ro = None;
+            // it does not pin old pages, unless a value was lent from it.
+            if !self.lent {
+                self.ro = None;
+            }
             self.rw = Some(begin(&self.store.env, |e| e.begin_rw_txn())?);
             self.pass = Pass::default();
         }
@@ -1084,6 +1136,34 @@ impl<'s> Batch<'s> {
     pub fn get(&mut self, key: &[u8], now_ms: u64) -> Result<Record> {
         let s = self.store;
         data::kv_get(&self.reader()?, s, key, now_ms)
+    }
+
+    /// [`Batch::get`] for a reply: a value of `in_place_from` bytes or more read before the
+    /// pass's first write is not copied but lent in place ([`InPlace`]), so that it is copied
+    /// only once, into the socket. After a write the pass reads through its write
+    /// transaction, whose pages later writes of the pass may change: then it is copied.
+    pub fn get_for_reply(
+        &mut self,
+        key: &[u8],
+        now_ms: u64,
+        in_place_from: usize,
+    ) -> Result<(u32, ReplyValue)> {
+        let s = self.store;
+        if self.rw.is_some() {
+            let r = data::kv_get(&self.reader()?, s, key, now_ms)?;
+            return Ok((r.ver, ReplyValue::Copied(r.value)));
+        }
+        let reader = self.reader()?;
+        let (ver, payload) = data::kv_get_ref(&reader, s, key, now_ms)?;
+        if payload.len() < in_place_from {
+            return Ok((ver, ReplyValue::Copied(payload.to_vec())));
+        }
+        let lent = InPlace {
+            ptr: payload.as_ptr(),
+            len: payload.len(),
+        };
+        self.lent = true;
+        Ok((ver, ReplyValue::InPlace(lent)))
     }
     /// The current version.
     pub fn exist(&mut self, key: &[u8], now_ms: u64) -> Result<u32> {

@@ -433,7 +433,16 @@ impl Conn {
         self.pass_replies += 1;
         self.served += 1;
         resp.write_head(self.out.open_chunk(), keep_alive, minor);
-        self.out.push_body(resp.body);
+        match resp.lent {
+            Some(value) => self.out.push_lent(value),
+            None => self.out.push_body(resp.body),
+        }
+    }
+
+    /// Copies what is left of the values lent by the pass's batch (see `outq`); before the
+    /// batch ends.
+    pub fn own_lent(&mut self) {
+        self.out.own_lent();
     }
 
     /// The pass's commit failed: every reply queued in this pass becomes a `500` (reads of the

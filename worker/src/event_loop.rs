@@ -349,8 +349,10 @@ impl EventLoop {
                 retire_deadline = Some(now + self.shutdown_timeout);
                 self.begin_retire(service, &mut pass, store);
             }
-            let committed = if pass.batch.has_writes() {
-                match batch.commit_deferred() {
+            if pass.batch.has_writes() {
+                // The commit ends the pass's read transaction: values it lent are copied first.
+                self.own_lent();
+                let committed = match batch.commit_deferred() {
                     Ok((stats, flush)) => {
                         self.commit_stats.record(stats);
                         self.metrics.commit(stats);
@@ -363,13 +365,18 @@ impl EventLoop {
                         log::error!("commit failed, answering the pass's requests with 500: {e}");
                         false
                     }
-                }
+                };
+                self.release_held(service);
+                self.flush_dirty(committed, service);
             } else {
+                // Nothing to commit: the replies go out while the batch still lends its values
+                // (large GET values then go from the map straight into the sockets), and what
+                // the sockets did not take is copied before the batch ends.
+                self.release_held(service);
+                self.flush_dirty(true, service);
+                self.own_lent();
                 drop(batch);
-                true
-            };
-            self.release_held(service);
-            self.flush_dirty(committed, service);
+            }
             self.sync_if_due(store);
             let took = now.elapsed();
             for (label, status, bytes, entry) in self.pass_log.records.drain(..) {
@@ -613,7 +620,7 @@ impl EventLoop {
             self.metrics
                 .request(label, resp.status, took.as_micros() as u64);
             if let (Some(log), Some(entry)) = (self.access_log.as_mut(), entry) {
-                log.record(&entry, resp.status, resp.body.len(), took);
+                log.record(&entry, resp.status, resp.body_len(), took);
             }
         }
         self.serve(who, Some(resp), service, pass, store);
@@ -789,6 +796,17 @@ impl EventLoop {
         }
     }
 
+    /// Copies the rest of every value lent by the pass's batch into the connections' own
+    /// memory (see `outq`). Lent values are only queued by this pass's replies, so they sit
+    /// on connections in the dirty list (not flushed yet, or flushed in part) or held.
+    fn own_lent(&mut self) {
+        for &key in self.dirty.iter().chain(self.held.iter()) {
+            if let Some(conn) = self.conns.get_mut(key) {
+                conn.own_lent();
+            }
+        }
+    }
+
     /// The newest journal flush known done (every ticket when there is no flusher).
     fn flushes_durable(&self) -> u64 {
         self.flusher.as_ref().map_or(u64::MAX, Flusher::durable)
@@ -927,7 +945,7 @@ fn dispatch(
     match &outcome {
         Outcome::Reply(resp) => log
             .records
-            .push((label, resp.status, resp.body.len(), entry)),
+            .push((label, resp.status, resp.body_len(), entry)),
         Outcome::Park { .. } => log.parked.push((who, label, slept, entry)),
     }
     outcome

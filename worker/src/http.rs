@@ -409,6 +409,9 @@ pub struct Response {
     pub headers: Vec<(&'static str, String)>,
     pub content_type: Option<&'static str>,
     pub body: Vec<u8>,
+    /// The body instead of `body`: a value lent in place by the store for the rest of the
+    /// pass (see `outq`).
+    pub lent: Option<storage::InPlace>,
     /// Close the connection after this response whatever keep-alive says.
     pub close: bool,
 }
@@ -424,6 +427,7 @@ impl Response {
             headers: Vec::new(),
             content_type: None,
             body: Vec::new(),
+            lent: None,
             close: false,
         }
     }
@@ -443,8 +447,19 @@ impl Response {
                 Some(content_type)
             },
             body,
+            lent: None,
             close: false,
         }
+    }
+
+    /// A `200` with a `text/plain` body lent in place by the store (see `outq`).
+    pub fn text_lent(body: storage::InPlace) -> Response {
+        let mut r = Response::with_body(200, TEXT_PLAIN, Vec::new());
+        if !body.is_empty() {
+            r.content_type = Some(TEXT_PLAIN);
+            r.lent = Some(body);
+        }
+        r
     }
 
     pub fn header(mut self, name: &'static str, value: impl ToString) -> Response {
@@ -469,7 +484,7 @@ impl Response {
         if let Some(ct) = self.content_type {
             let _ = write!(out, "Content-Type: {ct}\r\n");
         }
-        let _ = write!(out, "Content-Length: {}\r\n", self.body.len());
+        let _ = write!(out, "Content-Length: {}\r\n", self.body_len());
         if !keep_alive || self.close {
             out.extend_from_slice(b"Connection: close\r\n");
         } else if minor == 0 {
@@ -478,8 +493,14 @@ impl Response {
         out.extend_from_slice(b"\r\n");
     }
 
-    /// Appends the whole serialised response to `out`.
+    /// Bytes of the body.
+    pub fn body_len(&self) -> usize {
+        self.lent.map_or(self.body.len(), |v| v.len())
+    }
+
+    /// Appends the whole serialised response to `out` (a response with an owned body).
     pub fn write_to(&self, out: &mut Vec<u8>, keep_alive: bool, minor: u8) {
+        debug_assert!(self.lent.is_none(), "write_to copies owned bodies only");
         self.write_head(out, keep_alive, minor);
         out.extend_from_slice(&self.body);
     }

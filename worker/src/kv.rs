@@ -4,6 +4,7 @@
 
 use crate::conn::Outcome;
 use crate::http::Response;
+use crate::outq::OWN_CHUNK_MIN;
 use crate::query::{parse_bool, parse_i64, parse_u64, valid_name};
 use crate::routes::Op;
 use crate::service::{ConnRef, Pass, Request, Service};
@@ -11,7 +12,9 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
-use storage::{ListItem, ListQuery, ListValue, Listing, StorageError, TableStat, Usage, ZaddMode};
+use storage::{
+    ListItem, ListQuery, ListValue, Listing, ReplyValue, StorageError, TableStat, Usage, ZaddMode,
+};
 
 const MAX_KEY: usize = 65_536;
 const MAX_TTL: u64 = 2_592_000;
@@ -323,8 +326,11 @@ impl KvService {
                     Err(e) => write_error(e),
                 }
             }
-            Op::Get => match b.get(key(req)?, now) {
-                Ok(r) => read_ok(r.ver, r.value),
+            Op::Get => match b.get_for_reply(key(req)?, now, OWN_CHUNK_MIN) {
+                Ok((ver, ReplyValue::Copied(value))) => read_ok(ver, value),
+                Ok((ver, ReplyValue::InPlace(value))) => {
+                    Response::text_lent(value).header("Version", ver)
+                }
                 Err(e) => read_error(e),
             },
             Op::Exist => match b.exist(key(req)?, now) {

@@ -1,6 +1,9 @@
 //! A connection's queue of outgoing bytes. Heads and small bodies are appended to one growing
 //! chunk; a large body is moved in as its own chunk, so a value read from storage is copied
-//! once (into the socket) instead of twice. Writes use `writev` over the queued chunks.
+//! once (into the socket) instead of twice; a large value lent in place by the store
+//! ([`storage::InPlace`]) is queued as it is and not copied at all, as long as it is written
+//! out before the pass's batch ends ([`OutQueue::own_lent`] copies what is left of it then).
+//! Writes use `writev` over the queued chunks.
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};
@@ -10,9 +13,27 @@ pub const OWN_CHUNK_MIN: usize = 16 * 1024;
 /// Most chunks handed to one `writev`.
 const MAX_IOVECS: usize = 64;
 
+/// Queued bytes: owned, or a value lent by the store for the rest of the pass.
+#[derive(Debug)]
+enum Chunk {
+    Owned(Vec<u8>),
+    Lent(storage::InPlace),
+}
+
+impl Chunk {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Chunk::Owned(v) => v,
+            // SAFETY: a lent chunk is only in the queue while the batch that lent it lives:
+            // the event loop calls `own_lent` on every queue before the batch ends.
+            Chunk::Lent(v) => unsafe { v.bytes() },
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct OutQueue {
-    chunks: VecDeque<Vec<u8>>,
+    chunks: VecDeque<Chunk>,
     /// Bytes of the front chunk already written.
     front_pos: usize,
     /// The back chunk may be appended to (it is not a moved-in body, and no mark was set
@@ -39,13 +60,16 @@ impl OutQueue {
 
     /// The chunk to append small pieces to.
     pub fn open_chunk(&mut self) -> &mut Vec<u8> {
-        if !self.back_open || self.chunks.is_empty() {
-            self.chunks.push_back(std::mem::take(&mut self.spare));
+        if !self.back_open || !matches!(self.chunks.back(), Some(Chunk::Owned(_))) {
+            self.chunks
+                .push_back(Chunk::Owned(std::mem::take(&mut self.spare)));
             self.back_open = true;
         }
-        // Just ensured non-empty.
-        let last = self.chunks.len() - 1;
-        &mut self.chunks[last]
+        match self.chunks.back_mut() {
+            Some(Chunk::Owned(v)) => v,
+            // Just pushed an owned chunk when the back was anything else.
+            _ => unreachable!("the open chunk is owned"),
+        }
     }
 
     pub fn push_bytes(&mut self, bytes: &[u8]) {
@@ -55,11 +79,37 @@ impl OutQueue {
     /// Queues a body: moved in whole when large, appended when small.
     pub fn push_body(&mut self, body: Vec<u8>) {
         if body.len() >= OWN_CHUNK_MIN {
-            self.chunks.push_back(body);
+            self.chunks.push_back(Chunk::Owned(body));
             self.back_open = false;
         } else if !body.is_empty() {
             self.push_bytes(&body);
         }
+    }
+
+    /// Queues a value lent by the store, uncopied. [`OutQueue::own_lent`] must run before the
+    /// batch that lent it ends.
+    pub fn push_lent(&mut self, value: storage::InPlace) {
+        if !value.is_empty() {
+            self.chunks.push_back(Chunk::Lent(value));
+            self.back_open = false;
+        }
+    }
+
+    /// Copies what is left to write of every lent value into owned memory: called before the
+    /// batch that lent them ends. Returns whether there was any.
+    pub fn own_lent(&mut self) -> bool {
+        let mut any = false;
+        for (i, chunk) in self.chunks.iter_mut().enumerate() {
+            if let Chunk::Lent(_) = chunk {
+                let start = if i == 0 { self.front_pos } else { 0 };
+                *chunk = Chunk::Owned(chunk.bytes()[start..].to_vec());
+                if i == 0 {
+                    self.front_pos = 0;
+                }
+                any = true;
+            }
+        }
+        any
     }
 
     /// Starts a new chunk and returns a mark for [`OutQueue::truncate_to`]: everything queued
@@ -88,7 +138,7 @@ impl OutQueue {
             let mut n = 0;
             for (i, chunk) in self.chunks.iter().take(MAX_IOVECS).enumerate() {
                 let start = if i == 0 { self.front_pos } else { 0 };
-                slices[i] = IoSlice::new(&chunk[start..]);
+                slices[i] = IoSlice::new(&chunk.bytes()[start..]);
                 n = i + 1;
             }
             match w.write_vectored(&slices[..n]) {
@@ -110,14 +160,14 @@ impl OutQueue {
             let Some(front) = self.chunks.front() else {
                 return;
             };
-            let left = front.len() - self.front_pos;
+            let left = front.bytes().len() - self.front_pos;
             if written < left {
                 self.front_pos += written;
                 return;
             }
             written -= left;
             self.front_pos = 0;
-            if let Some(mut done) = self.chunks.pop_front() {
+            if let Some(Chunk::Owned(mut done)) = self.chunks.pop_front() {
                 // Reuse a small written chunk for the next replies instead of reallocating.
                 if done.capacity() <= OWN_CHUNK_MIN && self.spare.capacity() == 0 {
                     done.clear();
@@ -189,6 +239,36 @@ mod tests {
         }
         assert_eq!(w.got, expected);
         assert!(q.is_empty());
+    }
+
+    #[test]
+    fn a_lent_value_partly_written_is_owned_from_where_it_stopped() {
+        static VALUE: [u8; 50_000] = {
+            let mut v = [0u8; 50_000];
+            let mut i = 0;
+            while i < v.len() {
+                v[i] = (i % 251) as u8;
+                i += 1;
+            }
+            v
+        };
+        let mut q = OutQueue::default();
+        q.push_bytes(b"head");
+        q.push_lent(storage::InPlace::from(&VALUE[..]));
+        q.push_bytes(b"next");
+        let mut w = Trickle {
+            got: Vec::new(),
+            cap: 10_000,
+            calls: 0,
+        };
+        assert_eq!(q.write_to(&mut w).0, Flushed::Partly);
+        assert!(q.own_lent(), "the value was still queued");
+        assert!(!q.own_lent(), "nothing lent is left");
+        while q.write_to(&mut w).0 != Flushed::All {}
+        let mut expected = b"head".to_vec();
+        expected.extend_from_slice(&VALUE);
+        expected.extend_from_slice(b"next");
+        assert_eq!(w.got, expected);
     }
 
     #[test]

@@ -52,3 +52,39 @@ fn a_smaller_map_size_keeps_the_file() {
         3 << 20
     );
 }
+
+/// A value lent in place stays as it was read until the batch ends, whatever is written
+/// after it: here another pass (as another worker would) overwrites it and commits, which
+/// frees its pages, and then the lending pass writes enough to take freed pages; its read
+/// snapshot, kept open once a value is lent, keeps those pages from being reused.
+#[test]
+fn a_lent_value_outlives_later_writes_of_any_pass() {
+    let d = TempDir::new("wm");
+    let mut opts = options(d.path(), 64 * MIB, MIB);
+    // No journal: no checkpoint pin that would keep the pages anyway.
+    opts.sync_writes = false;
+    let s = Store::open(&opts).unwrap();
+    let old: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    with_batch(&s, |b| b.put(b"big", &old, 0, 0, 0).unwrap());
+    let mut lending = s.batch();
+    let (_, value) = lending.get_for_reply(b"big", 0, 1024).unwrap();
+    let ReplyValue::InPlace(lent) = value else {
+        panic!("a large value read before any write is lent");
+    };
+    for round in 0..3u8 {
+        with_batch(&s, |b| {
+            b.put(b"big", &vec![round; old.len()], 0, 0, 0).unwrap();
+        });
+    }
+    for i in 0..2000u32 {
+        lending.put(&i.to_be_bytes(), &[9; 2000], 0, 0, 0).unwrap();
+    }
+    // SAFETY: the lending batch has not ended.
+    assert_eq!(unsafe { lent.bytes() }, &old[..]);
+    // After its first write the pass reads its own changes, copied.
+    assert!(matches!(
+        lending.get_for_reply(b"big", 0, 1).unwrap().1,
+        ReplyValue::Copied(v) if v == vec![2u8; old.len()]
+    ));
+    lending.commit().unwrap();
+}
