@@ -207,10 +207,10 @@ fn kv_lookup<'t, T: Transaction>(txn: &'t T, s: &Store, key: &[u8], now: u64) ->
 }
 
 pub(crate) fn kv_get<T: Transaction>(txn: &T, s: &Store, key: &[u8], now: u64) -> Result<Record> {
-    let rec = kv_lookup(txn, s, key, now)?;
+    let (ver, value) = kv_get_ref(txn, s, key, now)?;
     Ok(Record {
-        ver: rec.ver,
-        value: rec.payload.to_vec(),
+        ver,
+        value: value.to_vec(),
     })
 }
 
