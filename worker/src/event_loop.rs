@@ -366,13 +366,13 @@ impl EventLoop {
                         false
                     }
                 };
-                self.release_held(service);
+                self.release_held();
                 self.flush_dirty(committed, service);
             } else {
                 // Nothing to commit: the replies go out while the batch still lends its values
                 // (large GET values then go from the map straight into the sockets), and what
                 // the sockets did not take is copied before the batch ends.
-                self.release_held(service);
+                self.release_held();
                 self.flush_dirty(true, service);
                 self.own_lent();
                 drop(batch);
@@ -812,32 +812,28 @@ impl EventLoop {
         self.flusher.as_ref().map_or(u64::MAX, Flusher::durable)
     }
 
-    /// Moves the connections whose journal flush is done to the dirty list; closes those
-    /// whose flush failed, without their replies (a write that may not be on disk never gets
-    /// its `200`).
-    fn release_held(&mut self, service: &mut dyn Service) {
+    /// The newest journal flush that failed (0: none).
+    fn flushes_failed(&self) -> u64 {
+        self.flusher.as_ref().map_or(0, Flusher::failed)
+    }
+
+    /// Moves the held connections whose journal flush is over to the dirty list, where
+    /// `flush_dirty` writes their replies (flush done) or closes them without (flush failed).
+    fn release_held(&mut self) {
         if self.held.is_empty() {
             return;
         }
-        let durable = self.flushes_durable();
-        let failed = self.flusher.as_ref().map_or(0, Flusher::failed);
+        let over = self.flushes_durable().max(self.flushes_failed());
         let mut held = std::mem::take(&mut self.held);
         held.sort_unstable();
         held.dedup();
-        held.retain(|&key| {
-            let Some(conn) = self.conns.get(key) else {
-                return false;
-            };
-            if conn.hold <= durable {
+        held.retain(|&key| match self.conns.get(key) {
+            Some(conn) if conn.hold <= over => {
                 self.dirty.push(key);
-                return false;
+                false
             }
-            if conn.hold <= failed {
-                log::error!("closing a connection whose writes' journal flush failed");
-                self.close(key, service);
-                return false;
-            }
-            true
+            Some(_) => true,
+            None => false,
         });
         self.held = held;
     }
@@ -850,6 +846,7 @@ impl EventLoop {
         dirty.sort_unstable();
         dirty.dedup();
         let durable = self.flushes_durable();
+        let failed = self.flushes_failed();
         for &key in &dirty {
             let Some(conn) = self.conns.get_mut(key) else {
                 continue;
@@ -860,12 +857,20 @@ impl EventLoop {
             if conn.in_pass && self.flushes_issued > durable {
                 conn.hold = self.flushes_issued;
             }
-            if conn.hold > durable {
-                // The pass is over for this connection (`fail_pass` of a later pass must not
-                // reach back into this one's replies).
-                conn.in_pass = false;
-                self.held.push(key);
-                continue;
+            if conn.hold != 0 {
+                if conn.hold <= failed {
+                    log::error!("closing a connection whose writes' journal flush failed");
+                    self.close(key, service);
+                    continue;
+                }
+                if conn.hold > durable {
+                    // The pass is over for this connection (`fail_pass` of a later pass must
+                    // not reach back into this one's replies).
+                    conn.in_pass = false;
+                    self.held.push(key);
+                    continue;
+                }
+                conn.hold = 0;
             }
             let step = conn.flush(&self.metrics);
             if step == Step::Close {
