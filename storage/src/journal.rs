@@ -710,10 +710,11 @@ impl Drop for Journal {
 
 fn checkpoint_thread(ctx: Ctx, ready: mpsc::Sender<Result<()>>, stop: mpsc::Receiver<bool>) {
     let env = &*ctx.env;
-    let mut pin = match checkpoint(env, &ctx) {
-        Ok(pin) => {
+    let (mut pin, mut kept_from) = match checkpoint(env, &ctx) {
+        Ok((pin, needed)) => {
+            remove_segments_before(&ctx.dir, needed);
             let _ = ready.send(Ok(()));
-            pin
+            (pin, needed)
         }
         Err(e) => {
             let _ = ready.send(Err(e));
@@ -733,7 +734,15 @@ fn checkpoint_thread(ctx: Ctx, ready: mpsc::Sender<Result<()>>, stop: mpsc::Rece
         if changed {
             // The new pin is taken before the old one is dropped (see the module docs).
             match checkpoint(env, &ctx) {
-                Ok(p) => pin = p,
+                Ok((p, needed)) => {
+                    pin = p;
+                    // Segments before `kept_from` are gone: list the folder only when the
+                    // checkpoint moved past it.
+                    if needed > kept_from {
+                        remove_segments_before(&ctx.dir, needed);
+                        kept_from = needed;
+                    }
+                }
                 Err(e) => log::error!("journal checkpoint failed: {e}"),
             }
         }
@@ -743,8 +752,9 @@ fn checkpoint_thread(ctx: Ctx, ready: mpsc::Sender<Result<()>>, stop: mpsc::Rece
     }
 }
 
-/// Takes a checkpoint and returns its pin: the read transaction on its snapshot.
-fn checkpoint<'e>(env: &'e Environment, ctx: &Ctx) -> Result<RoTransaction<'e>> {
+/// Takes a checkpoint and returns its pin (the read transaction on its snapshot) and the
+/// oldest segment the newest stored checkpoint still needs.
+fn checkpoint<'e>(env: &'e Environment, ctx: &Ctx) -> Result<(RoTransaction<'e>, u64)> {
     // The write lock, so that no commit rewrites a meta page while it is read; the pin is
     // then the snapshot of the newest meta page.
     let rw = begin(env, |e| e.begin_rw_txn())?;
@@ -768,8 +778,7 @@ fn checkpoint<'e>(env: &'e Environment, ctx: &Ctx) -> Result<RoTransaction<'e>> 
     };
     env.sync(true)?;
     let best = store_checkpoint(&ctx.dir, &ck)?;
-    remove_segments_before(&ctx.dir, best.pos.gen);
-    Ok(pin)
+    Ok((pin, best.pos.gen))
 }
 
 /// Applies the journal's records after `ck` (from `ck.pos` on, through the later segments)
