@@ -11,9 +11,11 @@ mod cycle;
 mod daemon;
 mod error;
 mod listen;
+mod logs;
 mod notify;
 mod pidfile;
 mod process;
+mod reload;
 mod signals;
 mod upgrade;
 
@@ -122,7 +124,7 @@ fn run(path: &Path) -> i32 {
         None
     };
     // From here on a daemon's stderr is /dev/null: errors go through the reporter.
-    let signals = cycle::init_logger(&conf).and_then(|()| {
+    let signals = logs::init_logger(&conf).and_then(|()| {
         if conf.daemon {
             // Whatever a library prints to stderr lands in the log instead of /dev/null.
             if let Err(e) = conf::logger::redirect_stderr() {
@@ -130,7 +132,7 @@ fn run(path: &Path) -> i32 {
             }
         }
         if let Some(user) = &user {
-            cycle::chown_logs(&conf, user);
+            logs::chown_logs(&conf, user);
         }
         signals::SignalPipe::install()
     });
@@ -155,8 +157,9 @@ fn run(path: &Path) -> i32 {
     // A master started by a binary upgrade is the old master's child: while that one lives,
     // systemd may still take it for the main process (a rollback).
     let upgraded_from = upgrading.then(nix::unistd::getppid);
-    let master = cycle::Master::new(conf, listeners, user, signals, reporter, binary, metrics);
-    master.notify_with(notifier, upgraded_from).run()
+    let table = process::Table::new(conf, listeners, user, signals, reporter, metrics);
+    let upgrade = upgrade::Upgrade::new(binary, upgraded_from);
+    cycle::Master::new(table, upgrade, notifier).run()
 }
 
 /// Everything that can fail before the master detaches, so that a failure is reported on the

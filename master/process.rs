@@ -1,19 +1,36 @@
-//! The worker table as plain data, the crash accounting of a slot, and what a freshly forked
-//! child does before it becomes a worker (switch user, parent-death signal, `worker::run`).
+//! The process table as plain data: the workers of every generation, the crash accounting of
+//! the current generation's slots, and everything a worker is forked with (the conf in force,
+//! the listening sockets, the workers' user). Also the fork itself, and what a freshly forked
+//! child does before it becomes a worker (close the master's descriptors, switch user,
+//! parent-death signal, `worker::run`). What the master does with the table (when to spawn,
+//! respawn or retire) is the cycle's and the reload's business.
 
 use std::ffi::CString;
 use std::fmt;
-use std::net::TcpListener;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use conf::Conf;
+use nix::errno::Errno;
+use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::sys::prctl;
-use nix::sys::signal::Signal;
+use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::WaitStatus;
-use nix::unistd::{self, Pid, User};
+use nix::unistd::{self, ForkResult, Pid, User};
 
+use crate::daemon::Reporter;
 use crate::error::MasterError;
+use crate::listen::Listener;
+use crate::signals::{self, SignalPipe};
+
+/// How long a new worker may take to write its ready byte.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// After TERM (fast stop), how long workers get before SIGKILL.
+pub const TERMINATE_GRACE: Duration = Duration::from_secs(3);
+/// Added to `shutdown_timeout` before a retiring worker gets SIGKILL: the worker enforces the
+/// timeout itself, the master only catches one that hangs.
+pub const QUIT_SLACK: Duration = Duration::from_secs(1);
 
 /// Where a worker is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -157,23 +174,222 @@ pub fn chown_tree(path: &Path, user: &User) -> Result<(), MasterError> {
 
 /// The number of threads of this process. The master forks, so it must have exactly one: a
 /// lock held by another thread at fork time would stay locked forever in the child.
-pub fn thread_count() -> usize {
+fn thread_count() -> usize {
     std::fs::read_dir("/proc/self/task")
         .map(|d| d.count())
         .unwrap_or(1)
 }
 
-/// The child side of `fork`, once the master's state it must not keep is closed: switch user,
-/// arm the parent-death signal, run the worker, exit with its code. Never returns.
-pub fn run_child(
-    conf: conf::Conf,
-    listeners: Vec<TcpListener>,
-    slot: usize,
-    ready: OwnedFd,
-    user: Option<&User>,
-    master: Pid,
-    metrics: worker::SharedMetrics,
-) -> ! {
+/// The process table, and what its workers are forked with.
+pub struct Table {
+    /// The conf in force: the current generation runs it.
+    pub conf: Conf,
+    /// The user workers switch to (the master runs as root).
+    pub user: Option<User>,
+    /// Bound once; only a reload adds (or, once no worker uses them, removes) entries.
+    pub listeners: Vec<Listener>,
+    /// The generation of the workers that serve `conf`.
+    pub generation: u64,
+    pub workers: Vec<Worker>,
+    /// Crash accounting of the current generation, one per slot.
+    pub slots: Vec<Slot>,
+    /// This master's pid.
+    pub pid: Pid,
+    /// The workers' shared `/metrics` counters (mapped before the first fork).
+    pub metrics: worker::SharedMetrics,
+    /// The master's signal pipe; `None` only in a child, where it has been closed.
+    pub signals: Option<SignalPipe>,
+    /// While daemonized and not ready yet: the way to tell the original process. A child
+    /// closes it.
+    pub reporter: Option<Reporter>,
+}
+
+/// `count` slots with no history.
+pub fn fresh_slots(count: usize) -> Vec<Slot> {
+    (0..count).map(|_| Slot::default()).collect()
+}
+
+impl Table {
+    /// The table of a master that owns the bound `listeners` and the installed `signals`: no
+    /// worker yet, one empty slot per worker the conf asks for.
+    pub fn new(
+        conf: Conf,
+        listeners: Vec<Listener>,
+        user: Option<User>,
+        signals: SignalPipe,
+        reporter: Option<Reporter>,
+        metrics: worker::SharedMetrics,
+    ) -> Table {
+        Table {
+            slots: fresh_slots(conf.worker_count()),
+            conf,
+            user,
+            listeners,
+            generation: 0,
+            workers: Vec::new(),
+            pid: unistd::getpid(),
+            metrics,
+            signals: Some(signals),
+            reporter,
+        }
+    }
+
+    /// Whether a worker of the current generation has not written its ready byte yet.
+    pub fn starting(&self) -> bool {
+        self.workers
+            .iter()
+            .any(|w| w.generation == self.generation && w.state == State::Spawning)
+    }
+
+    /// Whether a worker of `generation` serves.
+    pub fn serving(&self, generation: u64) -> bool {
+        self.workers
+            .iter()
+            .any(|w| w.generation == generation && w.state == State::Running)
+    }
+
+    /// No backed-off slot is spawned again.
+    pub fn cancel_respawns(&mut self) {
+        for s in &mut self.slots {
+            s.respawn_at = None;
+        }
+    }
+
+    /// Forks a worker for every slot (see [`Table::respawn`]).
+    pub fn respawn_all(&mut self) {
+        for slot in 0..self.slots.len() {
+            self.respawn(slot);
+        }
+    }
+
+    /// Forks a worker for `slot`; a failed fork is retried in 1 s.
+    pub fn respawn(&mut self, slot: usize) {
+        if let Err(e) = self.spawn(slot) {
+            conf::alert!("{e}, retrying in 1 s");
+            self.slots[slot].respawn_at = Some(Instant::now() + Duration::from_secs(1));
+        }
+    }
+
+    /// Forks one worker of the current generation for `slot`.
+    pub fn spawn(&mut self, slot: usize) -> Result<(), MasterError> {
+        let (ready_read, ready_write) = unistd::pipe2(OFlag::O_CLOEXEC)
+            .map_err(|e| MasterError::os("create a ready pipe", e))?;
+        fcntl(ready_read.as_raw_fd(), FcntlArg::F_SETFL(OFlag::O_NONBLOCK))
+            .map_err(|e| MasterError::os("create a ready pipe", e))?;
+        let threads = thread_count();
+        if threads != 1 {
+            conf::alert!("the master has {threads} threads at fork time, expected 1");
+        }
+        let old_mask = signals::block();
+        // SAFETY: the master is single-threaded (checked above, and it never starts a thread),
+        // so the child may run any code: no lock can be held by a thread that does not exist
+        // in the child.
+        let forked = unsafe { unistd::fork() };
+        match forked {
+            Err(e) => {
+                signals::restore(&old_mask);
+                Err(MasterError::os("fork a worker", e))
+            }
+            Ok(ForkResult::Child) => {
+                signals::reset_in_child();
+                drop(ready_read);
+                self.become_worker(slot, ready_write)
+            }
+            Ok(ForkResult::Parent { child }) => {
+                signals::restore(&old_mask);
+                drop(ready_write);
+                conf::notice!("started worker {child} in slot {slot}");
+                self.workers.push(Worker {
+                    slot,
+                    generation: self.generation,
+                    pid: child,
+                    state: State::Spawning,
+                    spawned: Instant::now(),
+                    ready: Some(ready_read),
+                    kill_at: None,
+                    killed: false,
+                });
+                Ok(())
+            }
+        }
+    }
+
+    /// In the child: close what belongs to the master (signal pipe, other workers' ready pipes,
+    /// the daemon report pipe, listeners this conf does not list), then run the worker.
+    fn become_worker(&mut self, slot: usize, ready: OwnedFd) -> ! {
+        self.signals = None;
+        self.reporter = None;
+        for w in &mut self.workers {
+            w.ready = None;
+        }
+        let mut all = std::mem::take(&mut self.listeners);
+        let mut listeners = Vec::new();
+        for l in &self.conf.listen {
+            if let Some(i) = all.iter().position(|b| b.addr == l.addr) {
+                listeners.push(all.swap_remove(i).socket);
+            }
+        }
+        drop(all);
+        let args = worker::WorkerArgs {
+            conf: self.conf.clone(),
+            listeners,
+            slot,
+            ready: Some(ready),
+            metrics: self.metrics,
+        };
+        run_child(args, self.user.as_ref(), self.pid)
+    }
+
+    /// The ready pipe of worker `i` is readable: a byte means it serves, EOF that it is dying
+    /// before serving (the reap will tell how).
+    pub fn read_ready(&mut self, i: usize) {
+        let w = &mut self.workers[i];
+        let Some(fd) = &w.ready else { return };
+        let mut byte = [0u8; 1];
+        match unistd::read(fd.as_raw_fd(), &mut byte) {
+            Ok(1) => {
+                w.ready = None;
+                if w.state == State::Spawning {
+                    w.state = State::Running;
+                    log::info!("worker {} (slot {}) is ready", w.pid, w.slot);
+                }
+            }
+            Err(Errno::EAGAIN) | Err(Errno::EINTR) => {}
+            Ok(_) | Err(_) => w.ready = None,
+        }
+    }
+
+    /// Sends QUIT to every worker of an older generation that was not told yet.
+    pub fn retire_old(&mut self) {
+        let kill_at = Instant::now() + self.conf.shutdown_timeout + QUIT_SLACK;
+        let mut n = 0;
+        for w in &mut self.workers {
+            if w.generation != self.generation && w.state != State::Exiting {
+                signal_worker(w.pid, Signal::SIGQUIT);
+                w.state = State::Exiting;
+                w.kill_at = Some(kill_at);
+                n += 1;
+            }
+        }
+        if n > 0 {
+            conf::notice!("retiring {n} old workers");
+        }
+    }
+}
+
+/// Sends `sig` to a worker; one that is already gone (ESRCH) is reaped soon.
+pub fn signal_worker(pid: Pid, sig: Signal) {
+    match kill(pid, sig) {
+        Ok(()) | Err(Errno::ESRCH) => {}
+        Err(e) => conf::alert!("could not send {} to worker {pid}: {e}", sig.as_str()),
+    }
+}
+
+/// The child side of `fork`, once the master's state it must not keep is closed: switch to
+/// `user`, arm the parent-death signal (unless the `master` is gone already), run the worker,
+/// exit with its code. Never returns.
+fn run_child(args: worker::WorkerArgs, user: Option<&User>, master: Pid) -> ! {
+    let slot = args.slot;
     if let Some(user) = user {
         if let Err(e) = switch_user(user) {
             conf::emerg!(
@@ -192,13 +408,7 @@ pub fn run_child(
     if unistd::getppid() != master {
         std::process::exit(0);
     }
-    std::process::exit(worker::run(worker::WorkerArgs {
-        conf,
-        listeners,
-        slot,
-        ready: Some(ready),
-        metrics,
-    }))
+    std::process::exit(worker::run(args))
 }
 
 /// setgid, initgroups, setuid: in that order, since each needs the privileges the next drops.
