@@ -4,6 +4,7 @@
 
 use super::lexer::Word;
 use super::values::{parse_digits, parse_flag, parse_size, parse_time, resolve};
+use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -42,13 +43,26 @@ impl Args<'_> {
         }
     }
 
+    /// Argument `i` read by `parse` (`kind` is the message when it cannot be) and within
+    /// `range` (`outside` is the message when it is not).
+    fn ranged<V: PartialOrd>(
+        &self,
+        i: usize,
+        parse: fn(&str) -> Option<V>,
+        kind: &'static str,
+        range: RangeInclusive<V>,
+        outside: &'static str,
+    ) -> Result<V, Bad> {
+        match parse(self.str(i)) {
+            None => self.bad(i, kind),
+            Some(v) if !range.contains(&v) => self.bad(i, outside),
+            Some(v) => Ok(v),
+        }
+    }
+
     /// A size of at least `min` bytes; `too_small` is the message when it is less.
     pub(super) fn size(&self, i: usize, min: u64, too_small: &'static str) -> Result<u64, Bad> {
-        match parse_size(self.str(i)) {
-            None => self.bad(i, "a size like 64m"),
-            Some(n) if n < min => self.bad(i, too_small),
-            Some(n) => Ok(n),
-        }
+        self.ranged(i, parse_size, "a size like 64m", min..=u64::MAX, too_small)
     }
 
     /// A time of at least `min`; `too_small` is the message when it is less.
@@ -58,11 +72,13 @@ impl Args<'_> {
         min: Duration,
         too_small: &'static str,
     ) -> Result<Duration, Bad> {
-        match parse_time(self.str(i)) {
-            None => self.bad(i, "a time like 60s"),
-            Some(t) if t < min => self.bad(i, too_small),
-            Some(t) => Ok(t),
-        }
+        self.ranged(
+            i,
+            parse_time,
+            "a time like 60s",
+            min..=Duration::MAX,
+            too_small,
+        )
     }
 
     /// A plain decimal number in `min..=max`; `range` is the message when it is outside.
@@ -73,11 +89,7 @@ impl Args<'_> {
         max: u64,
         range: &'static str,
     ) -> Result<u64, Bad> {
-        match parse_digits(self.str(i)) {
-            None => self.bad(i, "a number like 1024"),
-            Some(n) if n < min || n > max => self.bad(i, range),
-            Some(n) => Ok(n),
-        }
+        self.ranged(i, parse_digits, "a number like 1024", min..=max, range)
     }
 
     pub(super) fn count(&self, i: usize) -> Result<usize, Bad> {
