@@ -1,5 +1,8 @@
+use super::values::{parse_listen, parse_size, parse_time};
 use super::*;
-use crate::MqConf;
+use crate::{Listen, LogLevel, LogTarget, Mode, MqConf, WorkerCount};
+use std::path::PathBuf;
+use std::time::Duration;
 
 const FILE: &str = "/etc/huststore/huststore.conf";
 
