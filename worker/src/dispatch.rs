@@ -14,92 +14,14 @@ use crate::service::{ConnRef, Pass, Service};
 use crate::{auth::Users, query::Params};
 use std::time::{Duration, Instant};
 
-/// What the metrics and the access log keep of an answered request: label, status, body
-/// size and access-log entry.
-pub type Record = (Label, u16, usize, Option<access_log::Entry>);
-
-/// Accounts one answered request, `took` after it arrived, in the metrics and the access log.
-pub fn account(
-    metrics: &SharedMetrics,
-    access_log: Option<&mut AccessLog>,
-    (label, status, bytes, entry): Record,
-    took: Duration,
-) {
-    metrics.request(label, status, took.as_micros() as u64);
-    if let (Some(log), Some(entry)) = (access_log, entry) {
-        log.record(&entry, status, bytes, took);
-    }
-}
-
-impl PassLog {
-    /// Accounts every reply given in the pass, `took` after the pass began, and flushes the
-    /// access log.
-    pub fn account(
-        &mut self,
-        metrics: &SharedMetrics,
-        mut access_log: Option<&mut AccessLog>,
-        took: Duration,
-    ) {
-        for record in self.records.drain(..) {
-            account(metrics, access_log.as_deref_mut(), record, took);
-        }
-        if let Some(log) = access_log {
-            log.flush();
-        }
-    }
-}
-
-/// The parked requests not answered yet, with what their record needs.
-#[derive(Default)]
-pub struct ParkedRequests {
-    /// Connection, metrics label, when it parked, its access-log entry.
-    requests: Vec<(ConnRef, Label, Instant, Option<access_log::Entry>)>,
-    /// Connections with a parked `/debug/sleep`.
-    sleepers: Vec<ConnRef>,
-}
-
-impl ParkedRequests {
-    /// Moves the requests parked by the last dispatches (at `now`) out of `log`.
-    pub fn settle(&mut self, log: &mut PassLog, now: Instant) {
-        for (who, label, slept, entry) in log.parked.drain(..) {
-            if slept {
-                self.sleepers.push(who);
-            }
-            self.requests.push((who, label, now, entry));
-        }
-    }
-
-    /// The parked request of `who` is answered: its label, when it parked, its entry.
-    pub fn take(&mut self, who: ConnRef) -> Option<(Label, Instant, Option<access_log::Entry>)> {
-        let pos = self.requests.iter().position(|p| p.0 == who)?;
-        let (_, label, since, entry) = self.requests.swap_remove(pos);
-        Some((label, since, entry))
-    }
-
-    /// Takes `who` off the sleepers; whether its parked request was a `/debug/sleep`.
-    pub fn slept(&mut self, who: ConnRef) -> bool {
-        let Some(pos) = self.sleepers.iter().position(|s| *s == who) else {
-            return false;
-        };
-        self.sleepers.swap_remove(pos);
-        true
-    }
-
-    /// The client of a parked request went away.
-    pub fn forget(&mut self, who: ConnRef) {
-        self.sleepers.retain(|s| *s != who);
-        self.requests.retain(|p| p.0 != who);
-    }
-}
-
 /// Filled by [`dispatch`] during a pass.
 #[derive(Default)]
 pub struct PassLog {
     /// Label, status, body size and access-log entry of every reply given in the pass (timed
     /// when the pass's replies go out).
-    pub records: Vec<(Label, u16, usize, Option<access_log::Entry>)>,
+    records: Vec<(Label, u16, usize, Option<access_log::Entry>)>,
     /// Requests parked in the pass: connection, label, whether it is a `/debug/sleep`, entry.
-    pub parked: Vec<(ConnRef, Label, bool, Option<access_log::Entry>)>,
+    parked: Vec<(ConnRef, Label, bool, Option<access_log::Entry>)>,
 }
 
 /// What [`dispatch`] needs besides the request.
@@ -227,4 +149,82 @@ fn route_and_serve(
         body,
     };
     (label, service.call(op, &req, who, pass), false)
+}
+
+/// What the metrics and the access log keep of an answered request: label, status, body
+/// size and access-log entry.
+pub type Record = (Label, u16, usize, Option<access_log::Entry>);
+
+/// Accounts one answered request, `took` after it arrived, in the metrics and the access log.
+pub fn account(
+    metrics: &SharedMetrics,
+    access_log: Option<&mut AccessLog>,
+    (label, status, bytes, entry): Record,
+    took: Duration,
+) {
+    metrics.request(label, status, took.as_micros() as u64);
+    if let (Some(log), Some(entry)) = (access_log, entry) {
+        log.record(&entry, status, bytes, took);
+    }
+}
+
+impl PassLog {
+    /// Accounts every reply given in the pass, `took` after the pass began, and flushes the
+    /// access log.
+    pub fn account(
+        &mut self,
+        metrics: &SharedMetrics,
+        mut access_log: Option<&mut AccessLog>,
+        took: Duration,
+    ) {
+        for record in self.records.drain(..) {
+            account(metrics, access_log.as_deref_mut(), record, took);
+        }
+        if let Some(log) = access_log {
+            log.flush();
+        }
+    }
+}
+
+/// The parked requests not answered yet, with what their record needs.
+#[derive(Default)]
+pub struct ParkedRequests {
+    /// Connection, metrics label, when it parked, its access-log entry.
+    requests: Vec<(ConnRef, Label, Instant, Option<access_log::Entry>)>,
+    /// Connections with a parked `/debug/sleep`.
+    sleepers: Vec<ConnRef>,
+}
+
+impl ParkedRequests {
+    /// Moves the requests parked by the last dispatches (at `now`) out of `log`.
+    pub fn settle(&mut self, log: &mut PassLog, now: Instant) {
+        for (who, label, slept, entry) in log.parked.drain(..) {
+            if slept {
+                self.sleepers.push(who);
+            }
+            self.requests.push((who, label, now, entry));
+        }
+    }
+
+    /// The parked request of `who` is answered: its label, when it parked, its entry.
+    pub fn take(&mut self, who: ConnRef) -> Option<(Label, Instant, Option<access_log::Entry>)> {
+        let pos = self.requests.iter().position(|p| p.0 == who)?;
+        let (_, label, since, entry) = self.requests.swap_remove(pos);
+        Some((label, since, entry))
+    }
+
+    /// Takes `who` off the sleepers; whether its parked request was a `/debug/sleep`.
+    pub fn slept(&mut self, who: ConnRef) -> bool {
+        let Some(pos) = self.sleepers.iter().position(|s| *s == who) else {
+            return false;
+        };
+        self.sleepers.swap_remove(pos);
+        true
+    }
+
+    /// The client of a parked request went away.
+    pub fn forget(&mut self, who: ConnRef) {
+        self.sleepers.retain(|s| *s != who);
+        self.requests.retain(|p| p.0 != who);
+    }
 }
