@@ -1,16 +1,27 @@
 //! One client connection: an explicit state machine over its own read and write buffers.
 //! Bytes come in through [`Conn::read_available`], complete requests go out to a dispatcher in
-//! order (pipelining), and replies are appended to the write buffer, which the loop flushes
-//! only after the pass's writes are committed.
+//! order (pipelining), and replies are appended to the write buffer, which is written only
+//! after the pass's writes are committed and their journal flush is durable. The connection
+//! owns all of its state, the pass it joined and the flush it holds for included; the loop
+//! acts only on its answers ([`Served`], [`AfterCommit`], [`Expiry`]): registering interest,
+//! closing, scheduling. It never knows the route table, the services or the store.
 
 use crate::http::{
     self, BodyFraming, ChunkProgress, ChunkedDecoder, FramingError, Head, HeadParse, Response,
 };
 use crate::metrics::SharedMetrics;
-use crate::outq::{Flushed, OutQueue};
+use crate::outq::OutQueue;
 use mio::net::TcpStream;
+use mio::{Interest, Registry, Token};
 use std::io::{self, Read};
 use std::time::{Duration, Instant};
+
+mod reply;
+#[cfg(test)]
+mod tests;
+
+pub use reply::AfterCommit;
+use reply::PassReplies;
 
 /// Consumed bytes are dropped from the front of the read buffer once they pass this size.
 const READ_CHUNK: usize = 64 * 1024;
@@ -21,7 +32,7 @@ pub const SCRATCH_SIZE: usize = 64 * 1024;
 
 /// Where a connection is in its request/response cycle.
 #[derive(Debug)]
-pub enum State {
+enum State {
     /// Waiting for (the rest of) a request head; with an empty buffer the connection is idle.
     ReadHead,
     /// Reading a body framed by `Content-Length`.
@@ -39,9 +50,13 @@ pub enum State {
     /// Dropping the body of a request already answered (a `413` by `Content-Length`), so the
     /// connection stays usable.
     Discard { remaining: u64 },
-    /// A handler parked the request (long poll, RPC, debug sleep); requests pipelined behind it
-    /// wait in the read buffer.
-    Parked { minor: u8, keep_alive: bool },
+    /// A handler parked the request (long poll, RPC, debug sleep) until `deadline` at the
+    /// latest; requests pipelined behind it wait in the read buffer.
+    Parked {
+        minor: u8,
+        keep_alive: bool,
+        deadline: Instant,
+    },
     /// The last reply is queued; close once it is written.
     Closing,
 }
@@ -62,13 +77,36 @@ pub enum Step {
     Close,
 }
 
+/// What the loop does with a connection after serving its requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Served {
+    /// It broke, is done, or its client left: close it.
+    Close,
+    /// Replies are queued: put it on the pass's dirty list (and schedule its timer).
+    Write,
+    /// Nothing to write yet: only schedule its timer.
+    Wait,
+}
+
+/// What a timer that fired means for a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expiry {
+    /// Its deadline moved on: schedule it again.
+    NotYet,
+    /// Its parked request timed out: answer it.
+    Parked,
+    /// Idle keep-alive, a head or body that took too long, or a client that does not read its
+    /// replies: close without a reply, as nginx does.
+    Close,
+}
+
 pub struct Conn {
-    pub stream: TcpStream,
+    stream: TcpStream,
     /// The client's address (for the access log).
-    pub peer: Option<std::net::SocketAddr>,
+    peer: Option<std::net::SocketAddr>,
     /// Distinguishes this connection from earlier ones in the same slab slot.
-    pub generation: u64,
-    pub state: State,
+    generation: u64,
+    state: State,
     inbuf: Vec<u8>,
     /// Bytes of `inbuf` already consumed.
     in_start: usize,
@@ -76,30 +114,26 @@ pub struct Conn {
     scanned: usize,
     out: OutQueue,
     /// The peer closed its side; finish what is queued, then close.
-    pub peer_closed: bool,
+    peer_closed: bool,
     /// Set when the worker retires: close after the request in progress.
-    pub draining: bool,
-    pub accepted_at: Instant,
+    draining: bool,
+    accepted_at: Instant,
     /// Requests answered so far.
-    pub served: u64,
+    served: u64,
     /// When the current partial request started (header timeout) or the connection went idle.
-    pub since: Instant,
+    since: Instant,
     /// Earliest timer entry scheduled for this connection, to avoid flooding the timer heap.
-    pub scheduled: Option<Instant>,
-    pub writable_interest: bool,
+    scheduled: Option<Instant>,
+    /// The socket is registered for writability too.
+    writable_interest: bool,
     /// A request head has started arriving (its header timeout runs from `since`).
     head_started: bool,
-    /// Deadline of a parked request.
-    pub park_deadline: Option<Instant>,
-    /// Replies queued in this loop pass, and where in `out` the pass began (to rewrite them if
-    /// the pass's commit fails).
-    pub pass_replies: u32,
-    pub pass_mark: usize,
-    /// Requests whose reply must wait for the commit were served on this connection this pass.
-    pub in_pass: bool,
+    /// Replies were queued on this connection in this pass: it joined the pass, and they
+    /// must wait for its commit.
+    pass: Option<PassReplies>,
     /// The journal flush (ticket) that must be done before what is queued may be written; 0
-    /// for none (see `EventLoop::flush_dirty`).
-    pub hold: u64,
+    /// for none (see [`Conn::after_commit`]).
+    hold: u64,
 }
 
 /// Limits the connection enforces.
@@ -111,10 +145,15 @@ pub struct Limits {
 }
 
 impl Conn {
-    pub fn new(stream: TcpStream, generation: u64, now: Instant) -> Conn {
+    pub fn new(
+        stream: TcpStream,
+        peer: Option<std::net::SocketAddr>,
+        generation: u64,
+        now: Instant,
+    ) -> Conn {
         Conn {
             stream,
-            peer: None,
+            peer,
             generation,
             state: State::ReadHead,
             inbuf: Vec::new(),
@@ -129,12 +168,49 @@ impl Conn {
             scheduled: None,
             writable_interest: false,
             head_started: false,
-            park_deadline: None,
-            pass_replies: 0,
-            pass_mark: 0,
-            in_pass: false,
+            pass: None,
             hold: 0,
         }
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    pub fn peer(&self) -> Option<std::net::SocketAddr> {
+        self.peer
+    }
+
+    /// Requests answered so far.
+    pub fn served(&self) -> u64 {
+        self.served
+    }
+
+    pub fn accepted_at(&self) -> Instant {
+        self.accepted_at
+    }
+
+    pub fn is_parked(&self) -> bool {
+        matches!(self.state, State::Parked { .. })
+    }
+
+    /// The worker retires: close after the request in progress.
+    pub fn drain(&mut self) {
+        self.draining = true;
+    }
+
+    pub fn reregister(
+        &mut self,
+        registry: &Registry,
+        token: Token,
+        interest: Interest,
+    ) -> io::Result<()> {
+        registry.reregister(&mut self.stream, token, interest)
+    }
+
+    pub fn deregister(&mut self, registry: &Registry) {
+        // The socket closes right after; a failure changes nothing.
+        let _ = registry.deregister(&mut self.stream);
     }
 
     /// Reads everything the socket has, through the worker's `scratch` buffer, so an idle
@@ -173,7 +249,7 @@ impl Conn {
 
     /// Gives back buffer memory an idle connection no longer needs (10k idle keep-alive
     /// connections must stay cheap).
-    pub fn trim_buffers(&mut self) {
+    fn trim_buffers(&mut self) {
         if self.in_start == self.inbuf.len() && self.inbuf.capacity() > IDLE_BUFFER_KEEP {
             self.inbuf = Vec::new();
             self.in_start = 0;
@@ -201,7 +277,7 @@ impl Conn {
             && self.out.is_empty()
     }
 
-    pub fn has_output(&self) -> bool {
+    fn has_output(&self) -> bool {
         !self.out.is_empty()
     }
 
@@ -377,10 +453,10 @@ impl Conn {
                 self.state = self.after_reply_state(keep_alive);
             }
             Outcome::Park { deadline } => {
-                self.park_deadline = Some(deadline);
                 self.state = State::Parked {
                     minor: head.minor,
                     keep_alive: head.keep_alive,
+                    deadline,
                 };
             }
         }
@@ -402,11 +478,13 @@ impl Conn {
         now: Instant,
         dispatch: &mut dyn FnMut(&Head, &[u8]) -> Outcome,
     ) -> Step {
-        let State::Parked { minor, keep_alive } = self.state else {
+        let State::Parked {
+            minor, keep_alive, ..
+        } = self.state
+        else {
             return Step::Continue;
         };
         let keep_alive = keep_alive && !resp.close && !self.draining;
-        self.park_deadline = None;
         self.queue_reply(resp.clone(), keep_alive, minor);
         self.state = self.after_reply_state(keep_alive);
         self.since = now;
@@ -424,67 +502,55 @@ impl Conn {
         self.state = State::Closing;
     }
 
-    fn queue_reply(&mut self, resp: Response, keep_alive: bool, minor: u8) {
-        if !self.in_pass {
-            self.in_pass = true;
-            self.pass_mark = self.out.mark();
-            self.pass_replies = 0;
+    /// What the loop does after [`Conn::process`] or [`Conn::finish_parked`] took `step`.
+    pub fn after_serving(&self, step: Step) -> Served {
+        if step == Step::Close {
+            return Served::Close;
         }
-        self.pass_replies += 1;
-        self.served += 1;
-        resp.write_head(self.out.open_chunk(), keep_alive, minor);
-        match resp.lent {
-            Some(value) => self.out.push_lent(value),
-            None => self.out.push_body(resp.body),
+        if self.peer_closed {
+            if self.is_parked() {
+                // The client of a parked request left: forget it at once.
+                return Served::Close;
+            }
+            if !self.has_output() && self.pass.is_none() {
+                return Served::Close;
+            }
+        }
+        if self.has_output() {
+            Served::Write
+        } else {
+            Served::Wait
         }
     }
 
-    /// Copies what is left of the values lent by the pass's batch (see `outq`); before the
-    /// batch ends.
-    pub fn own_lent(&mut self) {
-        self.out.own_lent();
+    /// The deadline the loop must put on its timer heap, when it holds no entry as early yet.
+    pub fn schedule(&mut self, limits: &Limits) -> Option<Instant> {
+        let deadline = self.deadline(limits);
+        if self.scheduled.is_none_or(|s| deadline < s) {
+            self.scheduled = Some(deadline);
+            return Some(deadline);
+        }
+        None
     }
 
-    /// The pass's commit failed: every reply queued in this pass becomes a `500` (reads of the
-    /// pass may have seen the uncommitted writes), and the connection closes after them.
-    pub fn fail_pass(&mut self) {
-        if !self.in_pass {
-            return;
+    /// A timer entry for `at` fired at `now`.
+    pub fn expire(&mut self, at: Instant, now: Instant, limits: &Limits) -> Expiry {
+        if self.scheduled == Some(at) {
+            self.scheduled = None;
         }
-        self.out.truncate_to(self.pass_mark);
-        let mut resp = Response::empty(500);
-        resp.close = true;
-        for _ in 0..self.pass_replies {
-            resp.write_head(self.out.open_chunk(), false, 1);
+        if self.deadline(limits) > now {
+            Expiry::NotYet
+        } else if self.is_parked() {
+            Expiry::Parked
+        } else {
+            Expiry::Close
         }
-        self.state = State::Closing;
-    }
-
-    /// Writes what is queued. `Close` when the connection is done or broken.
-    pub fn flush(&mut self, metrics: &SharedMetrics) -> Step {
-        self.in_pass = false;
-        let (flushed, written) = self.out.write_to(&mut self.stream);
-        metrics.bytes_out(written);
-        match flushed {
-            Flushed::Closed => return Step::Close,
-            Flushed::Partly => return Step::Continue,
-            Flushed::All => {}
-        }
-        if matches!(self.state, State::Closing) {
-            return Step::Close;
-        }
-        if self.peer_closed && !matches!(self.state, State::Parked { .. }) {
-            return Step::Close;
-        }
-        Step::Continue
     }
 
     /// When this connection times out if nothing happens.
-    pub fn deadline(&self, limits: &Limits) -> Instant {
+    fn deadline(&self, limits: &Limits) -> Instant {
         match &self.state {
-            State::Parked { .. } => self
-                .park_deadline
-                .unwrap_or(self.since + limits.keepalive_timeout),
+            State::Parked { deadline, .. } => *deadline,
             State::ReadHead if self.buffered().is_empty() && !self.has_output() => {
                 self.since + limits.keepalive_timeout
             }

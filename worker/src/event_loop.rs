@@ -1,14 +1,19 @@
 //! The worker's single-threaded mio loop. Each pass ends the same way: expire timers → let the
 //! service do its periodic work → commit the pass's write transaction → write the replies →
-//! check for shutdown. No reply leaves before the write it reports is committed.
+//! check for shutdown. No reply leaves before the write it reports is committed and its
+//! journal flush is durable. The loop owns the sockets' registrations, the slab, the timer
+//! heap and the parked lists; it acts on what connections answer (`conn`), hands requests to
+//! `dispatch`, and commits through `flusher`. It never blocks except in `poll`.
 
-use crate::access_log::{self, AccessLog};
-use crate::conn::{Conn, Limits, Outcome, State, Step};
+use crate::access_log::AccessLog;
+use crate::conn::{AfterCommit, Conn, Expiry, Limits, Served};
+use crate::dispatch::{account, dispatch, DispatchCtx, ParkedRequests, PassLog, Serving};
+use crate::flusher::Flushes;
 use crate::http::{Head, Response};
-use crate::metrics::{self, Label, SharedMetrics, OTHER};
-use crate::routes::{self, Op, Route};
+use crate::metrics::SharedMetrics;
+use crate::routes::{self, Route};
 use crate::service::{ConnRef, Pass, Service};
-use crate::{auth::Users, query::Params};
+use crate::{auth::Users, conn::Step};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
@@ -20,7 +25,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 /// Tokens below this are reserved; connection `k` of the slab has token `FIRST_CONN + k`.
 const SIGNAL: Token = Token(0);
 const FIRST_LISTENER: usize = 1;
-/// The journal flusher's wakeups (see [`Flusher`]).
+/// The journal flusher's wakeups (see [`Flushes`]).
 const FLUSHED: Token = Token(FIRST_CONN - 1);
 const FIRST_CONN: usize = 1024;
 /// Connections accepted per listener per pass, so one worker does not grab a whole burst
@@ -29,8 +34,8 @@ const ACCEPT_BATCH: usize = 64;
 /// A connection accepted but with no request yet counts as busy this long during a retire.
 const FRESH_CONNECTION_GRACE: Duration = Duration::from_secs(1);
 
-/// Why the loop should stop.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Why the loop should stop; the stronger reason wins (`max`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Stop {
     /// Keep running.
     No,
@@ -63,152 +68,20 @@ pub struct EventLoop {
     signals: Signals,
     /// Connections with replies queued in this pass.
     dirty: Vec<usize>,
-    /// Connections with a parked `/debug/sleep`.
-    sleepers: Vec<ConnRef>,
     /// Every read goes through this one buffer (see [`Conn::read_available`]).
     scratch: Box<[u8]>,
     /// Connections read in this pass, to be served in its second half.
     readable: Vec<usize>,
     /// Listeners that hit [`ACCEPT_BATCH`] and may still have connections queued.
     accept_pending: Vec<usize>,
-    commit_stats: CommitLog,
     metrics: SharedMetrics,
     /// What this pass's dispatches did, for the metrics and the park lists.
     pass_log: PassLog,
-    /// Parked requests: connection, metrics label, when it parked, its access-log entry.
-    parked: Vec<(ConnRef, Label, Instant, Option<access_log::Entry>)>,
+    parked: ParkedRequests,
     access_log: Option<AccessLog>,
-    /// `sync_writes off`: the flush interval and when the next flush is due.
-    sync_every: Option<(Duration, Instant)>,
-    /// Flushes the journal off the loop (kv mode, `sync_writes on`); started at the first
-    /// commit that needs it.
-    flusher: Option<Flusher>,
-    /// Tickets: the journal flushes handed to the flusher so far (the newest is this number).
-    flushes_issued: u64,
-    /// Connections whose queued replies wait for a journal flush (`Conn::hold`).
-    held: Vec<usize>,
-}
-
-/// The journal flusher: a thread that `fdatasync`s the journal of each committed pass (the
-/// newest one when several are waiting: it covers the older ones) while the loop goes on with
-/// the next passes, and wakes the loop when a flush is done. Replies of a pass wait for its
-/// flush (see `EventLoop::flush_dirty`), so a `200` still means the write is on disk; what
-/// changes is that the worker reads, applies and commits the next requests meanwhile.
-struct Flusher {
-    jobs: Option<std::sync::mpsc::Sender<(u64, storage::JournalFlush)>>,
-    /// The newest ticket known durable.
-    durable: std::sync::Arc<std::sync::atomic::AtomicU64>,
-    /// The newest ticket whose flush failed.
-    failed: std::sync::Arc<std::sync::atomic::AtomicU64>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Flusher {
-    fn start(waker: mio::Waker) -> io::Result<Flusher> {
-        use std::sync::atomic::{AtomicU64, Ordering};
-        use std::sync::Arc;
-        let (jobs, queue) = std::sync::mpsc::channel::<(u64, storage::JournalFlush)>();
-        let durable = Arc::new(AtomicU64::new(0));
-        let failed = Arc::new(AtomicU64::new(0));
-        let (d, f) = (durable.clone(), failed.clone());
-        let thread = std::thread::Builder::new()
-            .name("journal-flush".into())
-            .spawn(move || {
-                while let Ok(mut job) = queue.recv() {
-                    while let Ok(newer) = queue.try_recv() {
-                        job = newer;
-                    }
-                    let (ticket, flush) = job;
-                    match flush.wait() {
-                        Ok(()) => d.store(ticket, Ordering::Release),
-                        Err(_) => f.store(ticket, Ordering::Release),
-                    }
-                    if let Err(e) = waker.wake() {
-                        log::error!("could not wake the loop after a journal flush: {e}");
-                    }
-                }
-            })?;
-        Ok(Flusher {
-            jobs: Some(jobs),
-            durable,
-            failed,
-            thread: Some(thread),
-        })
-    }
-
-    fn durable(&self) -> u64 {
-        self.durable.load(std::sync::atomic::Ordering::Acquire)
-    }
-
-    fn failed(&self) -> u64 {
-        self.failed.load(std::sync::atomic::Ordering::Acquire)
-    }
-}
-
-impl Drop for Flusher {
-    fn drop(&mut self) {
-        // Let the flushes handed over finish before the worker exits.
-        self.jobs = None;
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-/// Filled by [`dispatch`] during a pass.
-#[derive(Default)]
-struct PassLog {
-    /// Label, status, body size and access-log entry of every reply given in the pass (timed
-    /// when the pass's replies go out).
-    records: Vec<(Label, u16, usize, Option<access_log::Entry>)>,
-    /// Requests parked in the pass: connection, label, whether it is a `/debug/sleep`, entry.
-    parked: Vec<(ConnRef, Label, bool, Option<access_log::Entry>)>,
-}
-
-/// What [`dispatch`] needs besides the request.
-struct DispatchCtx<'a> {
-    routes: &'static [Route],
-    users: Option<&'a Users>,
-    debug: bool,
-    metrics: SharedMetrics,
-    store: &'a storage::Store,
-}
-
-/// Group-commit figures, logged at info every few seconds while writes flow.
-#[derive(Debug)]
-struct CommitLog {
-    since: Instant,
-    commits: u64,
-    writes: u64,
-    micros: u64,
-}
-
-impl CommitLog {
-    fn record(&mut self, stats: storage::CommitStats) {
-        self.commits += 1;
-        self.writes += stats.writes as u64;
-        self.micros += stats.micros;
-        let elapsed = self.since.elapsed();
-        if elapsed >= Duration::from_secs(5) {
-            log::info!(
-                "group commit: {} commits, {:.1} writes each, {} us each, {:.0} writes/s",
-                self.commits,
-                self.writes as f64 / self.commits as f64,
-                self.micros / self.commits,
-                self.writes as f64 / elapsed.as_secs_f64()
-            );
-            *self = CommitLog::new();
-        }
-    }
-
-    fn new() -> CommitLog {
-        CommitLog {
-            since: Instant::now(),
-            commits: 0,
-            writes: 0,
-            micros: 0,
-        }
-    }
+    /// Commits, and flushes the journal off the loop (kv mode, `sync_writes on`); holds the
+    /// connections whose replies wait for a flush.
+    flushes: Flushes,
 }
 
 impl EventLoop {
@@ -262,20 +135,14 @@ impl EventLoop {
             shutdown_timeout: conf.shutdown_timeout,
             signals,
             dirty: Vec::new(),
-            sleepers: Vec::new(),
             scratch: vec![0u8; crate::conn::SCRATCH_SIZE].into_boxed_slice(),
             readable: Vec::new(),
             accept_pending: Vec::new(),
-            commit_stats: CommitLog::new(),
             metrics,
             pass_log: PassLog::default(),
-            parked: Vec::new(),
+            parked: ParkedRequests::default(),
             access_log,
-            sync_every: (!conf.sync_writes)
-                .then(|| (conf.sync_interval, Instant::now() + conf.sync_interval)),
-            flusher: None,
-            flushes_issued: 0,
-            held: Vec::new(),
+            flushes: Flushes::new(FLUSHED, conf),
         })
     }
 
@@ -287,22 +154,20 @@ impl EventLoop {
         let mut wakeups: Vec<(ConnRef, Response)> = Vec::new();
         loop {
             let now = Instant::now();
-            let mut timeout = self.next_timer().map(|t| t.saturating_duration_since(now));
-            if let Some(d) = service.next_deadline() {
-                let d = d.saturating_duration_since(now);
-                timeout = Some(timeout.map_or(d, |t| t.min(d)));
-            }
-            if let Some(deadline) = retire_deadline {
-                let d = deadline.saturating_duration_since(now);
-                timeout = Some(timeout.map_or(d, |t| t.min(d)));
-            }
+            let due = [
+                self.next_timer(),
+                service.next_deadline(),
+                retire_deadline,
+                self.flushes.next_sync(),
+            ];
+            let mut timeout = due
+                .into_iter()
+                .flatten()
+                .min()
+                .map(|at| at.saturating_duration_since(now));
             if !self.accept_pending.is_empty() {
                 // Edge-triggered readiness will not fire again for connections already queued.
                 timeout = Some(Duration::ZERO);
-            }
-            if let Some((_, next)) = self.sync_every {
-                let d = next.saturating_duration_since(now);
-                timeout = Some(timeout.map_or(d, |t| t.min(d)));
             }
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() != io::ErrorKind::Interrupted {
@@ -326,7 +191,7 @@ impl EventLoop {
             }
             for event in events.iter() {
                 match event.token() {
-                    SIGNAL => stop = stop.max_with(self.read_signals()),
+                    SIGNAL => stop = stop.max(self.read_signals()),
                     // Only a wakeup: held replies are released at the end of every pass.
                     FLUSHED => {}
                     Token(t) if t < FIRST_CONN => self.accept(t - FIRST_LISTENER, now),
@@ -335,7 +200,9 @@ impl EventLoop {
             }
             let mut readable = std::mem::take(&mut self.readable);
             for &key in &readable {
-                self.process(key, service, &mut pass, store);
+                if let Some(who) = self.who(key) {
+                    self.serve(who, None, service, &mut pass, store);
+                }
             }
             readable.clear();
             self.readable = readable;
@@ -352,20 +219,9 @@ impl EventLoop {
             if pass.batch.has_writes() {
                 // The commit ends the pass's read transaction: values it lent are copied first.
                 self.own_lent();
-                let committed = match batch.commit_deferred() {
-                    Ok((stats, flush)) => {
-                        self.commit_stats.record(stats);
-                        self.metrics.commit(stats);
-                        match flush {
-                            Some(flush) => self.hand_over(flush),
-                            None => true,
-                        }
-                    }
-                    Err(e) => {
-                        log::error!("commit failed, answering the pass's requests with 500: {e}");
-                        false
-                    }
-                };
+                let committed = self
+                    .flushes
+                    .commit(batch, self.poll.registry(), &self.metrics);
                 self.release_held();
                 self.flush_dirty(committed, service);
             } else {
@@ -377,22 +233,14 @@ impl EventLoop {
                 self.own_lent();
                 drop(batch);
             }
-            self.sync_if_due(store);
-            let took = now.elapsed();
-            for (label, status, bytes, entry) in self.pass_log.records.drain(..) {
-                self.metrics.request(label, status, took.as_micros() as u64);
-                if let (Some(log), Some(entry)) = (self.access_log.as_mut(), entry) {
-                    log.record(&entry, status, bytes, took);
-                }
-            }
-            if let Some(log) = self.access_log.as_mut() {
-                log.flush();
-            }
+            self.flushes.sync_if_due(store);
+            self.pass_log
+                .account(&self.metrics, self.access_log.as_mut(), now.elapsed());
             if stop == Stop::Now {
                 return 0;
             }
             if let Some(deadline) = retire_deadline {
-                self.close_idle(now);
+                self.close_idle(now, service);
                 if self.conns.is_empty() {
                     return 0;
                 }
@@ -401,22 +249,6 @@ impl EventLoop {
                     return 0;
                 }
             }
-        }
-    }
-
-    /// `sync_writes off`: flush the environment every `sync_interval`, which bounds what a
-    /// machine crash can lose (a process crash loses nothing: the data is in the page cache).
-    fn sync_if_due(&mut self, store: &storage::Store) {
-        let Some((every, next)) = self.sync_every else {
-            return;
-        };
-        let now = Instant::now();
-        if now < next {
-            return;
-        }
-        self.sync_every = Some((every, now + every));
-        if let Err(e) = store.sync() {
-            log::error!("could not flush the store to disk: {e}");
         }
     }
 
@@ -490,9 +322,7 @@ impl EventLoop {
         }
         let generation = self.next_generation;
         self.next_generation += 1;
-        let mut conn = Conn::new(stream, generation, now);
-        conn.peer = Some(peer);
-        entry.insert(conn);
+        entry.insert(Conn::new(stream, Some(peer), generation, now));
         self.metrics.connection_opened();
         self.schedule(key);
     }
@@ -508,22 +338,10 @@ impl EventLoop {
         self.readable.push(key);
     }
 
-    /// Runs the connection's state machine and records what it needs next.
-    fn process(
-        &mut self,
-        key: usize,
-        service: &mut dyn Service,
-        pass: &mut Pass<'_, '_>,
-        store: &storage::Store,
-    ) {
-        let Some(conn) = self.conns.get(key) else {
-            return;
-        };
-        let who = ConnRef {
-            key,
-            generation: conn.generation,
-        };
-        self.serve(who, None, service, pass, store);
+    /// The connection at `key`, as a parked request remembers it.
+    fn who(&self, key: usize) -> Option<ConnRef> {
+        let generation = self.conns.get(key)?.generation();
+        Some(ConnRef { key, generation })
     }
 
     /// Serves the connection's buffered requests; with `parked_reply`, first answers its
@@ -544,58 +362,36 @@ impl EventLoop {
             metrics: self.metrics,
             store,
         };
-        let log = &mut self.pass_log;
         let Some(conn) = self.conns.get_mut(who.key) else {
             return;
         };
-        if conn.generation != who.generation {
+        if conn.generation() != who.generation {
             return;
         }
-        let peer = conn.peer;
         let now = pass.now;
-        let mut dispatch =
-            |head: &Head, body: &[u8]| dispatch(&ctx, head, body, who, peer, service, pass, log);
+        let mut serving = Serving {
+            ctx: &ctx,
+            who,
+            peer: conn.peer(),
+            service: &mut *service,
+            pass,
+            log: &mut self.pass_log,
+        };
+        let mut dispatch = |head: &Head, body: &[u8]| dispatch(&mut serving, head, body);
         let step = match parked_reply {
             Some(resp) => conn.finish_parked(resp, &limits, now, &mut dispatch),
             None => conn.process(&limits, now, &mut dispatch),
         };
-        self.settle_parked(now);
-        self.after_step(who.key, step, service);
-    }
-
-    /// Moves the requests parked by the last dispatch into the loop's own lists.
-    fn settle_parked(&mut self, now: Instant) {
-        for (who, label, slept, entry) in self.pass_log.parked.drain(..) {
-            if slept {
-                self.sleepers.push(who);
+        let served = conn.after_serving(step);
+        self.parked.settle(&mut self.pass_log, now);
+        match served {
+            Served::Close => self.close(who.key, service),
+            Served::Write => {
+                self.dirty.push(who.key);
+                self.schedule(who.key);
             }
-            self.parked.push((who, label, now, entry));
+            Served::Wait => self.schedule(who.key),
         }
-    }
-
-    fn after_step(&mut self, key: usize, step: Step, service: &mut dyn Service) {
-        let Some(conn) = self.conns.get_mut(key) else {
-            return;
-        };
-        if step == Step::Close {
-            self.close(key, service);
-            return;
-        }
-        if conn.peer_closed {
-            if let State::Parked { .. } = conn.state {
-                // The client of a parked request left: forget it at once.
-                self.close(key, service);
-                return;
-            }
-            if !conn.has_output() && !conn.in_pass {
-                self.close(key, service);
-                return;
-            }
-        }
-        if conn.has_output() {
-            self.dirty.push(key);
-        }
-        self.schedule(key);
     }
 
     /// Answers a parked request (and records it for the metrics and the access log).
@@ -610,34 +406,26 @@ impl EventLoop {
         if self
             .conns
             .get(who.key)
-            .is_none_or(|c| c.generation != who.generation)
+            .is_none_or(|c| c.generation() != who.generation)
         {
             return;
         }
-        if let Some(pos) = self.parked.iter().position(|p| p.0 == who) {
-            let (_, label, since, entry) = self.parked.swap_remove(pos);
+        if let Some((label, since, entry)) = self.parked.take(who) {
+            let record = (label, resp.status, resp.body_len(), entry);
             let took = pass.now.saturating_duration_since(since);
-            self.metrics
-                .request(label, resp.status, took.as_micros() as u64);
-            if let (Some(log), Some(entry)) = (self.access_log.as_mut(), entry) {
-                log.record(&entry, resp.status, resp.body_len(), took);
-            }
+            account(&self.metrics, self.access_log.as_mut(), record, took);
         }
         self.serve(who, Some(resp), service, pass, store);
     }
 
     fn close(&mut self, key: usize, service: &mut dyn Service) {
-        if let Some(mut conn) = self.conns.try_remove(key) {
-            if let State::Parked { .. } = conn.state {
-                let who = ConnRef {
-                    key,
-                    generation: conn.generation,
-                };
-                self.sleepers.retain(|s| *s != who);
-                self.parked.retain(|p| p.0 != who);
+        let who = self.who(key);
+        if let (Some(mut conn), Some(who)) = (self.conns.try_remove(key), who) {
+            if conn.is_parked() {
+                self.parked.forget(who);
                 service.park_cancel(who);
             }
-            let _ = self.poll.registry().deregister(&mut conn.stream);
+            conn.deregister(self.poll.registry());
             self.metrics.connection_closed();
         }
     }
@@ -648,10 +436,9 @@ impl EventLoop {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        let deadline = conn.deadline(&limits);
-        if conn.scheduled.is_none_or(|s| deadline < s) {
-            conn.scheduled = Some(deadline);
-            self.timers.push(Reverse((deadline, key, conn.generation)));
+        if let Some(deadline) = conn.schedule(&limits) {
+            self.timers
+                .push(Reverse((deadline, key, conn.generation())));
         }
     }
 
@@ -675,31 +462,22 @@ impl EventLoop {
             let Some(conn) = self.conns.get_mut(key) else {
                 continue;
             };
-            if conn.generation != generation {
-                continue;
-            }
-            if conn.scheduled == Some(at) {
-                conn.scheduled = None;
-            }
-            let deadline = conn.deadline(&limits);
-            if deadline > now {
-                self.schedule(key);
+            if conn.generation() != generation {
                 continue;
             }
             let who = ConnRef { key, generation };
-            if let State::Parked { .. } = conn.state {
-                let resp = if let Some(pos) = self.sleepers.iter().position(|s| *s == who) {
-                    self.sleepers.swap_remove(pos);
-                    Response::text("slept\n")
-                } else {
-                    service.park_timeout(who, pass)
-                };
-                self.finish_parked(who, &resp, service, pass, store);
-                continue;
+            match conn.expire(at, now, &limits) {
+                Expiry::NotYet => self.schedule(key),
+                Expiry::Parked => {
+                    let resp = if self.parked.slept(who) {
+                        Response::text("slept\n")
+                    } else {
+                        service.park_timeout(who, pass)
+                    };
+                    self.finish_parked(who, &resp, service, pass, store);
+                }
+                Expiry::Close => self.close(key, service),
             }
-            // Idle keep-alive, a head or body that took too long, or a client that does not
-            // read its replies: close without a reply, as nginx does.
-            self.close(key, service);
         }
     }
 
@@ -718,7 +496,7 @@ impl EventLoop {
         // Closing our copies does not close the master's sockets: their backlog survives.
         self.listeners.clear();
         for (_, conn) in self.conns.iter_mut() {
-            conn.draining = true;
+            conn.drain();
         }
         self.accept_pending.clear();
         // Parked queue clients are answered now so they come back to the next worker; a
@@ -732,67 +510,30 @@ impl EventLoop {
 
     /// While retiring: close connections with nothing in progress. A connection accepted
     /// less than a second ago that has not sent anything yet gets that second.
-    fn close_idle(&mut self, now: Instant) {
+    fn close_idle(&mut self, now: Instant, service: &mut dyn Service) {
         let idle: Vec<usize> = self
             .conns
             .iter()
             .filter(|(_, c)| {
                 c.is_idle()
-                    && (c.served > 0 || now.duration_since(c.accepted_at) >= FRESH_CONNECTION_GRACE)
+                    && (c.served() > 0
+                        || now.duration_since(c.accepted_at()) >= FRESH_CONNECTION_GRACE)
             })
             .map(|(k, _)| k)
             .collect();
         for key in idle {
-            if let Some(mut conn) = self.conns.try_remove(key) {
-                let _ = self.poll.registry().deregister(&mut conn.stream);
-                self.metrics.connection_closed();
-            }
+            // Not parked (idle): nothing for the service to cancel.
+            self.close(key, service);
         }
         // Fresh connections need a wakeup when their grace ends.
         if let Some(first) = self
             .conns
             .iter()
-            .filter(|(_, c)| c.is_idle() && c.served == 0)
-            .map(|(_, c)| c.accepted_at + FRESH_CONNECTION_GRACE)
+            .filter(|(_, c)| c.is_idle() && c.served() == 0)
+            .map(|(_, c)| c.accepted_at() + FRESH_CONNECTION_GRACE)
             .min()
         {
             self.timers.push(Reverse((first, usize::MAX, 0)));
-        }
-    }
-
-    /// Hands a committed pass's journal flush to the flusher; `false` (the pass is answered
-    /// as a failed commit) if the flusher cannot start, after flushing here.
-    fn hand_over(&mut self, flush: storage::JournalFlush) -> bool {
-        if self.flusher.is_none() {
-            let started = mio::Waker::new(self.poll.registry(), FLUSHED).and_then(Flusher::start);
-            match started {
-                Ok(f) => self.flusher = Some(f),
-                Err(e) => {
-                    log::error!("could not start the journal flusher, flushing in the loop: {e}");
-                    return flush.wait().is_ok();
-                }
-            }
-        }
-        let Some(flusher) = self.flusher.as_ref() else {
-            return flush.wait().is_ok();
-        };
-        let Some(jobs) = flusher.jobs.as_ref() else {
-            return flush.wait().is_ok();
-        };
-        self.flushes_issued += 1;
-        match jobs.send((self.flushes_issued, flush)) {
-            Ok(()) => true,
-            // The thread is gone: flush here, and count the ticket done.
-            Err(std::sync::mpsc::SendError((ticket, flush))) => {
-                let ok = flush.wait().is_ok();
-                let done = if ok {
-                    &flusher.durable
-                } else {
-                    &flusher.failed
-                };
-                done.store(ticket, std::sync::atomic::Ordering::Release);
-                ok
-            }
         }
     }
 
@@ -800,106 +541,60 @@ impl EventLoop {
     /// memory (see `outq`). Lent values are only queued by this pass's replies, so they sit
     /// on connections in the dirty list (not flushed yet, or flushed in part) or held.
     fn own_lent(&mut self) {
-        for &key in self.dirty.iter().chain(self.held.iter()) {
+        for &key in self.dirty.iter().chain(self.flushes.held()) {
             if let Some(conn) = self.conns.get_mut(key) {
                 conn.own_lent();
             }
         }
     }
 
-    /// The newest journal flush known done (every ticket when there is no flusher).
-    fn flushes_durable(&self) -> u64 {
-        self.flusher.as_ref().map_or(u64::MAX, Flusher::durable)
-    }
-
-    /// The newest journal flush that failed (0: none).
-    fn flushes_failed(&self) -> u64 {
-        self.flusher.as_ref().map_or(0, Flusher::failed)
-    }
-
-    /// Moves the held connections whose journal flush is over to the dirty list, where
-    /// `flush_dirty` writes their replies (flush done) or closes them without (flush failed).
+    /// Moves the held connections whose journal flush is over to the dirty list.
     fn release_held(&mut self) {
-        if self.held.is_empty() {
-            return;
-        }
-        let over = self.flushes_durable().max(self.flushes_failed());
-        let mut held = std::mem::take(&mut self.held);
-        held.sort_unstable();
-        held.dedup();
-        held.retain(|&key| match self.conns.get(key) {
-            Some(conn) if conn.hold <= over => {
-                self.dirty.push(key);
-                false
-            }
-            Some(_) => true,
-            None => false,
+        let conns = &self.conns;
+        self.flushes.release_held(&mut self.dirty, |key, tickets| {
+            conns.get(key).is_some_and(|c| c.still_held(tickets))
         });
-        self.held = held;
     }
 
-    /// Writes the pass's replies (after the commit), or turns them into `500`s if it failed.
-    /// Replies queued while a journal flush is outstanding wait for it (`Conn::hold`): a
-    /// write's reply for its own flush, a read's because it may have seen such a write.
+    /// Writes the pass's replies (after the commit), or turns them into `500`s if it failed,
+    /// as far as each connection's answer lets it (`Conn::after_commit`).
     fn flush_dirty(&mut self, committed: bool, service: &mut dyn Service) {
         let mut dirty = std::mem::take(&mut self.dirty);
         dirty.sort_unstable();
         dirty.dedup();
-        let durable = self.flushes_durable();
-        let failed = self.flushes_failed();
+        let tickets = self.flushes.tickets();
         for &key in &dirty {
             let Some(conn) = self.conns.get_mut(key) else {
                 continue;
             };
-            if !committed {
-                conn.fail_pass();
-            }
-            if conn.in_pass && self.flushes_issued > durable {
-                conn.hold = self.flushes_issued;
-            }
-            if conn.hold != 0 {
-                if conn.hold <= failed {
+            let (watch, more) = match conn.after_commit(committed, &tickets, &self.metrics) {
+                AfterCommit::Hold => {
+                    self.flushes.hold(key);
+                    continue;
+                }
+                AfterCommit::FlushFailed => {
                     log::error!("closing a connection whose writes' journal flush failed");
                     self.close(key, service);
                     continue;
                 }
-                if conn.hold > durable {
-                    // The pass is over for this connection (`fail_pass` of a later pass must
-                    // not reach back into this one's replies).
-                    conn.in_pass = false;
-                    self.held.push(key);
+                AfterCommit::Close => {
+                    self.close(key, service);
                     continue;
                 }
-                conn.hold = 0;
-            }
-            let step = conn.flush(&self.metrics);
-            if step == Step::Close {
-                self.close(key, service);
-                continue;
-            }
-            let want_write = conn.has_output();
-            if conn.is_idle() {
-                conn.trim_buffers();
-            }
-            if want_write != conn.writable_interest {
-                conn.writable_interest = want_write;
-                let interest = if want_write {
-                    Interest::READABLE | Interest::WRITABLE
-                } else {
-                    Interest::READABLE
-                };
+                AfterCommit::Sent { watch } => (watch, false),
+                AfterCommit::Pending { watch } => (watch, true),
+            };
+            if let Some(interest) = watch {
                 let token = Token(FIRST_CONN + key);
-                if self
-                    .poll
-                    .registry()
-                    .reregister(&mut conn.stream, token, interest)
+                if conn
+                    .reregister(self.poll.registry(), token, interest)
                     .is_err()
                 {
                     self.close(key, service);
                     continue;
                 }
             }
-            if want_write {
+            if more {
                 // Keep flushing on writable events.
                 self.dirty.push(key);
             }
@@ -911,128 +606,9 @@ impl EventLoop {
     }
 }
 
-impl Stop {
-    fn max_with(self, other: Stop) -> Stop {
-        match (self, other) {
-            (Stop::Now, _) | (_, Stop::Now) => Stop::Now,
-            (Stop::Graceful, _) | (_, Stop::Graceful) => Stop::Graceful,
-            _ => Stop::No,
-        }
-    }
-}
-
 /// Milliseconds since the unix epoch (TTLs and expiry are wall-clock).
 pub fn unix_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
-}
-
-/// The generic stage of every request: routing checks, the health paths, `/metrics`, query
-/// decoding, then the mode's service.
-#[allow(clippy::too_many_arguments)]
-fn dispatch(
-    ctx: &DispatchCtx<'_>,
-    head: &Head,
-    body: &[u8],
-    who: ConnRef,
-    peer: Option<std::net::SocketAddr>,
-    service: &mut dyn Service,
-    pass: &mut Pass<'_, '_>,
-    log: &mut PassLog,
-) -> Outcome {
-    let (label, outcome, slept) = route_and_serve(ctx, head, body, who, service, pass);
-    let entry = head.access.as_ref().map(|a| access_log::Entry {
-        remote: peer,
-        user: access_log::user_of(head.authorization.as_deref()),
-        head: a.clone(),
-    });
-    match &outcome {
-        Outcome::Reply(resp) => log
-            .records
-            .push((label, resp.status, resp.body_len(), entry)),
-        Outcome::Park { .. } => log.parked.push((who, label, slept, entry)),
-    }
-    outcome
-}
-
-fn route_and_serve(
-    ctx: &DispatchCtx<'_>,
-    head: &Head,
-    body: &[u8],
-    who: ConnRef,
-    service: &mut dyn Service,
-    pass: &mut Pass<'_, '_>,
-) -> (Label, Outcome, bool) {
-    let (label, op) = match routes::route(
-        ctx.routes,
-        &head.path,
-        head.method,
-        head.authorization.as_deref(),
-        ctx.users,
-        ctx.debug,
-    ) {
-        Ok(found) => found,
-        Err((label, resp)) => return (label.unwrap_or(OTHER), Outcome::Reply(resp), false),
-    };
-    let reply = |resp| (label, Outcome::Reply(resp), false);
-    match op {
-        Op::Status => return reply(Response::text("ok\n")),
-        Op::Version => {
-            return reply(Response::text(format!(
-                "huststore {}\n",
-                env!("CARGO_PKG_VERSION")
-            )))
-        }
-        Op::Metrics => {
-            let mut out = String::with_capacity(8192);
-            ctx.metrics.render(ctx.routes, &mut out);
-            let (used, size) = ctx.store.map_usage();
-            metrics::gauge(
-                &mut out,
-                "huststore_store_used_bytes",
-                "Bytes of the persistent store in use.",
-                used,
-            );
-            metrics::gauge(
-                &mut out,
-                "huststore_store_free_bytes",
-                "Bytes left before the store is full (map_size - used).",
-                size.saturating_sub(used),
-            );
-            service.metrics(pass, &mut out);
-            return reply(Response::with_body(
-                200,
-                "text/plain; version=0.0.4",
-                out.into_bytes(),
-            ));
-        }
-        _ => {}
-    }
-    let params = match Params::parse(&head.query) {
-        Ok(p) => p,
-        Err(_) => return reply(service.bad_request("malformed % escape in the query")),
-    };
-    if op == Op::DebugSleep {
-        let ms = params
-            .get("ms")
-            .and_then(crate::query::parse_u64)
-            .filter(|&ms| ms <= 600_000);
-        return match ms {
-            Some(ms) => (
-                label,
-                Outcome::Park {
-                    deadline: pass.now + Duration::from_millis(ms),
-                },
-                true,
-            ),
-            None => reply(service.bad_request("ms must be 0..600000")),
-        };
-    }
-    let req = crate::service::Request {
-        method: head.method,
-        params: &params,
-        body,
-    };
-    (label, service.call(op, &req, who, pass), false)
 }

@@ -202,7 +202,9 @@ fn install_signals() -> std::io::Result<event_loop::Signals> {
 mod access_log;
 mod auth;
 mod conn;
+mod dispatch;
 mod event_loop;
+mod flusher;
 pub mod http;
 mod kv;
 mod metrics;

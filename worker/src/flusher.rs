@@ -1,0 +1,286 @@
+//! What becomes of a pass's writes once the loop commits them: the commit itself and its
+//! group-commit figures, the journal flusher thread that makes each commit durable off the
+//! loop (kv mode, `sync_writes on`), and the [`Tickets`] that say which flushes are done, so
+//! the loop knows which held replies may leave; with `sync_writes off`, the periodic flush. It knows connections only by slab key: what a
+//! connection makes of the tickets is `Conn::after_commit`'s business, and it never writes to
+//! a socket.
+
+use crate::metrics::SharedMetrics;
+use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{SendError, Sender};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Where the journal flushes stand, as a connection with held replies needs to know it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tickets {
+    /// The flushes handed to the flusher so far (the newest ticket is this number).
+    pub issued: u64,
+    /// The newest ticket known durable (every ticket when there is no flusher).
+    pub durable: u64,
+    /// The newest ticket whose flush failed (0: none).
+    pub failed: u64,
+}
+
+impl Tickets {
+    /// The newest ticket whose flush is over, durable or failed.
+    pub fn over(&self) -> u64 {
+        self.durable.max(self.failed)
+    }
+}
+
+/// The worker's journal flushes: the flusher, the tickets handed to it, and the connections
+/// whose queued replies wait for one of them (`Conn::after_commit` answered `Hold`).
+pub struct Flushes {
+    /// Started at the first commit that needs it.
+    flusher: Option<Flusher>,
+    /// The loop's token for the flusher's wakeups.
+    token: mio::Token,
+    issued: u64,
+    held: Vec<usize>,
+    stats: CommitLog,
+    /// `sync_writes off`: the flush interval and when the next flush is due.
+    sync_every: Option<(Duration, Instant)>,
+}
+
+impl Flushes {
+    pub fn new(token: mio::Token, conf: &conf::Conf) -> Flushes {
+        Flushes {
+            flusher: None,
+            token,
+            issued: 0,
+            held: Vec::new(),
+            stats: CommitLog::new(),
+            sync_every: (!conf.sync_writes)
+                .then(|| (conf.sync_interval, Instant::now() + conf.sync_interval)),
+        }
+    }
+
+    /// `sync_writes off`: when the next periodic flush is due.
+    pub fn next_sync(&self) -> Option<Instant> {
+        self.sync_every.map(|(_, next)| next)
+    }
+
+    /// `sync_writes off`: flush the environment every `sync_interval`, which bounds what a
+    /// machine crash can lose (a process crash loses nothing: the data is in the page cache).
+    pub fn sync_if_due(&mut self, store: &storage::Store) {
+        let Some((every, next)) = self.sync_every else {
+            return;
+        };
+        let now = Instant::now();
+        if now < next {
+            return;
+        }
+        self.sync_every = Some((every, now + every));
+        if let Err(e) = store.sync() {
+            log::error!("could not flush the store to disk: {e}");
+        }
+    }
+
+    /// Commits the pass's batch and hands its journal flush over; `false` when the commit
+    /// failed (the pass's requests are then answered with `500`). Values the batch lent must
+    /// be copied before (`Conn::own_lent`): the commit ends its read transaction.
+    pub fn commit(
+        &mut self,
+        batch: storage::Batch<'_>,
+        registry: &mio::Registry,
+        metrics: &SharedMetrics,
+    ) -> bool {
+        match batch.commit_deferred() {
+            Ok((stats, flush)) => {
+                self.stats.record(stats);
+                metrics.commit(stats);
+                match flush {
+                    Some(flush) => self.hand_over(registry, flush),
+                    None => true,
+                }
+            }
+            Err(e) => {
+                log::error!("commit failed, answering the pass's requests with 500: {e}");
+                false
+            }
+        }
+    }
+
+    /// Hands a committed pass's journal flush to the flusher; `false` (the pass is answered
+    /// as a failed commit) if the flusher cannot start, after flushing here.
+    fn hand_over(&mut self, registry: &mio::Registry, flush: storage::JournalFlush) -> bool {
+        if self.flusher.is_none() {
+            let started = mio::Waker::new(registry, self.token).and_then(Flusher::start);
+            match started {
+                Ok(f) => self.flusher = Some(f),
+                Err(e) => {
+                    log::error!("could not start the journal flusher, flushing in the loop: {e}");
+                    return flush.wait().is_ok();
+                }
+            }
+        }
+        let Some(flusher) = self.flusher.as_ref() else {
+            return flush.wait().is_ok();
+        };
+        let Some(jobs) = flusher.jobs.as_ref() else {
+            return flush.wait().is_ok();
+        };
+        self.issued += 1;
+        match jobs.send((self.issued, flush)) {
+            Ok(()) => true,
+            // The thread is gone: flush here, and count the ticket done.
+            Err(SendError((ticket, flush))) => {
+                let ok = flush.wait().is_ok();
+                let done = if ok {
+                    &flusher.durable
+                } else {
+                    &flusher.failed
+                };
+                done.store(ticket, Ordering::Release);
+                ok
+            }
+        }
+    }
+
+    pub fn tickets(&self) -> Tickets {
+        Tickets {
+            issued: self.issued,
+            durable: self.flusher.as_ref().map_or(u64::MAX, Flusher::durable),
+            failed: self.flusher.as_ref().map_or(0, Flusher::failed),
+        }
+    }
+
+    /// The connection at `key` holds its replies until its flush is over.
+    pub fn hold(&mut self, key: usize) {
+        self.held.push(key);
+    }
+
+    /// The connections holding replies (some may be gone).
+    pub fn held(&self) -> &[usize] {
+        &self.held
+    }
+
+    /// Moves the held connections whose journal flush is over to `dirty`, where the loop asks
+    /// them again (`Conn::after_commit`): they write their replies (flush done) or close
+    /// without (flush failed). `still_held` says whether the connection at a key still waits
+    /// (a gone one does not, and is skipped in `dirty`).
+    pub fn release_held(
+        &mut self,
+        dirty: &mut Vec<usize>,
+        still_held: impl Fn(usize, &Tickets) -> bool,
+    ) {
+        if self.held.is_empty() {
+            return;
+        }
+        let tickets = self.tickets();
+        let mut held = std::mem::take(&mut self.held);
+        held.sort_unstable();
+        held.dedup();
+        held.retain(|&key| {
+            let waits = still_held(key, &tickets);
+            if !waits {
+                dirty.push(key);
+            }
+            waits
+        });
+        self.held = held;
+    }
+}
+
+/// The journal flusher: a thread that `fdatasync`s the journal of each committed pass (the
+/// newest one when several are waiting: it covers the older ones) while the loop goes on with
+/// the next passes, and wakes the loop when a flush is done. Replies of a pass wait for its
+/// flush (see `Conn::after_commit`), so a `200` still means the write is on disk; what
+/// changes is that the worker reads, applies and commits the next requests meanwhile.
+struct Flusher {
+    jobs: Option<Sender<(u64, storage::JournalFlush)>>,
+    /// The newest ticket known durable.
+    durable: Arc<AtomicU64>,
+    /// The newest ticket whose flush failed.
+    failed: Arc<AtomicU64>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Flusher {
+    fn start(waker: mio::Waker) -> io::Result<Flusher> {
+        let (jobs, queue) = std::sync::mpsc::channel::<(u64, storage::JournalFlush)>();
+        let durable = Arc::new(AtomicU64::new(0));
+        let failed = Arc::new(AtomicU64::new(0));
+        let (d, f) = (durable.clone(), failed.clone());
+        let thread = std::thread::Builder::new()
+            .name("journal-flush".into())
+            .spawn(move || {
+                while let Ok(mut job) = queue.recv() {
+                    while let Ok(newer) = queue.try_recv() {
+                        job = newer;
+                    }
+                    let (ticket, flush) = job;
+                    match flush.wait() {
+                        Ok(()) => d.store(ticket, Ordering::Release),
+                        Err(_) => f.store(ticket, Ordering::Release),
+                    }
+                    if let Err(e) = waker.wake() {
+                        log::error!("could not wake the loop after a journal flush: {e}");
+                    }
+                }
+            })?;
+        Ok(Flusher {
+            jobs: Some(jobs),
+            durable,
+            failed,
+            thread: Some(thread),
+        })
+    }
+
+    fn durable(&self) -> u64 {
+        self.durable.load(Ordering::Acquire)
+    }
+
+    fn failed(&self) -> u64 {
+        self.failed.load(Ordering::Acquire)
+    }
+}
+
+impl Drop for Flusher {
+    fn drop(&mut self) {
+        // Let the flushes handed over finish before the worker exits.
+        self.jobs = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Group-commit figures, logged at info every few seconds while writes flow.
+#[derive(Debug)]
+struct CommitLog {
+    since: Instant,
+    commits: u64,
+    writes: u64,
+    micros: u64,
+}
+
+impl CommitLog {
+    fn record(&mut self, stats: storage::CommitStats) {
+        self.commits += 1;
+        self.writes += stats.writes as u64;
+        self.micros += stats.micros;
+        let elapsed = self.since.elapsed();
+        if elapsed >= Duration::from_secs(5) {
+            log::info!(
+                "group commit: {} commits, {:.1} writes each, {} us each, {:.0} writes/s",
+                self.commits,
+                self.writes as f64 / self.commits as f64,
+                self.micros / self.commits,
+                self.writes as f64 / elapsed.as_secs_f64()
+            );
+            *self = CommitLog::new();
+        }
+    }
+
+    fn new() -> CommitLog {
+        CommitLog {
+            since: Instant::now(),
+            commits: 0,
+            writes: 0,
+            micros: 0,
+        }
+    }
+}
