@@ -38,7 +38,8 @@ pub fn version(_: &Ctx, _: &mut dyn Service, _: &mut Pass) -> Response {
 /// Prometheus text: the request counters of every worker, the store's room, the mode's lines.
 pub fn metrics(ctx: &Ctx, service: &mut dyn Service, pass: &mut Pass) -> Response {
     let mut out = String::with_capacity(8192);
-    ctx.metrics.render(ctx.routes, &mut out);
+    let paths: Vec<&str> = ctx.routes.iter().map(|r| r.path).collect();
+    ctx.metrics.render(&paths, &mut out);
     let (used, size) = ctx.store.map_usage();
     metrics::gauge(
         &mut out,
