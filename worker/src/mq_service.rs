@@ -88,17 +88,24 @@ fn clock(pass: &Pass<'_, '_>) -> Clock {
     }
 }
 
-/// `queue` (also the RPC task name): 1-64 bytes of `A-Z a-z 0-9 _ : .`.
-fn queue<'r>(req: &'r Request<'_>) -> Check<&'r str> {
-    let q = req
+/// A name parameter (`queue`, `token`): 1-64 bytes of `A-Z a-z 0-9 _ : .`.
+fn name<'r>(req: &'r Request<'_>, param: &str) -> Check<&'r [u8]> {
+    let v = req
         .params
-        .get("queue")
-        .ok_or_else(|| bad("queue is missing"))?;
-    if !valid_name(q) {
-        return Err(bad("queue must be 1-64 bytes of A-Z a-z 0-9 _ : ."));
+        .get(param)
+        .ok_or_else(|| bad(&format!("{param} is missing")))?;
+    if !valid_name(v) {
+        return Err(bad(&format!(
+            "{param} must be 1-64 bytes of A-Z a-z 0-9 _ : ."
+        )));
     }
+    Ok(v)
+}
+
+/// `queue` (also the RPC task name).
+fn queue<'r>(req: &'r Request<'_>) -> Check<&'r str> {
     // valid_name admits ASCII only.
-    std::str::from_utf8(q).map_err(|_| bad("queue is not ASCII"))
+    std::str::from_utf8(name(req, "queue")?).map_err(|_| bad("queue is not ASCII"))
 }
 
 /// `worker`: 1-32 visible ASCII bytes, without `"` and `\`.

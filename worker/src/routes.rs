@@ -177,6 +177,12 @@ use mq_service::{longpoll, pubsub, queue, rpc};
 use Kind::{Admin as A, Read as R, Write as W};
 use Methods::{Get as G, GetPost as GP, GetPostPut as GPP, GetPostPutMq as GPPM, Post as P};
 
+// The rows of both modes (`ops.md`), at the end of each table.
+const VERSION: Route = open(health("/version", GP, health::version));
+const STATUS: Route = open(health("/status.html", GP, health::status));
+const METRICS: Route = health("/metrics", G, health::metrics);
+const DEBUG_SLEEP: Route = debug("/debug/sleep", GP, health::debug_sleep);
+
 /// kv mode (`kv-api.md` §1), plus `/metrics` (`ops.md`) and the test-only `/debug/sleep`.
 pub static KV_ROUTES: &[Route] = &[
     kv("/put", GPP, W, strings::put),
@@ -226,10 +232,10 @@ pub static KV_ROUTES: &[Route] = &[
     kv("/set_table", GP, A, admin::set_table),
     kv("/sync_status", GP, A, admin::sync_status),
     kv("/sync_alive", GP, A, admin::sync_alive),
-    open(health("/version", GP, health::version)),
-    open(health("/status.html", GP, health::status)),
-    health("/metrics", G, health::metrics),
-    debug("/debug/sleep", GP, health::debug_sleep),
+    VERSION,
+    STATUS,
+    METRICS,
+    DEBUG_SLEEP,
 ];
 
 /// mq mode (`mq-api.md` §1), plus the health paths, `/metrics` and `/debug/sleep`.
@@ -253,10 +259,10 @@ pub static MQ_ROUTES: &[Route] = &[
     mq("/do_post", P, W, rpc::do_post),
     mq("/do_get_status", G, R, rpc::do_get_status),
     mq("/do_post_status", G, R, rpc::do_post_status),
-    open(health("/version", GP, health::version)),
-    open(health("/status.html", GP, health::status)),
-    health("/metrics", G, health::metrics),
-    debug("/debug/sleep", GP, health::debug_sleep),
+    VERSION,
+    STATUS,
+    METRICS,
+    DEBUG_SLEEP,
 ];
 
 /// The generic checks, in the spec's order: auth, path, method. `Ok` is the row and its index

@@ -1,7 +1,6 @@
 //! Normal queues (`mq-api.md` §4.1-4.3): `/put`, `/get`, `/ack`.
 
-use super::{bad, clock, message, priori, queue, worker, Check, MqService};
-use crate::query::valid_name;
+use super::{clock, message, name, priori, queue, worker, Check, MqService};
 use crate::service::{ConnRef, Pass, Request};
 use mq::Step;
 
@@ -22,13 +21,7 @@ pub fn get(s: &mut MqService, req: &Request, _: ConnRef, pass: &mut Pass) -> Che
 
 pub fn ack(s: &mut MqService, req: &Request, _: ConnRef, pass: &mut Pass) -> Check<Step> {
     let q = queue(req)?;
-    let token = req
-        .params
-        .get("token")
-        .ok_or_else(|| bad("token is missing"))?;
-    if !valid_name(token) {
-        return Err(bad("token must be 1-64 bytes of A-Z a-z 0-9 _ : ."));
-    }
+    let token = name(req, "token")?;
     let c = clock(pass);
     Ok(Step::Reply(s.broker.ack(pass.batch, c, q, token)))
 }
