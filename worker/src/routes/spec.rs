@@ -7,6 +7,7 @@
 
 use super::{Kind, Route, KV_ROUTES, MQ_ROUTES};
 use std::collections::BTreeSet;
+use std::io::Write as _;
 use std::path::Path;
 
 const SPEC_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/spec");
@@ -83,7 +84,9 @@ fn check(mode: &str, table: &[Route], documented: &BTreeSet<String>) {
 fn every_documented_path_has_a_row_and_every_row_is_documented() {
     let dir = Path::new(SPEC_DIR);
     if !dir.is_dir() {
-        eprintln!(
+        // Straight to the stream: the test harness hides `eprintln!` of a passing test.
+        let _ = writeln!(
+            std::io::stderr(),
             "\n*** SPEC CHECK NOT RUN: the spec folder {} is missing, so the route tables \
              were not compared with kv-api.md, mq-api.md and ops.md. ***\n",
             dir.display()
