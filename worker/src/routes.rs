@@ -92,6 +92,9 @@ impl RequestHandler {
         service: &mut dyn Service,
         pass: &mut Pass<'_, '_>,
     ) -> Outcome {
+        // The loop holds its mode's service as a trait object, and `Service` cannot take the
+        // handlers (they name the services implementing it: a module cycle), so a handler
+        // gets its concrete service back from the trait object.
         let any: &mut dyn std::any::Any = &mut *service;
         match self {
             RequestHandler::Debug(debug) => debug(req, service, pass),
