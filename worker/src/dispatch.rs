@@ -1,15 +1,15 @@
 //! The generic stage of every request, between a connection's parser and the mode's service:
-//! the route table's checks, the health paths, `/metrics`, query decoding, `/debug/sleep`,
-//! then [`Service::call`]; and the records of what each dispatch did ([`PassLog`],
+//! the route table's checks, then the row's handler (health rows before the query is decoded,
+//! the others after); and the records of what each dispatch did ([`PassLog`],
 //! [`ParkedRequests`]), which become metrics and access-log lines once the request is
 //! answered. It never touches a socket or the commit: what it returns is queued by the
 //! connection and sent by the loop.
 
 use crate::access_log::{self, AccessLog};
 use crate::conn::Outcome;
-use crate::http::{Head, Response};
-use crate::metrics::{self, Label, SharedMetrics, OTHER};
-use crate::routes::{self, Op, Route};
+use crate::http::Head;
+use crate::metrics::{Label, SharedMetrics, OTHER};
+use crate::routes::{self, Handler, Kind, Route};
 use crate::service::{ConnRef, Pass, Service};
 use crate::{auth::Users, query::Params};
 use std::time::{Duration, Instant};
@@ -78,7 +78,7 @@ fn route_and_serve(
     service: &mut dyn Service,
     pass: &mut Pass<'_, '_>,
 ) -> (Label, Outcome, bool) {
-    let (label, op) = match routes::route(
+    let (label, route) = match routes::route(
         ctx.routes,
         &head.path,
         head.method,
@@ -90,65 +90,28 @@ fn route_and_serve(
         Err((label, resp)) => return (label.unwrap_or(OTHER), Outcome::Reply(resp), false),
     };
     let reply = |resp| (label, Outcome::Reply(resp), false);
-    match op {
-        Op::Status => return reply(Response::text("ok\n")),
-        Op::Version => {
-            return reply(Response::text(format!(
-                "huststore {}\n",
-                env!("CARGO_PKG_VERSION")
-            )))
+    let handler = match route.handler {
+        Handler::Health(health) => {
+            let health_ctx = routes::health::Ctx {
+                routes: ctx.routes,
+                metrics: ctx.metrics,
+                store: ctx.store,
+            };
+            return reply(health(&health_ctx, service, pass));
         }
-        Op::Metrics => {
-            let mut out = String::with_capacity(8192);
-            ctx.metrics.render(ctx.routes, &mut out);
-            let (used, size) = ctx.store.map_usage();
-            metrics::gauge(
-                &mut out,
-                "huststore_store_used_bytes",
-                "Bytes of the persistent store in use.",
-                used,
-            );
-            metrics::gauge(
-                &mut out,
-                "huststore_store_free_bytes",
-                "Bytes left before the store is full (map_size - used).",
-                size.saturating_sub(used),
-            );
-            service.metrics(pass, &mut out);
-            return reply(Response::with_body(
-                200,
-                "text/plain; version=0.0.4",
-                out.into_bytes(),
-            ));
-        }
-        _ => {}
-    }
+        Handler::Request(handler) => handler,
+    };
     let params = match Params::parse(&head.query) {
         Ok(p) => p,
         Err(_) => return reply(service.bad_request("malformed % escape in the query")),
     };
-    if op == Op::DebugSleep {
-        let ms = params
-            .get("ms")
-            .and_then(crate::query::parse_u64)
-            .filter(|&ms| ms <= 600_000);
-        return match ms {
-            Some(ms) => (
-                label,
-                Outcome::Park {
-                    deadline: pass.now + Duration::from_millis(ms),
-                },
-                true,
-            ),
-            None => reply(service.bad_request("ms must be 0..600000")),
-        };
-    }
     let req = crate::service::Request {
         method: head.method,
         params: &params,
         body,
     };
-    (label, service.call(op, &req, who, pass), false)
+    let outcome = handler.call(&req, who, service, pass);
+    (label, outcome, route.kind == Kind::Debug)
 }
 
 /// What the metrics and the access log keep of an answered request: label, status, body

@@ -131,7 +131,7 @@ pub fn run(args: WorkerArgs) -> i32 {
     };
     let mut service: Box<dyn service::Service> = match conf.mode {
         conf::Mode::Kv => Box::new(kv::KvService::new(&conf)),
-        conf::Mode::Mq => match mq_service::MqService::new(&conf, &store) {
+        conf::Mode::Mq => match mq_service::MqService::new(&conf, &store, event_loop::unix_ms()) {
             Ok(s) => Box::new(s),
             Err(e) => {
                 log::error!(

@@ -147,8 +147,9 @@ impl SharedMetrics {
         r.commit_latency[bucket(&COMMIT_BOUNDS_US, stats.micros)].fetch_add(1, Relaxed);
     }
 
-    /// Appends the Prometheus text of every counter, summed over all regions.
-    pub fn render(&self, routes: &[crate::routes::Route], out: &mut String) {
+    /// Appends the Prometheus text of every counter, summed over all regions; `paths` are
+    /// the route labels (the mode's route table, in order).
+    pub fn render(&self, paths: &[&str], out: &mut String) {
         let regions = self.regions();
         let sum = |f: &dyn Fn(&Region) -> &AtomicU64| -> u64 {
             regions.iter().map(|r| f(r).load(Relaxed)).sum()
@@ -156,8 +157,8 @@ impl SharedMetrics {
         out.push_str("# HELP huststore_requests_total Requests answered, by path and status.\n");
         out.push_str("# TYPE huststore_requests_total counter\n");
         for label in 0..LABELS {
-            let path = routes.get(label).map_or("other", |r| r.path);
-            if label < OTHER && label >= routes.len() {
+            let path = paths.get(label).copied().unwrap_or("other");
+            if label < OTHER && label >= paths.len() {
                 continue;
             }
             for (s, status) in STATUSES.iter().enumerate() {
@@ -310,7 +311,8 @@ mod tests {
             micros: 800,
         });
         let mut out = String::new();
-        m.render(crate::routes::KV_ROUTES, &mut out);
+        let paths: Vec<&str> = crate::routes::KV_ROUTES.iter().map(|r| r.path).collect();
+        m.render(&paths, &mut out);
         assert!(
             out.contains("huststore_requests_total{path=\"/put\",status=\"200\"} 2\n"),
             "{out}"

@@ -1,14 +1,22 @@
-//! mq mode (`mq-api.md`): the parameter rules of §2.2-2.3, then the queue crate's [`Broker`],
-//! and each of its replies as status, headers and body. Everything stateful (queues, parked
-//! requests, RPC) is the broker's; this file only translates.
+//! mq mode (`mq-api.md`): the service the event loop drives (parked requests, redelivery,
+//! `/metrics` lines), the handler type of the mq rows of the route table, and what every family
+//! shares: the parameter rules of §2.2-2.3 and the one mapping of the queue crate's replies to
+//! status, headers and body ([`response`]). Everything stateful (queues, parked requests, RPC)
+//! is the [`Broker`]'s; the endpoints, in one file per family, only translate.
 
 use crate::conn::Outcome;
 use crate::http::{Response, APPLICATION_JSON, TEXT_PLAIN};
 use crate::query::{parse_bool_any_case, parse_u64, valid_name};
-use crate::routes::Op;
 use crate::service::{ConnRef, Pass, Request, Service};
 use mq::{Broker, Clock, Reply, Step};
 use std::time::Instant;
+
+pub mod admin;
+pub mod longpoll;
+pub mod pubsub;
+pub mod queue;
+pub mod rpc;
+pub mod stat;
 
 /// Longest `worker` name.
 const MAX_WORKER: usize = 32;
@@ -27,11 +35,16 @@ pub struct MqService {
 }
 
 impl MqService {
-    /// Opens the queue database on the worker's store.
-    pub fn new(conf: &conf::Conf, store: &storage::Store) -> Result<MqService, mq::MqError> {
+    /// Opens the queue database on the worker's store; `now_ms` is the wall clock (unix
+    /// milliseconds).
+    pub fn new(
+        conf: &conf::Conf,
+        store: &storage::Store,
+        now_ms: u64,
+    ) -> Result<MqService, mq::MqError> {
         let clock = Clock {
             now: Instant::now(),
-            now_ms: crate::event_loop::unix_ms(),
+            now_ms,
         };
         Ok(MqService {
             broker: Broker::open(store.env(), &conf.mq, clock)?,
@@ -41,8 +54,28 @@ impl MqService {
     }
 }
 
+/// An mq endpoint: a reply now, or a long poll to park.
+pub type Handler = fn(&mut MqService, &Request<'_>, ConnRef, &mut Pass<'_, '_>) -> Check<Step>;
+
+/// Runs an mq row's handler.
+pub fn call(
+    handler: Handler,
+    mq: &mut MqService,
+    req: &Request<'_>,
+    who: ConnRef,
+    pass: &mut Pass<'_, '_>,
+) -> Outcome {
+    match handler(mq, req, who, pass) {
+        Ok(Step::Reply(r)) => Outcome::Reply(response(r)),
+        Ok(Step::Park(d)) => Outcome::Park {
+            deadline: pass.now + d,
+        },
+        Err(resp) => Outcome::Reply(resp),
+    }
+}
+
 /// A parameter problem: the `400` (or `413`) to send instead.
-type Check<T> = Result<T, Response>;
+pub type Check<T> = Result<T, Response>;
 
 fn bad(why: &str) -> Response {
     Response::with_body(400, TEXT_PLAIN, format!("{why}\n").into_bytes())
@@ -55,17 +88,24 @@ fn clock(pass: &Pass<'_, '_>) -> Clock {
     }
 }
 
-/// `queue` (also the RPC task name): 1-64 bytes of `A-Z a-z 0-9 _ : .`.
-fn queue<'r>(req: &'r Request<'_>) -> Check<&'r str> {
-    let q = req
+/// A name parameter (`queue`, `token`): 1-64 bytes of `A-Z a-z 0-9 _ : .`.
+fn name<'r>(req: &'r Request<'_>, param: &str) -> Check<&'r [u8]> {
+    let v = req
         .params
-        .get("queue")
-        .ok_or_else(|| bad("queue is missing"))?;
-    if !valid_name(q) {
-        return Err(bad("queue must be 1-64 bytes of A-Z a-z 0-9 _ : ."));
+        .get(param)
+        .ok_or_else(|| bad(&format!("{param} is missing")))?;
+    if !valid_name(v) {
+        return Err(bad(&format!(
+            "{param} must be 1-64 bytes of A-Z a-z 0-9 _ : ."
+        )));
     }
+    Ok(v)
+}
+
+/// `queue` (also the RPC task name).
+fn queue<'r>(req: &'r Request<'_>) -> Check<&'r str> {
     // valid_name admits ASCII only.
-    std::str::from_utf8(q).map_err(|_| bad("queue is not ASCII"))
+    std::str::from_utf8(name(req, "queue")?).map_err(|_| bad("queue is not ASCII"))
 }
 
 /// `worker`: 1-32 visible ASCII bytes, without `"` and `\`.
@@ -151,147 +191,7 @@ fn response(reply: Reply) -> Response {
     }
 }
 
-fn outcome(step: Step, now: Instant) -> Outcome {
-    match step {
-        Step::Reply(r) => Outcome::Reply(response(r)),
-        Step::Park(d) => Outcome::Park { deadline: now + d },
-    }
-}
-
-impl MqService {
-    fn serve(
-        &mut self,
-        op: Op,
-        req: &Request<'_>,
-        who: ConnRef,
-        pass: &mut Pass<'_, '_>,
-    ) -> Check<Outcome> {
-        let c = clock(pass);
-        let b = &mut self.broker;
-        let x = &mut *pass.batch;
-        let reply = match op {
-            Op::MqPut => {
-                let q = queue(req)?;
-                let prio = priori(req)?.unwrap_or(0);
-                let msg = message(req)?;
-                b.put(x, c, q, prio, msg)
-            }
-            Op::MqGet => {
-                let (q, w, a) = (queue(req)?, worker(req)?, ack(req)?);
-                b.get(x, c, q, w, a)
-            }
-            Op::MqAck => {
-                let q = queue(req)?;
-                let token = req
-                    .params
-                    .get("token")
-                    .ok_or_else(|| bad("token is missing"))?;
-                if !valid_name(token) {
-                    return Err(bad("token must be 1-64 bytes of A-Z a-z 0-9 _ : ."));
-                }
-                b.ack(x, c, q, token)
-            }
-            Op::MqTimeout => {
-                let q = queue(req)?;
-                let minute = required_number(req, "minute", 1, 255)?;
-                b.set_timeout(x, c, q, minute as u32)
-            }
-            Op::MqLock => {
-                let q = queue(req)?;
-                let on = required_number(req, "on", 0, 1)?;
-                b.set_lock(x, c, q, on == 1)
-            }
-            Op::MqMax => {
-                let q = queue(req)?;
-                let num = required_number(req, "num", 0, MAX_NUM)?;
-                b.set_max(x, c, q, num)
-            }
-            Op::MqPurge => {
-                let q = queue(req)?;
-                let prio = priori(req)?.ok_or_else(|| bad("priori is missing"))?;
-                b.purge(x, c, q, prio)
-            }
-            Op::MqWorker => {
-                let q = queue(req)?;
-                b.worker_list(x, c, q)
-            }
-            Op::MqStat => {
-                let q = queue(req)?;
-                b.stat(x, c, q)
-            }
-            Op::MqStatAll => b.stat_all(x, c),
-            Op::MqAutost => Reply::Done,
-            Op::MqEvget => {
-                let (q, w, a) = (queue(req)?, worker(req)?, ack(req)?);
-                return Ok(outcome(b.evget(x, c, who, q, w, a), c.now));
-            }
-            Op::MqPub => {
-                let q = queue(req)?;
-                let idx = number(req, "idx", 0, mq::MAX_IDX)?;
-                let ttl = number(req, "ttl", 1, self.ttl_max)?
-                    .unwrap_or(mq::DEFAULT_TTL.min(self.ttl_max));
-                let msg = message(req)?;
-                b.publish(x, c, q, idx, ttl, msg)
-            }
-            Op::MqSub => {
-                let q = queue(req)?;
-                let idx = required_number(req, "idx", 0, mq::MAX_IDX)?;
-                b.sub(x, c, q, idx)
-            }
-            Op::MqEvsub => {
-                let q = queue(req)?;
-                let idx = required_number(req, "idx", 0, mq::MAX_IDX)?;
-                return Ok(outcome(b.evsub(x, c, who, q, idx), c.now));
-            }
-            Op::MqDoGet => {
-                let q = queue(req)?;
-                let args = req
-                    .body()
-                    .ok_or_else(|| bad("the task arguments (body) are missing"))?;
-                if args.len() as u64 > self.max_task_body {
-                    return Err(Response::empty(413));
-                }
-                return Ok(outcome(b.do_get(c, who, q, args.to_vec()), c.now));
-            }
-            Op::MqDoPost if req.params.has("token") => {
-                let token = req
-                    .params
-                    .get("token")
-                    .filter(|t| t.len() <= MAX_RPC_TOKEN && t.iter().all(u8::is_ascii_digit))
-                    .ok_or_else(|| bad("token must be 1-20 digits"))?;
-                if req.body.len() as u64 > self.max_task_body {
-                    return Err(Response::empty(413));
-                }
-                // Twenty digits can exceed u64: such a token was never issued.
-                let token = std::str::from_utf8(token)
-                    .ok()
-                    .and_then(|t| t.parse::<u64>().ok());
-                match token {
-                    Some(t) => b.do_post_reply(c, t, req.body.to_vec()),
-                    None => Reply::NotFound,
-                }
-            }
-            Op::MqDoPost => return Ok(outcome(b.do_post_claim(c, who), c.now)),
-            Op::MqDoGetStatus => b.do_get_status(),
-            Op::MqDoPostStatus => b.do_post_status(),
-            _ => Reply::NotFound,
-        };
-        Ok(Outcome::Reply(response(reply)))
-    }
-}
-
 impl Service for MqService {
-    fn call(
-        &mut self,
-        op: Op,
-        req: &Request<'_>,
-        who: ConnRef,
-        pass: &mut Pass<'_, '_>,
-    ) -> Outcome {
-        self.serve(op, req, who, pass)
-            .unwrap_or_else(Outcome::Reply)
-    }
-
     fn bad_request(&self, why: &str) -> Response {
         bad(why)
     }

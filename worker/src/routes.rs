@@ -1,9 +1,20 @@
-//! The route table: one static list per mode mapping a path to an operation, the methods it
-//! takes and whether it sits behind auth. The generic checks (auth `401`, path `404`, method
-//! `405` with `Allow`) run here once, before any handler sees the request.
+//! The route table: one static list per mode, each row naming a path, the methods it takes,
+//! what it does ([`Kind`]), whether it sits behind auth, and the function that serves it. The
+//! generic checks (auth `401`, path `404`, method `405` with `Allow`) run here once, before any
+//! handler sees the request. A row's index in its table is its metrics label.
+//!
+//! Handlers live by family: `kv/*.rs` and `mq_service/*.rs` per mode, [`health`] for the paths
+//! both modes share. This module knows nothing of their parameters or replies.
 
 use crate::auth::{Users, CHALLENGE};
+use crate::conn::Outcome;
 use crate::http::{Method, Response};
+use crate::service::{ConnRef, Pass, Request, Service};
+use crate::{kv, mq_service};
+
+pub mod health;
+#[cfg(test)]
+mod spec;
 
 /// Methods a route accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,84 +49,71 @@ impl Methods {
     }
 }
 
-/// Everything a route can lead to.
+/// What a row does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Op {
-    // health, both modes
-    Status,
-    Version,
-    Metrics,
-    DebugSleep,
-    // kv: plain
-    Put,
-    Get,
-    Exist,
-    Del,
-    Keys,
-    // kv: hash
-    Hset,
-    Hget,
-    Hexist,
-    Hdel,
-    Hincrby,
-    Hkeys,
-    // kv: set
-    Sadd,
-    Srem,
-    Sismember,
-    Smembers,
-    // kv: sorted set
-    Zadd,
-    Zrem,
-    Zismember,
-    Zscore,
-    ZrangeByRank,
-    ZrangeByScore,
-    // kv: statistics
-    Stat,
-    StatAll,
-    FileCount,
-    // kv: cache
-    CachePut,
-    CacheGet,
-    CacheExist,
-    CacheDel,
-    CacheTtl,
-    CacheExpire,
-    CachePersist,
-    CacheAppend,
-    CacheHset,
-    CacheHget,
-    CacheHdel,
-    CacheHexist,
-    CacheHincrby,
-    CacheHincrbyfloat,
-    // kv: cluster, one-node answers
-    PeerCount,
-    GetTable,
-    SetTable,
-    SyncStatus,
-    SyncAlive,
-    // mq
-    MqPut,
-    MqGet,
-    MqAck,
-    MqTimeout,
-    MqLock,
-    MqMax,
-    MqPurge,
-    MqWorker,
-    MqStat,
-    MqStatAll,
-    MqAutost,
-    MqEvget,
-    MqPub,
-    MqSub,
-    MqEvsub,
-    MqDoGet,
-    MqDoPost,
-    MqDoGetStatus,
-    MqDoPostStatus,
+pub enum Kind {
+    /// Reads the store, the cache or the queues and changes nothing.
+    Read,
+    /// Changes what later requests see (store, cache, queues, RPC slots).
+    Write,
+    /// `/status.html`, `/version`, `/metrics`: answered from the worker's own state.
+    Health,
+    /// Answers without the store: a one-node cluster's fixed answers (kv §9), mq's no-op.
+    Admin,
+    /// Test-only (`debug_endpoints on`): not in the table otherwise, nor in the specs.
+    Debug,
+}
+
+/// The function a row leads to.
+#[derive(Debug, Clone, Copy)]
+pub enum Handler {
+    /// Called before the query is decoded, and without it: a health check with a malformed
+    /// `%` escape still gets its answer.
+    Health(health::Handler),
+    /// Called once the query is decoded (a malformed escape is the mode's `400` first).
+    Request(RequestHandler),
+}
+
+/// A handler of a decoded request.
+#[derive(Debug, Clone, Copy)]
+pub enum RequestHandler {
+    Kv(kv::Handler),
+    Mq(mq_service::Handler),
+    /// The test-only rows of both modes.
+    Debug(health::DebugHandler),
+}
+
+impl RequestHandler {
+    /// Serves the request with the mode's service.
+    pub fn call(
+        self,
+        req: &Request<'_>,
+        who: ConnRef,
+        service: &mut dyn Service,
+        pass: &mut Pass<'_, '_>,
+    ) -> Outcome {
+        // The loop holds its mode's service as a trait object, and `Service` cannot take the
+        // handlers (they name the services implementing it: a module cycle), so a handler
+        // gets its concrete service back from the trait object.
+        let any: &mut dyn std::any::Any = &mut *service;
+        match self {
+            RequestHandler::Debug(debug) => debug(req, service, pass),
+            RequestHandler::Kv(handler) => match any.downcast_mut() {
+                Some(kv) => kv::call(handler, kv, req, pass),
+                None => wrong_mode(),
+            },
+            RequestHandler::Mq(handler) => match any.downcast_mut() {
+                Some(mq) => mq_service::call(handler, mq, req, who, pass),
+                None => wrong_mode(),
+            },
+        }
+    }
+}
+
+/// A worker serves one mode and routes through that mode's table only, which holds only that
+/// mode's handlers (`tables_hold_their_own_modes_handlers`): this is never reached.
+fn wrong_mode() -> Outcome {
+    Outcome::Reply(Response::empty(404))
 }
 
 /// One row of a route table.
@@ -123,116 +121,156 @@ pub enum Op {
 pub struct Route {
     pub path: &'static str,
     pub methods: Methods,
-    pub op: Op,
-    /// Health paths are never behind auth.
+    pub kind: Kind,
+    /// Open rows are never behind auth (the two health paths).
     pub open: bool,
+    pub handler: Handler,
 }
 
-const fn r(path: &'static str, methods: Methods, op: Op) -> Route {
+const fn kv(path: &'static str, methods: Methods, kind: Kind, h: kv::Handler) -> Route {
     Route {
         path,
         methods,
-        op,
+        kind,
         open: false,
+        handler: Handler::Request(RequestHandler::Kv(h)),
     }
 }
 
-const fn open(path: &'static str, methods: Methods, op: Op) -> Route {
+const fn mq(path: &'static str, methods: Methods, kind: Kind, h: mq_service::Handler) -> Route {
     Route {
         path,
         methods,
-        op,
-        open: true,
+        kind,
+        open: false,
+        handler: Handler::Request(RequestHandler::Mq(h)),
     }
 }
 
+const fn health(path: &'static str, methods: Methods, h: health::Handler) -> Route {
+    Route {
+        path,
+        methods,
+        kind: Kind::Health,
+        open: false,
+        handler: Handler::Health(h),
+    }
+}
+
+const fn debug(path: &'static str, methods: Methods, h: health::DebugHandler) -> Route {
+    Route {
+        path,
+        methods,
+        kind: Kind::Debug,
+        open: false,
+        handler: Handler::Request(RequestHandler::Debug(h)),
+    }
+}
+
+/// The row without auth.
+const fn open(route: Route) -> Route {
+    Route {
+        open: true,
+        ..route
+    }
+}
+
+use kv::{admin, cache, hash, set, stat, strings, zset};
+use mq_service::{longpoll, pubsub, queue, rpc};
+use Kind::{Admin as A, Read as R, Write as W};
 use Methods::{Get as G, GetPost as GP, GetPostPut as GPP, GetPostPutMq as GPPM, Post as P};
 
-/// kv mode (`kv-api.md` §1), plus `/metrics` and the test-only `/debug/sleep`.
+// The rows of both modes (`ops.md`), at the end of each table.
+const VERSION: Route = open(health("/version", GP, health::version));
+const STATUS: Route = open(health("/status.html", GP, health::status));
+const METRICS: Route = health("/metrics", G, health::metrics);
+const DEBUG_SLEEP: Route = debug("/debug/sleep", GP, health::debug_sleep);
+
+/// kv mode (`kv-api.md` §1), plus `/metrics` (`ops.md`) and the test-only `/debug/sleep`.
 pub static KV_ROUTES: &[Route] = &[
-    r("/put", GPP, Op::Put),
-    r("/get", GP, Op::Get),
-    r("/get2", GP, Op::Get),
-    r("/exist", GP, Op::Exist),
-    r("/del", GP, Op::Del),
-    r("/keys", GP, Op::Keys),
-    r("/hset", GPP, Op::Hset),
-    r("/hget", GP, Op::Hget),
-    r("/hget2", GP, Op::Hget),
-    r("/hexist", GP, Op::Hexist),
-    r("/hdel", GP, Op::Hdel),
-    r("/hincrby", GP, Op::Hincrby),
-    r("/hkeys", GP, Op::Hkeys),
-    r("/sadd", GP, Op::Sadd),
-    r("/srem", GP, Op::Srem),
-    r("/sismember", GP, Op::Sismember),
-    r("/sismember2", GP, Op::Sismember),
-    r("/smembers", GP, Op::Smembers),
-    r("/zadd", GP, Op::Zadd),
-    r("/zrem", GP, Op::Zrem),
-    r("/zismember", GP, Op::Zismember),
-    r("/zscore", GP, Op::Zscore),
-    r("/zscore2", GP, Op::Zscore),
-    r("/zrangebyrank", GP, Op::ZrangeByRank),
-    r("/zrangebyscore", GP, Op::ZrangeByScore),
-    r("/stat", GP, Op::Stat),
-    r("/stat_all", GP, Op::StatAll),
-    r("/file_count", GP, Op::FileCount),
-    r("/cache/put", GPP, Op::CachePut),
-    r("/cache/get", GP, Op::CacheGet),
-    r("/cache/exist", GP, Op::CacheExist),
-    r("/cache/del", GP, Op::CacheDel),
-    r("/cache/ttl", GP, Op::CacheTtl),
-    r("/cache/expire", GP, Op::CacheExpire),
-    r("/cache/persist", GP, Op::CachePersist),
-    r("/cache/append", GPP, Op::CacheAppend),
-    r("/cache/hset", GPP, Op::CacheHset),
-    r("/cache/hget", GP, Op::CacheHget),
-    r("/cache/hdel", GP, Op::CacheHdel),
-    r("/cache/hexist", GP, Op::CacheHexist),
-    r("/cache/hincrby", GP, Op::CacheHincrby),
-    r("/cache/hincrbyfloat", GP, Op::CacheHincrbyfloat),
-    r("/peer_count", GP, Op::PeerCount),
-    r("/get_table", GP, Op::GetTable),
-    r("/set_table", GP, Op::SetTable),
-    r("/sync_status", GP, Op::SyncStatus),
-    r("/sync_alive", GP, Op::SyncAlive),
-    open("/version", GP, Op::Version),
-    open("/status.html", GP, Op::Status),
-    r("/metrics", G, Op::Metrics),
-    r("/debug/sleep", GP, Op::DebugSleep),
+    kv("/put", GPP, W, strings::put),
+    kv("/get", GP, R, strings::get),
+    kv("/get2", GP, R, strings::get),
+    kv("/exist", GP, R, strings::exist),
+    kv("/del", GP, W, strings::del),
+    kv("/keys", GP, R, strings::keys),
+    kv("/hset", GPP, W, hash::hset),
+    kv("/hget", GP, R, hash::hget),
+    kv("/hget2", GP, R, hash::hget),
+    kv("/hexist", GP, R, hash::hexist),
+    kv("/hdel", GP, W, hash::hdel),
+    kv("/hincrby", GP, W, hash::hincrby),
+    kv("/hkeys", GP, R, hash::hkeys),
+    kv("/sadd", GP, W, set::sadd),
+    kv("/srem", GP, W, set::srem),
+    kv("/sismember", GP, R, set::sismember),
+    kv("/sismember2", GP, R, set::sismember),
+    kv("/smembers", GP, R, set::smembers),
+    kv("/zadd", GP, W, zset::zadd),
+    kv("/zrem", GP, W, zset::zrem),
+    kv("/zismember", GP, R, zset::zismember),
+    kv("/zscore", GP, R, zset::zscore),
+    kv("/zscore2", GP, R, zset::zscore),
+    kv("/zrangebyrank", GP, R, zset::zrangebyrank),
+    kv("/zrangebyscore", GP, R, zset::zrangebyscore),
+    kv("/stat", GP, R, stat::stat),
+    kv("/stat_all", GP, R, stat::stat_all),
+    kv("/file_count", GP, A, stat::file_count),
+    kv("/cache/put", GPP, W, cache::put),
+    kv("/cache/get", GP, R, cache::get),
+    kv("/cache/exist", GP, R, cache::exist),
+    kv("/cache/del", GP, W, cache::del),
+    kv("/cache/ttl", GP, R, cache::ttl),
+    kv("/cache/expire", GP, W, cache::expire),
+    kv("/cache/persist", GP, W, cache::persist),
+    kv("/cache/append", GPP, W, cache::append),
+    kv("/cache/hset", GPP, W, cache::hset),
+    kv("/cache/hget", GP, R, cache::hget),
+    kv("/cache/hdel", GP, W, cache::hdel),
+    kv("/cache/hexist", GP, R, cache::hexist),
+    kv("/cache/hincrby", GP, W, cache::hincrby),
+    kv("/cache/hincrbyfloat", GP, W, cache::hincrbyfloat),
+    kv("/peer_count", GP, A, admin::peer_count),
+    kv("/get_table", GP, A, admin::get_table),
+    kv("/set_table", GP, A, admin::set_table),
+    kv("/sync_status", GP, A, admin::sync_status),
+    kv("/sync_alive", GP, A, admin::sync_alive),
+    VERSION,
+    STATUS,
+    METRICS,
+    DEBUG_SLEEP,
 ];
 
 /// mq mode (`mq-api.md` §1), plus the health paths, `/metrics` and `/debug/sleep`.
 pub static MQ_ROUTES: &[Route] = &[
-    r("/put", GPPM, Op::MqPut),
-    r("/get", G, Op::MqGet),
-    r("/ack", G, Op::MqAck),
-    r("/timeout", G, Op::MqTimeout),
-    r("/lock", G, Op::MqLock),
-    r("/max", G, Op::MqMax),
-    r("/purge", G, Op::MqPurge),
-    r("/worker", G, Op::MqWorker),
-    r("/stat", G, Op::MqStat),
-    r("/stat_all", G, Op::MqStatAll),
-    r("/autost", G, Op::MqAutost),
-    r("/evget", G, Op::MqEvget),
-    r("/pub", GPPM, Op::MqPub),
-    r("/sub", G, Op::MqSub),
-    r("/evsub", G, Op::MqEvsub),
-    r("/do_get", P, Op::MqDoGet),
-    r("/do_post", P, Op::MqDoPost),
-    r("/do_get_status", G, Op::MqDoGetStatus),
-    r("/do_post_status", G, Op::MqDoPostStatus),
-    open("/version", GP, Op::Version),
-    open("/status.html", GP, Op::Status),
-    r("/metrics", G, Op::Metrics),
-    r("/debug/sleep", GP, Op::DebugSleep),
+    mq("/put", GPPM, W, queue::put),
+    mq("/get", G, W, queue::get),
+    mq("/ack", G, W, queue::ack),
+    mq("/timeout", G, W, mq_service::admin::timeout),
+    mq("/lock", G, W, mq_service::admin::lock),
+    mq("/max", G, W, mq_service::admin::max),
+    mq("/purge", G, W, mq_service::admin::purge),
+    mq("/worker", G, R, mq_service::stat::worker),
+    mq("/stat", G, R, mq_service::stat::stat),
+    mq("/stat_all", G, R, mq_service::stat::stat_all),
+    mq("/autost", G, A, mq_service::admin::autost),
+    mq("/evget", G, W, longpoll::evget),
+    mq("/pub", GPPM, W, pubsub::publish),
+    mq("/sub", G, R, pubsub::sub),
+    mq("/evsub", G, R, longpoll::evsub),
+    mq("/do_get", P, W, rpc::do_get),
+    mq("/do_post", P, W, rpc::do_post),
+    mq("/do_get_status", G, R, rpc::do_get_status),
+    mq("/do_post_status", G, R, rpc::do_post_status),
+    VERSION,
+    STATUS,
+    METRICS,
+    DEBUG_SLEEP,
 ];
 
-/// The generic checks, in the spec's order: auth, path, method. `Ok` is the route's operation
-/// and its index in the table (its metrics label); `Err` the answer, with the route's index
-/// when the path was known.
+/// The generic checks, in the spec's order: auth, path, method. `Ok` is the row and its index
+/// in the table (its metrics label); `Err` the answer, with the row's index when the path was
+/// known.
 pub fn route(
     table: &'static [Route],
     path: &[u8],
@@ -240,11 +278,11 @@ pub fn route(
     authorization: Option<&[u8]>,
     users: Option<&Users>,
     debug_endpoints: bool,
-) -> Result<(usize, Op), (Option<usize>, Response)> {
+) -> Result<(usize, &'static Route), (Option<usize>, Response)> {
     let found = table
         .iter()
         .position(|r| r.path.as_bytes() == path)
-        .filter(|&i| debug_endpoints || table[i].op != Op::DebugSleep);
+        .filter(|&i| debug_endpoints || table[i].kind != Kind::Debug);
     let is_open = found.is_some_and(|i| table[i].open);
     if let Some(users) = users {
         if !is_open && !users.check(authorization) {
@@ -262,12 +300,26 @@ pub fn route(
             Response::empty(405).header("Allow", route.methods.allow_header()),
         ));
     }
-    Ok((index, route.op))
+    Ok((index, route))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn found(
+        table: &'static [Route],
+        path: &[u8],
+        method: Method,
+        debug: bool,
+    ) -> Option<&'static str> {
+        route(table, path, method, None, None, debug)
+            .ok()
+            .map(|(i, r)| {
+                assert_eq!(table[i].path, r.path);
+                r.path
+            })
+    }
 
     #[test]
     fn unknown_path_is_404_and_wrong_method_405_with_allow() {
@@ -288,12 +340,7 @@ mod tests {
             .unwrap_err()
             .1;
         assert_eq!(err.headers, vec![("Allow", "POST".to_string())]);
-        assert_eq!(
-            route(KV_ROUTES, b"/put", Method::Put, None, None, false)
-                .map(|r| r.1)
-                .ok(),
-            Some(Op::Put)
-        );
+        assert_eq!(found(KV_ROUTES, b"/put", Method::Put, false), Some("/put"));
         assert_eq!(
             route(KV_ROUTES, b"/get", Method::Put, None, None, false)
                 .unwrap_err()
@@ -326,10 +373,8 @@ mod tests {
             404
         );
         assert_eq!(
-            route(KV_ROUTES, b"/debug/sleep", Method::Get, None, None, true)
-                .map(|r| r.1)
-                .ok(),
-            Some(Op::DebugSleep)
+            found(KV_ROUTES, b"/debug/sleep", Method::Get, true),
+            Some("/debug/sleep")
         );
     }
 
@@ -342,6 +387,22 @@ mod tests {
                     "{} twice",
                     a.path
                 );
+            }
+        }
+    }
+
+    #[test]
+    fn tables_hold_their_own_modes_handlers() {
+        for (table, kv_mode) in [(KV_ROUTES, true), (MQ_ROUTES, false)] {
+            for r in table {
+                let ok = match r.handler {
+                    Handler::Health(_) => r.kind == Kind::Health,
+                    Handler::Request(RequestHandler::Debug(_)) => r.kind == Kind::Debug,
+                    Handler::Request(RequestHandler::Kv(_)) => kv_mode && r.kind != Kind::Health,
+                    Handler::Request(RequestHandler::Mq(_)) => !kv_mode && r.kind != Kind::Health,
+                };
+                assert!(ok, "{}: handler of the wrong mode or kind", r.path);
+                assert_eq!(r.open, matches!(r.path, "/version" | "/status.html"));
             }
         }
     }

@@ -1,9 +1,9 @@
-//! What the event loop asks of a mode (kv or mq): serve a routed request, possibly parking
-//! it, and answer parked requests when their time comes.
+//! What the event loop asks of a mode (kv or mq) besides its route handlers: the mode's `400`,
+//! parked requests, periodic work and its `/metrics` lines. The handlers themselves are named
+//! by the route table (`routes`), which reaches the concrete service through [`std::any::Any`].
 
 use crate::http::{Method, Response};
 use crate::query::Params;
-use crate::routes::Op;
 use std::time::Instant;
 
 /// A connection, as a service may remember it while its request is parked. The generation
@@ -39,16 +39,8 @@ impl Request<'_> {
     }
 }
 
-pub trait Service {
-    /// Serves a request that passed the generic checks.
-    fn call(
-        &mut self,
-        op: Op,
-        req: &Request<'_>,
-        who: ConnRef,
-        pass: &mut Pass<'_, '_>,
-    ) -> crate::conn::Outcome;
-
+/// `Any`: a route row's handler takes its mode's concrete service.
+pub trait Service: std::any::Any {
     /// The `400` of this mode (kv: empty body; mq: a one-line reason).
     fn bad_request(&self, why: &str) -> Response;
 

@@ -1,0 +1,73 @@
+//! Sorted sets (`kv-api.md` §6): `/zadd`, `/zrem`, `/zismember`, `/zscore` (and `/zscore2`),
+//! `/zrangebyrank`, `/zrangebyscore`.
+
+use super::{
+    bad, key_or_body, list_query, listing, present, read_error, read_ok, required_i64, table, ttl,
+    ver, written, written_number, Check, KvService,
+};
+use crate::http::Response;
+use crate::service::{Pass, Request};
+use storage::ZaddMode;
+
+pub fn zadd(_: &mut KvService, req: &Request, pass: &mut Pass) -> Check<Response> {
+    let tb = table(req)?;
+    let score = required_i64(req, "score")?;
+    let m = key_or_body(req)?;
+    let mode = match req.params.get("opt") {
+        None => ZaddMode::Set,
+        Some(b"0") => ZaddMode::Set,
+        Some(b"1") => ZaddMode::Add,
+        Some(b"-1") => ZaddMode::Subtract,
+        Some(_) => return Err(bad()),
+    };
+    let (t, ve) = (ttl(req)?, ver(req)?);
+    Ok(written_number(pass.batch.zadd(
+        tb,
+        m,
+        score,
+        mode,
+        t,
+        ve,
+        pass.now_ms,
+    )))
+}
+
+pub fn zrem(_: &mut KvService, req: &Request, pass: &mut Pass) -> Check<Response> {
+    let (tb, m, ve) = (table(req)?, key_or_body(req)?, ver(req)?);
+    Ok(written(pass.batch.zrem(tb, m, ve, pass.now_ms)))
+}
+
+pub fn zismember(_: &mut KvService, req: &Request, pass: &mut Pass) -> Check<Response> {
+    let (tb, m) = (table(req)?, key_or_body(req)?);
+    Ok(present(pass.batch.zismember(tb, m, pass.now_ms)))
+}
+
+pub fn zscore(_: &mut KvService, req: &Request, pass: &mut Pass) -> Check<Response> {
+    let (tb, m) = (table(req)?, key_or_body(req)?);
+    Ok(match pass.batch.zscore(tb, m, pass.now_ms) {
+        Ok((v, s)) => read_ok(v, s.to_string().into_bytes()),
+        Err(e) => read_error(e),
+    })
+}
+
+pub fn zrangebyrank(_: &mut KvService, req: &Request, pass: &mut Pass) -> Check<Response> {
+    let tb = table(req)?;
+    let q = list_query(req)?;
+    Ok(listing(pass.batch.zrange_by_rank(tb, &q, pass.now_ms)))
+}
+
+pub fn zrangebyscore(_: &mut KvService, req: &Request, pass: &mut Pass) -> Check<Response> {
+    let tb = table(req)?;
+    let (min, max) = (required_i64(req, "min")?, required_i64(req, "max")?);
+    if min > max {
+        return Err(bad());
+    }
+    let q = list_query(req)?;
+    Ok(listing(pass.batch.zrange_by_score(
+        tb,
+        min,
+        max,
+        &q,
+        pass.now_ms,
+    )))
+}
