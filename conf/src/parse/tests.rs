@@ -146,6 +146,7 @@ fn every_directive_parses_a_good_value() {
             mq_ttl_maximum: secs(3600),
             mq_timeout_unit: Duration::from_millis(100),
         },
+        cluster: None,
     };
     assert_eq!(c, want);
 }
