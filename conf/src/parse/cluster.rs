@@ -354,3 +354,6 @@ pub(super) fn check_listen(
         },
     })
 }
+
+#[cfg(test)]
+mod tests;

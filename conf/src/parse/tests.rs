@@ -759,7 +759,20 @@ fn the_shipped_confs_comment_out_the_defaults() {
 #[test]
 fn the_man_page_describes_every_directive() {
     let man = include_str!("../../../man/huststore.conf.5");
-    for d in DIRECTIVES {
+    the_man_page_describes(man, DIRECTIVES);
+    // The block's own directives are described in its section, after the block itself.
+    let cluster = &man[man.find("\n.SH CLUSTER\n").expect("a CLUSTER section")..];
+    let cluster = &cluster[..cluster.find("\n.SH EXAMPLES\n").unwrap_or(cluster.len())];
+    assert!(
+        cluster.contains("\n.SS cluster\n"),
+        "the CLUSTER section lacks .SS cluster"
+    );
+    the_man_page_describes(cluster, CLUSTER_DIRECTIVES);
+}
+
+/// Each directive of `table` has its `.SS` heading in `man`, with its default and context.
+fn the_man_page_describes<T>(man: &str, table: &[Directive<T>]) {
+    for d in table {
         let heading = format!("\n.SS {}\n", d.name);
         assert!(
             man.contains(&heading),
