@@ -254,9 +254,42 @@ pub(super) struct Block {
 }
 
 impl Block {
-    /// The block opened by `cluster {` on `line`, every directive at its default.
-    pub(super) fn open(line: usize) -> Block {
-        Block {
+    /// The block opened by `words` (`cluster`, and nothing else) and a `{`, every directive
+    /// at its default. `inside`: the `{` is inside a block already; `given`: the file had a
+    /// block before.
+    pub(super) fn open(
+        src: &Source<'_>,
+        words: &[Word],
+        inside: bool,
+        given: bool,
+    ) -> Result<Block, ConfError> {
+        let file = src.file.to_path_buf();
+        let line = words.first().map_or(0, |w| w.line);
+        if inside {
+            let directive = NAME.to_string();
+            return Err(ConfError::NotAllowedHere {
+                file,
+                line,
+                directive,
+            });
+        }
+        if words.len() > 1 {
+            let directive = NAME;
+            return Err(ConfError::ArgCount {
+                file,
+                line,
+                directive,
+            });
+        }
+        if given {
+            let directive = NAME;
+            return Err(ConfError::Duplicate {
+                file,
+                line,
+                directive,
+            });
+        }
+        Ok(Block {
             scope: Scope::new(CLUSTER_DIRECTIVES),
             conf: ClusterConf {
                 line,
@@ -272,7 +305,7 @@ impl Block {
                 election_timeout: Duration::from_secs(1),
                 reads: Reads::Linearizable,
             },
-        }
+        })
     }
 
     /// The line of `cluster {`.

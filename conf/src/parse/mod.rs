@@ -92,36 +92,15 @@ pub fn parse_str(text: &str, path: &Path) -> Result<Conf, ConfError> {
             Token::Brace("{", line) => {
                 // The one block directive; any other brace is as unexpected as in nginx's
                 // `ngx_conf_parse` for a directive without `NGX_CONF_BLOCK`.
-                let Some(first) = words.first().filter(|w| w.text == cluster::NAME) else {
+                if words.first().is_none_or(|w| w.text != cluster::NAME) {
                     return Err(src.unexpected(line, "{"));
-                };
-                let file = path.to_path_buf();
-                let line = first.line;
-                if block.is_some() {
-                    let directive = cluster::NAME.to_string();
-                    return Err(ConfError::NotAllowedHere {
-                        file,
-                        line,
-                        directive,
-                    });
                 }
-                if words.len() > 1 {
-                    let directive = cluster::NAME;
-                    return Err(ConfError::ArgCount {
-                        file,
-                        line,
-                        directive,
-                    });
-                }
-                if conf.cluster.is_some() {
-                    let directive = cluster::NAME;
-                    return Err(ConfError::Duplicate {
-                        file,
-                        line,
-                        directive,
-                    });
-                }
-                block = Some(cluster::Block::open(line));
+                block = Some(cluster::Block::open(
+                    &src,
+                    &words,
+                    block.is_some(),
+                    conf.cluster.is_some(),
+                )?);
                 words.clear();
             }
             Token::Brace(brace, line) => match block.take() {

@@ -603,10 +603,10 @@ fn load_reads_files_and_reports_open_errors() {
 }
 
 /// xorshift64*: a fixed, dependency-free stream of pseudo-random numbers.
-struct Rng(u64);
+pub(super) struct Rng(pub(super) u64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    pub(super) fn next(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;

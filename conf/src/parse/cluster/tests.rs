@@ -1,3 +1,4 @@
+use super::super::tests::Rng;
 use super::super::{load, parse_str, DIRECTIVES};
 use super::*;
 use std::fs;
@@ -520,18 +521,6 @@ fn every_directive_rejects_bad_values() {
                 "{line}: {msg}"
             );
         }
-    }
-}
-
-/// xorshift64*, as in the top-level tests.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
     }
 }
 
