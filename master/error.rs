@@ -11,6 +11,11 @@ use std::path::PathBuf;
 pub enum MasterError {
     /// The conf file is bad (its own message already names file and line).
     Conf(conf::ConfError),
+    /// The conf has a `cluster` block, which this build checks (`-t`) but cannot serve.
+    ClusterUnavailable {
+        file: PathBuf,
+        line: usize,
+    },
     /// Another master is alive on the same pid file.
     AlreadyRunning {
         pid: i32,
@@ -80,6 +85,12 @@ impl fmt::Display for MasterError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             MasterError::Conf(e) => write!(f, "{e}"),
+            MasterError::ClusterUnavailable { file, line } => write!(
+                f,
+                "conf {}:{line}: cluster mode is not available in this build yet \
+                 (the cluster block is checked by -t only)",
+                file.display()
+            ),
             MasterError::AlreadyRunning { pid, pid_file } => write!(
                 f,
                 "already running: master {pid} is alive (pid file {})",

@@ -7,6 +7,7 @@
 //! LMDB, only `conf` (what to run) and `worker` (`prepare` and `run`).
 
 mod args;
+mod cluster;
 mod cycle;
 mod daemon;
 mod error;
@@ -171,6 +172,7 @@ fn prepare(
     mut inherited: Vec<listen::Listener>,
 ) -> Result<(conf::Conf, Vec<listen::Listener>, Option<nix::unistd::User>), MasterError> {
     let conf = conf::load(path).map_err(MasterError::Conf)?;
+    cluster::refuse_cluster(path, &conf)?;
     if let Ok(pid) = pidfile::read(&conf.pid) {
         if pidfile::is_huststore_alive(pid) {
             return Err(MasterError::AlreadyRunning {

@@ -1,10 +1,10 @@
-//! The reload (HUP), as nginx does it: re-read the conf (a bad one changes nothing), prepare
-//! the data folder, bind only the addresses the new conf adds (the others keep their sockets
-//! and their accept queues), re-init the log, then start the new generation of workers
-//! *before* retiring the old one, so that some worker always accepts. If no new worker comes
-//! to serve, the old conf and the old workers stay. In mq mode only one worker may run: the
-//! old one goes first. A socket the conf no longer lists is closed once no worker that may use
-//! it is left.
+//! The reload (HUP), as nginx does it: re-read the conf (a bad one, or one with a `cluster`
+//! block, changes nothing), prepare the data folder, bind only the addresses the new conf adds
+//! (the others keep their sockets and their accept queues), re-init the log, then start the new
+//! generation of workers *before* retiring the old one, so that some worker always accepts. If
+//! no new worker comes to serve, the old conf and the old workers stay. In mq mode only one
+//! worker may run: the old one goes first. A socket the conf no longer lists is closed once no
+//! worker that may use it is left.
 //!
 //! The restart of the workers after WINCH (the rollback of a binary upgrade) is the upgrade's.
 
@@ -16,6 +16,7 @@ use conf::{Conf, Mode};
 use nix::sys::signal::Signal;
 use nix::unistd::User;
 
+use crate::cluster;
 use crate::error::MasterError;
 use crate::listen::{self, Listener};
 use crate::logs;
@@ -48,7 +49,10 @@ impl Reload {
         conf::notice!("reconfiguring: reading {}", table.conf.path.display());
         let result = conf::load(&table.conf.path)
             .map_err(MasterError::Conf)
-            .and_then(|new| self.apply(table, pid_file, new));
+            .and_then(|new| {
+                cluster::refuse_cluster(&table.conf.path, &new)?;
+                self.apply(table, pid_file, new)
+            });
         if let Err(e) = result {
             log::error!("reload failed, keeping the old conf: {e}");
         }

@@ -9,10 +9,16 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+mod cluster;
 pub mod logger;
 mod parse;
 
-pub use parse::{load, parse_str, ConfError, Context, Directive, DIRECTIVES};
+pub use cluster::{
+    ClusterConf, ClusterNode, Reads, Secret, DEFAULT_GROUPS, DEFAULT_REPLICAS, MIN_SECRET_LEN,
+};
+pub use parse::{
+    load, parse_str, ClusterProblem, ConfError, Context, Directive, CLUSTER_DIRECTIVES, DIRECTIVES,
+};
 
 /// Which API the daemon serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,6 +133,8 @@ pub struct Conf {
     /// Test-only endpoints such as `/debug/sleep?ms=` (`debug_endpoints on;`), off by default.
     pub debug_endpoints: bool,
     pub mq: MqConf,
+    /// The `cluster { }` block (`cluster.md` §1); `None`: the single-node daemon.
+    pub cluster: Option<ClusterConf>,
 }
 
 /// mq-mode directives (`mq-api.md` §2.10); accepted in both modes.
@@ -195,6 +203,7 @@ impl Conf {
             auth_basic_user_file: None,
             debug_endpoints: false,
             mq: MqConf::default(),
+            cluster: None,
         }
     }
 

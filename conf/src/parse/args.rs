@@ -2,6 +2,7 @@
 //! `size`, `time`, `number`, `path`, ...) over the value parsers, each naming what it expected
 //! when the word is not that, so every directive of the same kind gets the same message.
 
+use super::error::ClusterProblem;
 use super::lexer::Word;
 use super::values::{parse_digits, parse_flag, parse_size, parse_time, resolve};
 use std::ops::RangeInclusive;
@@ -10,8 +11,18 @@ use std::time::Duration;
 
 /// What a directive's `set` found wrong with argument `arg`.
 pub(crate) enum Bad {
-    Value { arg: usize, expected: &'static str },
-    DuplicateListen { arg: usize },
+    Value {
+        arg: usize,
+        expected: &'static str,
+    },
+    DuplicateListen {
+        arg: usize,
+    },
+    /// A rule of the `cluster` block that argument `arg` breaks.
+    Cluster {
+        arg: usize,
+        problem: ClusterProblem,
+    },
 }
 
 /// The arguments of one statement, as a directive's `set` sees them.

@@ -5,6 +5,8 @@ use std::fmt;
 use std::io;
 use std::path::PathBuf;
 
+use crate::cluster::MIN_SECRET_LEN;
+
 /// Why a conf could not be loaded. Every variant but [`ConfError::Open`] names the file and the
 /// line; `Display` is one line, e.g. `/etc/huststore/huststore.conf:12: unknown directive "lisen"`.
 #[derive(Debug)]
@@ -63,6 +65,99 @@ pub enum ConfError {
         line: usize,
         token: String,
     },
+    /// A block directive (`cluster`) ended by `;` instead of opening its block.
+    NoOpeningBrace {
+        file: PathBuf,
+        line: usize,
+        directive: &'static str,
+    },
+    /// A known directive in the wrong place: `cluster` inside its block, a top-level
+    /// directive inside the block, a block's directive at the top level.
+    NotAllowedHere {
+        file: PathBuf,
+        line: usize,
+        directive: String,
+    },
+    /// A `cluster` block that breaks one of its rules (`cluster.md` §1).
+    Cluster {
+        file: PathBuf,
+        line: usize,
+        problem: ClusterProblem,
+    },
+}
+
+/// What is wrong with a `cluster` block; [`ConfError::Cluster`] says where.
+#[derive(Debug)]
+pub enum ClusterProblem {
+    /// A required directive (`name`, `node_id`, `node`, `secret`) is not in the block.
+    Missing(&'static str),
+    /// `node_id` names no `node` line.
+    NodeIdNotListed(String),
+    /// Two `node` lines with one name.
+    DuplicateNodeName(String),
+    /// An address given twice among all the nodes' client and peer addresses.
+    DuplicateAddress(String),
+    /// `replicas` is more than the number of nodes.
+    TooManyReplicas { replicas: usize, nodes: usize },
+    /// This node's client address is none of the conf's `listen` addresses.
+    NotListening { node: String, addr: String },
+    /// The secret file could not be read.
+    SecretUnreadable { path: PathBuf, error: io::Error },
+    /// The secret file may be read by anyone (`mode` is its permission bits).
+    SecretWorldReadable { path: PathBuf, mode: u32 },
+    /// The secret has fewer than [`MIN_SECRET_LEN`] bytes once trailing white space is trimmed.
+    SecretTooShort { path: PathBuf, len: usize },
+}
+
+impl fmt::Display for ClusterProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ClusterProblem::Missing(directive) => {
+                write!(f, "no \"{directive}\" directive in the \"cluster\" block")
+            }
+            ClusterProblem::NodeIdNotListed(id) => write!(
+                f,
+                "\"node_id\" \"{}\" is not the name of a \"node\" line",
+                Shown(id)
+            ),
+            ClusterProblem::DuplicateNodeName(name) => {
+                write!(f, "duplicate node name \"{}\" in \"node\"", Shown(name))
+            }
+            ClusterProblem::DuplicateAddress(addr) => {
+                write!(f, "duplicate address \"{}\" in \"node\"", Shown(addr))
+            }
+            ClusterProblem::TooManyReplicas { replicas, nodes } => write!(
+                f,
+                "invalid value \"{replicas}\" in \"replicas\" \
+                 (expected at most the number of nodes, {nodes})"
+            ),
+            ClusterProblem::NotListening { node, addr } => write!(
+                f,
+                "the client address \"{}\" of this node (\"{}\") is not a \"listen\" address",
+                Shown(addr),
+                Shown(node)
+            ),
+            ClusterProblem::SecretUnreadable { path, error } => write!(
+                f,
+                "could not read the secret file \"{}\": {}",
+                Shown(&path.to_string_lossy()),
+                os_message(error)
+            ),
+            ClusterProblem::SecretWorldReadable { path, mode } => write!(
+                f,
+                "the secret file \"{}\" is readable by everyone (mode {:04o}): \
+                 run chmod o-r on it",
+                Shown(&path.to_string_lossy()),
+                mode & 0o7777
+            ),
+            ClusterProblem::SecretTooShort { path, len } => write!(
+                f,
+                "the secret file \"{}\" holds {len} bytes, at least {MIN_SECRET_LEN} \
+                 are needed (trailing white space does not count)",
+                Shown(&path.to_string_lossy())
+            ),
+        }
+    }
 }
 
 impl ConfError {
@@ -78,7 +173,10 @@ impl ConfError {
             | ConfError::Duplicate { line, .. }
             | ConfError::DuplicateListen { line, .. }
             | ConfError::UnexpectedEof { line, .. }
-            | ConfError::Unexpected { line, .. } => Some(*line),
+            | ConfError::Unexpected { line, .. }
+            | ConfError::NoOpeningBrace { line, .. }
+            | ConfError::NotAllowedHere { line, .. }
+            | ConfError::Cluster { line, .. } => Some(*line),
         }
     }
 }
@@ -177,6 +275,33 @@ impl fmt::Display for ConfError {
                 line,
                 Shown(token)
             ),
+            ConfError::NoOpeningBrace {
+                file,
+                line,
+                directive,
+            } => write!(
+                f,
+                "{}:{}: \"{}\" directive has no opening \"{{\"",
+                file.display(),
+                line,
+                directive
+            ),
+            ConfError::NotAllowedHere {
+                file,
+                line,
+                directive,
+            } => write!(
+                f,
+                "{}:{}: \"{}\" directive is not allowed here",
+                file.display(),
+                line,
+                Shown(directive)
+            ),
+            ConfError::Cluster {
+                file,
+                line,
+                problem,
+            } => write!(f, "{}:{}: {}", file.display(), line, problem),
         }
     }
 }
@@ -185,6 +310,10 @@ impl std::error::Error for ConfError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             ConfError::Open { error, .. } => Some(error),
+            ConfError::Cluster {
+                problem: ClusterProblem::SecretUnreadable { error, .. },
+                ..
+            } => Some(error),
             _ => None,
         }
     }

@@ -2,18 +2,21 @@
 //! the text into statements, one table of directives ([`DIRECTIVES`], in [`directives`]) and one
 //! function ([`table`]'s `Scope::apply`) that checks every statement against it (known name,
 //! number of arguments, duplicates) before the directive's own function reads the values
-//! ([`args`] over [`values`]). Errors and their messages are in [`error`]. This file only reads
-//! the file and runs the statement loop.
+//! ([`args`] over [`values`]). The one block, `cluster { }`, has its own table and checks in
+//! [`cluster`]. Errors and their messages are in [`error`]. This file only reads the file and
+//! runs the statement loop, which knows where a block opens and closes.
 
 mod args;
+mod cluster;
 mod directives;
 mod error;
 mod lexer;
 mod table;
 mod values;
 
+pub use cluster::CLUSTER_DIRECTIVES;
 pub use directives::DIRECTIVES;
-pub use error::ConfError;
+pub use error::{ClusterProblem, ConfError};
 pub use table::{Context, Directive};
 
 use crate::Conf;
@@ -54,6 +57,10 @@ pub fn parse_str(text: &str, path: &Path) -> Result<Conf, ConfError> {
     };
     let mut conf = Conf::defaults(abs);
     let mut scope = Scope::new(DIRECTIVES);
+    // The `cluster` block being read, if the loop is inside it.
+    let mut block: Option<cluster::Block> = None;
+    // This node's `node` line, once a block has closed: checked against `listen` at the end.
+    let mut this_line = None;
     // A byte-order mark some editors write is not part of the first directive's name.
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut lexer = Lexer::new(text, path);
@@ -62,17 +69,48 @@ pub fn parse_str(text: &str, path: &Path) -> Result<Conf, ConfError> {
         match lexer.next_token()? {
             Token::Word(w) => words.push(w),
             Token::Semicolon(line) => {
-                if words.is_empty() {
+                let Some(first) = words.first() else {
                     return Err(src.unexpected(line, ";"));
+                };
+                match &mut block {
+                    Some(b) => b
+                        .apply(&src, &words)
+                        .map_err(|e| misplaced(e, |n| n == cluster::NAME || scope.knows(n)))?,
+                    None if first.text == cluster::NAME => {
+                        return Err(ConfError::NoOpeningBrace {
+                            file: path.to_path_buf(),
+                            line: first.line,
+                            directive: cluster::NAME,
+                        })
+                    }
+                    None => scope.apply(&src, &mut conf, &words).map_err(|e| {
+                        misplaced(e, |n| CLUSTER_DIRECTIVES.iter().any(|d| d.name == n))
+                    })?,
                 }
-                scope.apply(&src, &mut conf, &words)?;
                 words.clear();
             }
-            // No directive takes a block (yet): a brace is as unexpected as in nginx's
-            // `ngx_conf_parse` for a directive without `NGX_CONF_BLOCK`.
-            Token::Brace(brace, line) => {
-                return Err(src.unexpected(line, brace));
+            Token::Brace("{", line) => {
+                // The one block directive; any other brace is as unexpected as in nginx's
+                // `ngx_conf_parse` for a directive without `NGX_CONF_BLOCK`.
+                if words.first().is_none_or(|w| w.text != cluster::NAME) {
+                    return Err(src.unexpected(line, "{"));
+                }
+                block = Some(cluster::Block::open(
+                    &src,
+                    &words,
+                    block.is_some(),
+                    conf.cluster.is_some(),
+                )?);
+                words.clear();
             }
+            Token::Brace(brace, line) => match block.take() {
+                Some(b) if words.is_empty() => {
+                    let (cluster, line) = b.close(&src)?;
+                    conf.cluster = Some(cluster);
+                    this_line = Some(line);
+                }
+                _ => return Err(src.unexpected(line, brace)),
+            },
             Token::Eof => {
                 if let Some(last) = words.last() {
                     return Err(ConfError::UnexpectedEof {
@@ -81,9 +119,33 @@ pub fn parse_str(text: &str, path: &Path) -> Result<Conf, ConfError> {
                         expecting: "\";\"",
                     });
                 }
+                if let Some(b) = &block {
+                    return Err(ConfError::UnexpectedEof {
+                        file: path.to_path_buf(),
+                        line: b.line(),
+                        expecting: "\"}\" to close \"cluster\"",
+                    });
+                }
+                if let Some(line) = this_line {
+                    cluster::check_listen(&src, &conf, line)?;
+                }
                 return Ok(conf);
             }
         }
+    }
+}
+
+/// An unknown name that the other scope knows (`elsewhere`) is misplaced, not unknown.
+fn misplaced(e: ConfError, elsewhere: impl Fn(&str) -> bool) -> ConfError {
+    match e {
+        ConfError::UnknownDirective { file, line, name } if elsewhere(&name) => {
+            ConfError::NotAllowedHere {
+                file,
+                line,
+                directive: name,
+            }
+        }
+        e => e,
     }
 }
 

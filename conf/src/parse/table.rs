@@ -10,12 +10,14 @@ use crate::Conf;
 use std::fmt;
 use std::path::Path;
 
-/// Which mode uses a directive (every directive is accepted in both modes).
+/// Where a directive is used: at the top level, which mode uses it (every top-level directive
+/// is accepted in both modes); or inside the `cluster` block.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Context {
     Both,
     Kv,
     Mq,
+    Cluster,
 }
 
 impl Context {
@@ -25,6 +27,7 @@ impl Context {
             Context::Both => "both",
             Context::Kv => "kv",
             Context::Mq => "mq",
+            Context::Cluster => "cluster",
         }
     }
 }
@@ -37,7 +40,7 @@ pub struct Directive<T: 'static = Conf> {
     pub min_args: usize,
     /// Most arguments after the name.
     pub max_args: usize,
-    /// May be given more than once (only `listen`).
+    /// May be given more than once (only `listen`, and `node` in the `cluster` block).
     pub multi: bool,
     /// Which mode uses it.
     pub context: Context,
@@ -81,11 +84,11 @@ impl Source<'_> {
     }
 }
 
-/// The statements of one scope (the file's top level) checked against one table.
+/// The statements of one scope (the file's top level, or a block) checked against one table.
 pub(super) struct Scope<T: 'static> {
     table: &'static [Directive<T>],
-    /// Directives already given in this scope.
-    seen: Vec<&'static str>,
+    /// Directives already given in this scope, each time with its line, in file order.
+    seen: Vec<(&'static str, usize)>,
 }
 
 impl<T> Scope<T> {
@@ -94,6 +97,19 @@ impl<T> Scope<T> {
             table,
             seen: Vec::new(),
         }
+    }
+
+    /// Whether the table has a directive called `name`.
+    pub(super) fn knows(&self, name: &str) -> bool {
+        self.table.iter().any(|d| d.name == name)
+    }
+
+    /// The lines `name` was given on, in file order.
+    pub(super) fn lines_of<'s>(&'s self, name: &'s str) -> impl Iterator<Item = usize> + 's {
+        self.seen
+            .iter()
+            .filter(move |(n, _)| *n == name)
+            .map(|&(_, line)| line)
     }
 
     /// Checks one statement (`words[0]` is the name) against the table and applies it to
@@ -118,9 +134,9 @@ impl<T> Scope<T> {
         };
         if args.len() < d.min_args || args.len() > d.max_args {
             // `daemon off` + newline + `mode kv;` reads as one statement: say what is missing.
-            let runs_on = words.windows(2).find(|pair| {
-                pair[1].line > pair[0].line && self.table.iter().any(|d| d.name == pair[1].text)
-            });
+            let runs_on = words
+                .windows(2)
+                .find(|pair| pair[1].line > pair[0].line && self.knows(&pair[1].text));
             if let Some(pair) = runs_on {
                 return Err(ConfError::NotTerminated {
                     file: file(),
@@ -134,7 +150,7 @@ impl<T> Scope<T> {
                 directive: d.name,
             });
         }
-        let first = !self.seen.contains(&d.name);
+        let first = self.lines_of(d.name).next().is_none();
         if !first && !d.multi {
             return Err(ConfError::Duplicate {
                 file: file(),
@@ -148,27 +164,28 @@ impl<T> Scope<T> {
             first,
         };
         if let Err(bad) = (d.set)(target, &a) {
-            let (arg, error) = match bad {
-                Bad::Value { arg, expected } => (arg, Some(expected)),
-                Bad::DuplicateListen { arg } => (arg, None),
-            };
-            let word = args.get(arg).unwrap_or(name);
-            return Err(match error {
-                Some(expected) => ConfError::InvalidValue {
+            let word = |arg: usize| args.get(arg).unwrap_or(name);
+            return Err(match bad {
+                Bad::Value { arg, expected } => ConfError::InvalidValue {
                     file: file(),
-                    line: word.line,
+                    line: word(arg).line,
                     directive: d.name,
-                    value: word.text.clone(),
+                    value: word(arg).text.clone(),
                     expected,
                 },
-                None => ConfError::DuplicateListen {
+                Bad::DuplicateListen { arg } => ConfError::DuplicateListen {
                     file: file(),
-                    line: word.line,
-                    value: word.text.clone(),
+                    line: word(arg).line,
+                    value: word(arg).text.clone(),
+                },
+                Bad::Cluster { arg, problem } => ConfError::Cluster {
+                    file: file(),
+                    line: word(arg).line,
+                    problem,
                 },
             });
         }
-        self.seen.push(d.name);
+        self.seen.push((d.name, name.line));
         Ok(())
     }
 }

@@ -146,6 +146,7 @@ fn every_directive_parses_a_good_value() {
             mq_ttl_maximum: secs(3600),
             mq_timeout_unit: Duration::from_millis(100),
         },
+        cluster: None,
     };
     assert_eq!(c, want);
 }
@@ -602,10 +603,10 @@ fn load_reads_files_and_reports_open_errors() {
 }
 
 /// xorshift64*: a fixed, dependency-free stream of pseudo-random numbers.
-struct Rng(u64);
+pub(super) struct Rng(pub(super) u64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    pub(super) fn next(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
@@ -758,7 +759,20 @@ fn the_shipped_confs_comment_out_the_defaults() {
 #[test]
 fn the_man_page_describes_every_directive() {
     let man = include_str!("../../../man/huststore.conf.5");
-    for d in DIRECTIVES {
+    the_man_page_describes(man, DIRECTIVES);
+    // The block's own directives are described in its section, after the block itself.
+    let cluster = &man[man.find("\n.SH CLUSTER\n").expect("a CLUSTER section")..];
+    let cluster = &cluster[..cluster.find("\n.SH EXAMPLES\n").unwrap_or(cluster.len())];
+    assert!(
+        cluster.contains("\n.SS cluster\n"),
+        "the CLUSTER section lacks .SS cluster"
+    );
+    the_man_page_describes(cluster, CLUSTER_DIRECTIVES);
+}
+
+/// Each directive of `table` has its `.SS` heading in `man`, with its default and context.
+fn the_man_page_describes<T>(man: &str, table: &[Directive<T>]) {
+    for d in table {
         let heading = format!("\n.SS {}\n", d.name);
         assert!(
             man.contains(&heading),
