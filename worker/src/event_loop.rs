@@ -13,6 +13,7 @@ use crate::http::{Head, Response};
 use crate::metrics::SharedMetrics;
 use crate::routes::{self, Route};
 use crate::service::{ConnRef, Pass, Service};
+use crate::signals::{Signals, Stop};
 use crate::{auth::Users, conn::Step};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
@@ -33,25 +34,6 @@ const FIRST_CONN: usize = 1024;
 const ACCEPT_BATCH: usize = 64;
 /// A connection accepted but with no request yet counts as busy this long during a retire.
 const FRESH_CONNECTION_GRACE: Duration = Duration::from_secs(1);
-
-/// Why the loop should stop; the stronger reason wins (`max`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Stop {
-    /// Keep running.
-    No,
-    /// Retire: stop accepting, finish requests in flight, exit by the deadline.
-    Graceful,
-    /// Exit now.
-    Now,
-}
-
-/// Signal flags, set by the signal handlers (through signal-hook) and read by the loop.
-pub struct Signals {
-    pub quit: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    pub terminate: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    pub reopen: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    pub pipe: mio::net::UnixStream,
-}
 
 pub struct EventLoop {
     poll: Poll,
@@ -113,7 +95,7 @@ impl EventLoop {
         }
         let mut signals = signals;
         poll.registry()
-            .register(&mut signals.pipe, SIGNAL, Interest::READABLE)?;
+            .register(signals.pipe(), SIGNAL, Interest::READABLE)?;
         Ok(EventLoop {
             poll,
             listeners: mio_listeners,
@@ -253,15 +235,8 @@ impl EventLoop {
     }
 
     fn read_signals(&mut self) -> Stop {
-        use std::io::Read;
-        use std::sync::atomic::Ordering;
-        let mut buf = [0u8; 64];
-        while let Ok(n) = self.signals.pipe.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-        }
-        if self.signals.reopen.swap(false, Ordering::Relaxed) {
+        let arrived = self.signals.take();
+        if arrived.reopen {
             if let Err(e) = conf::logger::reopen() {
                 log::error!("could not reopen the error log: {e}");
             }
@@ -271,13 +246,7 @@ impl EventLoop {
                 }
             }
         }
-        if self.signals.terminate.load(Ordering::Relaxed) {
-            Stop::Now
-        } else if self.signals.quit.load(Ordering::Relaxed) {
-            Stop::Graceful
-        } else {
-            Stop::No
-        }
+        arrived.stop
     }
 
     fn accept(&mut self, index: usize, now: Instant) {

@@ -91,7 +91,7 @@ pub fn run(args: WorkerArgs) -> i32 {
     conf::logger::install_panic_hook();
     keep_freed_memory();
     let conf = args.conf;
-    let signals = match install_signals() {
+    let signals = match signals::Signals::install() {
         Ok(s) => s,
         Err(e) => {
             log::error!(
@@ -171,34 +171,6 @@ pub fn run(args: WorkerArgs) -> i32 {
     code
 }
 
-fn install_signals() -> std::io::Result<event_loop::Signals> {
-    use signal_hook::consts::{SIGINT, SIGQUIT, SIGTERM, SIGUSR1};
-    use std::sync::atomic::AtomicBool;
-    use std::sync::Arc;
-    let (reader, writer) = std::os::unix::net::UnixStream::pair()?;
-    reader.set_nonblocking(true)?;
-    writer.set_nonblocking(true)?;
-    let quit = Arc::new(AtomicBool::new(false));
-    let terminate = Arc::new(AtomicBool::new(false));
-    let reopen = Arc::new(AtomicBool::new(false));
-    for (sig, flag) in [
-        (SIGQUIT, &quit),
-        (SIGTERM, &terminate),
-        (SIGINT, &terminate),
-        (SIGUSR1, &reopen),
-    ] {
-        // The flag is set before the pipe byte wakes the loop, so the loop always sees it.
-        signal_hook::flag::register(sig, Arc::clone(flag))?;
-        signal_hook::low_level::pipe::register(sig, writer.try_clone()?)?;
-    }
-    Ok(event_loop::Signals {
-        quit,
-        terminate,
-        reopen,
-        pipe: mio::net::UnixStream::from_std(reader),
-    })
-}
-
 mod access_log;
 mod auth;
 mod conn;
@@ -213,3 +185,4 @@ mod outq;
 pub mod query;
 mod routes;
 mod service;
+mod signals;
