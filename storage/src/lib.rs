@@ -202,13 +202,52 @@ pub fn bucket(key: &[u8]) -> u32 {
     h % 1024
 }
 
-mod cache;
+impl From<lmdb::Error> for StorageError {
+    /// The one place LMDB errors are mapped. `NotFound` is only produced where absence is the
+    /// answer; lookups that expect absence use `txn::get_opt` instead.
+    fn from(e: lmdb::Error) -> StorageError {
+        match e {
+            lmdb::Error::MapFull => StorageError::MapFull,
+            lmdb::Error::NotFound => StorageError::NotFound,
+            other => StorageError::Lmdb(other),
+        }
+    }
+}
+
+/// An I/O failure as the storage error it is (an LMDB-style error code).
+pub(crate) fn io_error(e: std::io::Error) -> StorageError {
+    StorageError::Lmdb(lmdb::Error::Other(e.raw_os_error().unwrap_or(libc::EIO)))
+}
+
+// Bottom: environments, room, transactions.
 mod codec;
-mod data;
+mod env;
+mod room;
+mod txn;
+// The journal and its checkpoints.
 mod journal;
+// Operations.
+mod cache;
+mod kv;
 mod list;
+mod members;
+mod old;
+mod purge;
+mod tables;
+// Writes as data.
+mod command;
+// Top: the store and the pass.
+mod batch;
+mod batch_compat;
+mod pass_env;
+mod reads;
 mod store;
-pub use store::{Batch, InPlace, JournalFlush, ReplyValue, Store};
+
+pub use batch::Batch;
+pub use command::{expires_at, Command, Outcome, Write};
+pub use journal::JournalFlush;
+pub use reads::{InPlace, ReplyValue};
+pub use store::Store;
 
 #[cfg(test)]
 mod tests;
