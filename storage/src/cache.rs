@@ -407,7 +407,8 @@ pub(crate) fn hincrby<'a>(
 }
 
 /// Adds `delta` to a numeric field (absent = 0), stored as Rust prints an `f64`; `NotNumeric`
-/// on a non-finite `delta`, a non-number or a non-finite result.
+/// on a non-number or a non-finite result (a non-finite `delta` is refused before, see
+/// `Write::refusal`).
 pub(crate) fn hincrbyfloat<'a>(
     txn: &RwTransaction<'_>,
     pass: &mut Pass,
@@ -416,9 +417,6 @@ pub(crate) fn hincrbyfloat<'a>(
     key: &'a [u8],
     delta: f64,
 ) -> Result<impl Apply<CacheDbs, Out = f64> + 'a> {
-    if !delta.is_finite() {
-        return Err(StorageError::NotNumeric);
-    }
     let mut out = 0.0;
     let plan = hset(txn, pass, cx, tb, key, |old| {
         let cur = match old {

@@ -1,7 +1,8 @@
-//! The environments and their transactions, the bottom layer with `room` and `txn`: opening an environment (map sizing, flags, dead readers), the named
-//! databases of each, the context an operation runs in ([`Ctx`]), and beginning transactions
-//! (a map grown by another process, nested transactions, a transaction LMDB flagged
-//! unusable). It knows nothing of records, operations, the journal or batches.
+//! The environments and their transactions, the bottom layer with `room` and `txn`: opening
+//! an environment (map sizing, flags, dead readers), the named databases of each, the context
+//! an operation runs in ([`Ctx`]), and beginning transactions (a map grown by another
+//! process, nested transactions, a transaction LMDB flagged unusable). It knows nothing of
+//! records, operations, the journal or batches.
 
 use std::fs;
 use std::path::Path;
