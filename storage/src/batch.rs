@@ -102,7 +102,7 @@ impl<'s> Batch<'s> {
     }
 
     /// The one write entry: runs `cmd` against its environment's write transaction (opened
-    /// by the first write of the pass), through the request runner of [`PassEnv`]: check,
+    /// by the first write of the pass), through the request runner of `PassEnv`: check,
     /// then changes, in a nested transaction without `write_map`, else straight in the pass's
     /// transaction, where a failure after the first change poisons the batch.
     ///

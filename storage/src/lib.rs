@@ -4,7 +4,36 @@
 //! every request of that pass runs against the batch, then [`Batch::commit`] makes all of the
 //! pass's writes durable at once, and only then may the replies go out.
 //!
+//! Every write is a [`Command`] (a [`Write`] with its own time) applied by [`Batch::apply`],
+//! which answers an [`Outcome`]; commands have a binary form ([`Command::encode`]) so that
+//! a log of them can be shipped and replayed. The old write methods (`Batch::put`, ...) are
+//! wrappers that build commands, until the worker builds them itself.
+//!
 //! It must never know about HTTP: callers map [`StorageError`] to status codes.
+//!
+//! # Layers, bottom to top
+//!
+//! Each layer uses only the layers below it (`tools/modcycles.py` finds no circle):
+//!
+//! 1. `codec`: byte layouts and their arithmetic, pure. Knows no transaction.
+//! 2. `env`, `room`, `txn`: environments and their transactions, the operations' context
+//!    (`Ctx`: environment, named databases, room), capacity accounting and file blocks, the
+//!    journaling write transaction (`Wtx`) and its change record (`Ops`). Never know a
+//!    record's layout, an operation, the journal's files or a batch.
+//! 3. `journal` (records, writer, replay) and `journal::checkpoint` (the checkpoint file and
+//!    thread, restoring a meta page): durability of the persistent store's passes. Never
+//!    know an operation or a batch: they see changes only as `Ops`.
+//! 4. The operations, each a read-only check then an `Apply`, on a `Ctx`: `old` (the record a
+//!    write replaces), `tables` (table metadata, totals, stats), `kv` (plain records),
+//!    `members` (table members), `purge` (expiry of the persistent store), `cache`, `list`
+//!    (listings). They use lower operations (`members` uses `tables`, `purge` uses `kv` and
+//!    `members`), never a command, the journal, the store or the batch.
+//! 5. `command`: the write types, the one `apply` of a command to a write transaction, and
+//!    their binary form. Never knows a batch, a journal or a clock.
+//! 6. `store` ([`Store`]: opening, sync, usage), `pass_env` (one environment's transactions
+//!    of a pass and the request runner), `batch` ([`Batch`]: the pass, its commit and the
+//!    queue's raw writes), `reads` (the batch's reads), `batch_compat` (the old write
+//!    methods).
 
 use std::fmt;
 use std::path::PathBuf;

@@ -167,8 +167,8 @@ impl Store {
     }
 
     /// The persistent environment, for the queue crate's own databases. Do not begin a write
-    /// transaction on it while a [`Batch`] of this process holds one (LMDB's write lock is not
-    /// recursive); use [`Batch::write`].
+    /// transaction on it while a [`Batch`](crate::Batch) of this process holds one (LMDB's write lock is not
+    /// recursive); use [`Batch::write`](crate::Batch::write).
     pub fn env(&self) -> &lmdb::Environment {
         &self.env
     }
@@ -176,7 +176,7 @@ impl Store {
     /// Bytes of the persistent map in use and the configured `map_size`. "In use" is what
     /// writes are charged against `map_size`: the exact sum of `codec::entry_fp` over every
     /// entry of the kv/table databases (the queue crate's databases are bounded by the
-    /// physical check of [`Batch::ensure_room`] instead).
+    /// physical check of [`Batch::ensure_room`](crate::Batch::ensure_room) instead).
     pub fn map_usage(&self) -> (u64, u64) {
         let used = self
             .env
