@@ -1,4 +1,4 @@
-//! Plain kv records: reads, `put` and `del`. Every write comes in two halves (see `batch`): a
+//! Plain kv records: reads, `put` and `del`. Every write comes in two halves (see `pass_env`): a
 //! check that reads only (`&RwTransaction`) and returns every refusal, then an [`Apply`] that
 //! makes the changes (the totals included) and fails only when LMDB does. So an expired record
 //! a write replaces is removed in the second half, after the version and the room have been

@@ -60,7 +60,7 @@ pub struct StoreOptions {
     /// transactions then, so each write request runs straight in the pass's transaction
     /// (every operation checks everything that can refuse it before its first change); an
     /// LMDB failure in the middle of a request poisons the pass (see [`Batch`]). The data
-    /// file becomes a sparse file of LMDB's whole map size (see `store`). The worker sets it
+    /// file becomes a sparse file of LMDB's whole map size (see `room`). The worker sets it
     /// in kv mode; the queue crate relies on [`Batch::write`] undoing a failed closure alone,
     /// which only `false` provides.
     pub write_map: bool,

@@ -257,7 +257,7 @@ impl Journal {
 
 /// A record written by [`Journal::append`].
 pub(crate) struct Appended {
-    pub file: Arc<File>,
+    file: Arc<File>,
     at: u64,
 }
 
