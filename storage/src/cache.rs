@@ -1,29 +1,31 @@
 //! The volatile cache (kv-api §8): string keys with optional expiry and hash tables, in their
 //! own never-fsynced environment shared by every worker. No versions, no table types; the bytes
 //! charged against `cache_size` are kept in `cmeta` like the persistent store's. Writes come
-//! in two halves like the persistent store's (see `store`): a read-only check, then an
-//! [`Apply`].
+//! in two halves like the persistent store's (see `kv`): a read-only check, then an
+//! [`Apply`]. An operation layer like `kv` and `members`: it knows the bottom layer and
+//! `codec`, never the persistent store's operations or the batch.
 
 use std::borrow::Cow;
 
 use lmdb::{RwTransaction, Transaction, WriteFlags};
 
 use crate::codec::*;
-use crate::data::{del_opt, due_entries, get_opt, put_with};
-use crate::store::{Apply, Pass, Store, Wtx};
+use crate::env::{CacheCtx, CacheDbs};
+use crate::room::Pass;
+use crate::txn::{del_opt, due_entries, get_opt, put_with, Apply, Map, Wtx};
 use crate::{Result, StorageError};
 
 const NO_FLAGS: WriteFlags = WriteFlags::empty();
 
-pub(crate) fn load_used<T: Transaction>(txn: &T, s: &Store) -> Result<u64> {
-    match get_opt(txn, s.cdb.meta, CACHE_USED_KEY)? {
+pub(crate) fn load_used<T: Transaction>(txn: &T, cx: &CacheCtx<'_>) -> Result<u64> {
+    match get_opt(txn, cx.db.meta, CACHE_USED_KEY)? {
         Some(v) => u64_at(v, 0),
         None => Ok(0),
     }
 }
 
-fn store_used(txn: &mut Wtx<'_, '_>, s: &Store, used: u64) -> Result<()> {
-    Ok(txn.put(s.cdb.meta, &CACHE_USED_KEY, &used.to_le_bytes(), NO_FLAGS)?)
+fn store_used(txn: &mut Wtx<'_, '_>, cx: &CacheCtx<'_>, used: u64) -> Result<()> {
+    Ok(txn.put(cx.db.meta, &CACHE_USED_KEY, &used.to_le_bytes(), NO_FLAGS)?)
 }
 
 /// A decoded string record.
@@ -60,17 +62,30 @@ struct COld {
     live: Option<Vec<u8>>,
 }
 
+/// A string key and its encoded form.
+struct CKey<'a> {
+    key: &'a [u8],
+    ek: Cow<'a, [u8]>,
+}
+
+impl<'a> CKey<'a> {
+    fn new(key: &'a [u8]) -> Result<CKey<'a>> {
+        check_key(key)?;
+        Ok(CKey { key, ek: ekey(key) })
+    }
+}
+
 /// Looks a string key up for a write; `copy` = keep the live payload (append, expire).
 fn old_for_write(
     txn: &RwTransaction<'_>,
-    s: &Store,
-    ek: &[u8],
-    key: &[u8],
+    cx: &CacheCtx<'_>,
+    k: &CKey<'_>,
     now: u64,
     copy: bool,
 ) -> Result<Option<COld>> {
+    let (ek, key) = (&k.ek[..], k.key);
     let long = is_long(ek);
-    let Some(v) = get_opt(txn, s.cdb.kv, ek)? else {
+    let Some(v) = get_opt(txn, cx.db.kv, ek)? else {
         return Ok(None);
     };
     let (r, full) = read_crec(v, long)?;
@@ -100,24 +115,23 @@ pub(crate) struct KvWrite<'a> {
 }
 
 /// The room check of a string write.
-#[allow(clippy::too_many_arguments)]
 fn plan_kv<'a>(
     txn: &RwTransaction<'_>,
     pass: &mut Pass,
-    s: &Store,
-    ek: Cow<'a, [u8]>,
-    key: &'a [u8],
+    cx: &CacheCtx<'_>,
+    k: CKey<'a>,
     old: Option<&COld>,
     exp: u64,
     val: Cow<'a, [u8]>,
 ) -> Result<KvWrite<'a>> {
-    let psize = s.croom.psize;
+    let CKey { key, ek } = k;
+    let psize = cx.room.psize;
     let full = full_if_long(key);
     let len = CREC_HEAD + tail_len(full, val.len());
     let new_fp = cfp(psize, ek.len(), len, exp);
     let old_fp = old.map_or(0, |o| cfp(psize, ek.len(), o.stored, o.exp));
-    let used = load_used(txn, s)?;
-    pass.charge(s.cache_env(), &s.croom, used, new_fp.saturating_sub(old_fp))?;
+    let used = load_used(txn, cx)?;
+    pass.charge(cx.env, cx.room, used, new_fp.saturating_sub(old_fp))?;
     Ok(KvWrite {
         ek,
         full,
@@ -129,10 +143,10 @@ fn plan_kv<'a>(
     })
 }
 
-impl Apply for KvWrite<'_> {
+impl Apply<CacheDbs> for KvWrite<'_> {
     type Out = ();
 
-    fn apply(self, txn: &mut Wtx<'_, '_>, s: &Store) -> Result<()> {
+    fn apply(self, txn: &mut Wtx<'_, '_>, cx: &CacheCtx<'_>) -> Result<()> {
         let KvWrite {
             ek,
             full,
@@ -143,16 +157,16 @@ impl Apply for KvWrite<'_> {
             used,
         } = self;
         if old_exp != 0 {
-            del_opt(txn, s.cdb.exp, &cexp_key(old_exp, &ek))?;
+            del_opt(txn, cx.db.exp, &cexp_key(old_exp, &ek))?;
         }
-        put_with(txn, s.cdb.kv, &ek, len, |b| {
+        put_with(txn, cx.db.kv, &ek, len, |b| {
             b[..CREC_HEAD].copy_from_slice(&exp.to_le_bytes());
             write_tail(&mut b[CREC_HEAD..], full, &val);
         })?;
         if exp != 0 {
-            txn.put(s.cdb.exp, &cexp_key(exp, &ek), &[], NO_FLAGS)?;
+            txn.put(cx.db.exp, &cexp_key(exp, &ek), &[], NO_FLAGS)?;
         }
-        store_used(txn, s, used)
+        store_used(txn, cx, used)
     }
 }
 
@@ -166,24 +180,22 @@ fn check_value(val: &[u8]) -> Result<()> {
 pub(crate) fn put<'a>(
     txn: &RwTransaction<'_>,
     pass: &mut Pass,
-    s: &Store,
+    cx: &CacheCtx<'_>,
     key: &'a [u8],
     val: &'a [u8],
-    ttl: u32,
+    exp: u64,
     now: u64,
 ) -> Result<KvWrite<'a>> {
-    check_key(key)?;
+    let k = CKey::new(key)?;
     check_value(val)?;
-    let ek = ekey(key);
-    let old = old_for_write(txn, s, &ek, key, now, false)?;
-    let exp = expiry(ttl, now);
-    plan_kv(txn, pass, s, ek, key, old.as_ref(), exp, Cow::Borrowed(val))
+    let old = old_for_write(txn, cx, &k, now, false)?;
+    plan_kv(txn, pass, cx, k, old.as_ref(), exp, Cow::Borrowed(val))
 }
 
 /// Reads a live string key; `f` extracts what the caller needs.
 pub(crate) fn get<T: Transaction, R>(
     txn: &T,
-    s: &Store,
+    cx: &CacheCtx<'_>,
     key: &[u8],
     now: u64,
     f: impl FnOnce(&CRec<'_>) -> R,
@@ -191,7 +203,7 @@ pub(crate) fn get<T: Transaction, R>(
     check_key(key)?;
     let ek = ekey(key);
     let long = is_long(&ek);
-    let v = get_opt(txn, s.cdb.kv, &ek)?.ok_or(StorageError::NotFound)?;
+    let v = get_opt(txn, cx.db.kv, &ek)?.ok_or(StorageError::NotFound)?;
     let (r, full) = read_crec(v, long)?;
     if (long && full != Some(key)) || !live(r.exp, now) {
         return Err(StorageError::NotFound);
@@ -209,65 +221,62 @@ pub(crate) struct KvDel<'a> {
 
 pub(crate) fn del<'a>(
     txn: &RwTransaction<'_>,
-    s: &Store,
+    cx: &CacheCtx<'_>,
     key: &'a [u8],
     now: u64,
 ) -> Result<KvDel<'a>> {
-    check_key(key)?;
-    let ek = ekey(key);
-    let o = match old_for_write(txn, s, &ek, key, now, false) {
+    let k = CKey::new(key)?;
+    let o = match old_for_write(txn, cx, &k, now, false) {
         Ok(Some(o)) if live(o.exp, now) => o,
         Ok(_) | Err(StorageError::Invalid(_)) => return Err(StorageError::NotFound),
         Err(e) => return Err(e),
     };
-    let used = load_used(txn, s)?;
+    let used = load_used(txn, cx)?;
     Ok(KvDel {
-        ek,
+        ek: k.ek,
         exp: o.exp,
         stored: o.stored,
         used,
     })
 }
 
-impl Apply for KvDel<'_> {
+impl Apply<CacheDbs> for KvDel<'_> {
     type Out = ();
 
-    fn apply(self, txn: &mut Wtx<'_, '_>, s: &Store) -> Result<()> {
-        let used = remove_kv(txn, s, &self.ek, self.exp, self.stored, self.used)?;
-        store_used(txn, s, used)
+    fn apply(self, txn: &mut Wtx<'_, '_>, cx: &CacheCtx<'_>) -> Result<()> {
+        let used = remove_kv(txn, cx, &self.ek, self.exp, self.stored, self.used)?;
+        store_used(txn, cx, used)
     }
 }
 
 /// Removes a string record and its index entry; returns `used` without its charge.
 fn remove_kv(
     txn: &mut Wtx<'_, '_>,
-    s: &Store,
+    cx: &CacheCtx<'_>,
     ek: &[u8],
     exp: u64,
     stored: usize,
     used: u64,
 ) -> Result<u64> {
     if exp != 0 {
-        del_opt(txn, s.cdb.exp, &cexp_key(exp, ek))?;
+        del_opt(txn, cx.db.exp, &cexp_key(exp, ek))?;
     }
-    txn.del(s.cdb.kv, &ek, None)?;
-    Ok(used.saturating_sub(cfp(s.croom.psize, ek.len(), stored, exp)))
+    txn.del(cx.db.kv, &ek, None)?;
+    Ok(used.saturating_sub(cfp(cx.room.psize, ek.len(), stored, exp)))
 }
 
 /// `expire` (`exp` = new expiry) and `persist` (`exp` 0, and `NotFound` without an expiry).
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn set_expiry<'a>(
     txn: &RwTransaction<'_>,
     pass: &mut Pass,
-    s: &Store,
+    cx: &CacheCtx<'_>,
     key: &'a [u8],
     exp: u64,
     now: u64,
     persist: bool,
 ) -> Result<KvWrite<'a>> {
-    check_key(key)?;
-    let ek = ekey(key);
-    let mut o = match old_for_write(txn, s, &ek, key, now, true) {
+    let k = CKey::new(key)?;
+    let mut o = match old_for_write(txn, cx, &k, now, true) {
         Ok(Some(o)) if o.live.is_some() => o,
         Ok(_) | Err(StorageError::Invalid(_)) => return Err(StorageError::NotFound),
         Err(e) => return Err(e),
@@ -276,20 +285,19 @@ pub(crate) fn set_expiry<'a>(
         return Err(StorageError::NotFound);
     }
     let val = o.live.take().unwrap_or_default();
-    plan_kv(txn, pass, s, ek, key, Some(&o), exp, Cow::Owned(val))
+    plan_kv(txn, pass, cx, k, Some(&o), exp, Cow::Owned(val))
 }
 
 pub(crate) fn append<'a>(
     txn: &RwTransaction<'_>,
     pass: &mut Pass,
-    s: &Store,
+    cx: &CacheCtx<'_>,
     key: &'a [u8],
     val: &[u8],
     now: u64,
 ) -> Result<KvWrite<'a>> {
-    check_key(key)?;
-    let ek = ekey(key);
-    let mut old = old_for_write(txn, s, &ek, key, now, true)?;
+    let k = CKey::new(key)?;
+    let mut old = old_for_write(txn, cx, &k, now, true)?;
     let (exp, mut joined) = match &mut old {
         Some(COld {
             exp,
@@ -302,7 +310,7 @@ pub(crate) fn append<'a>(
         return Err(StorageError::TooLarge);
     }
     joined.extend_from_slice(val);
-    plan_kv(txn, pass, s, ek, key, old.as_ref(), exp, Cow::Owned(joined))
+    plan_kv(txn, pass, cx, k, old.as_ref(), exp, Cow::Owned(joined))
 }
 
 // ---- hash tables
@@ -328,13 +336,13 @@ pub(crate) struct HashWrite<'a, 'v> {
 pub(crate) fn hset<'a, 'v>(
     txn: &RwTransaction<'_>,
     pass: &mut Pass,
-    s: &Store,
+    cx: &CacheCtx<'_>,
     tb: &str,
     key: &'a [u8],
     f: impl FnOnce(Option<&[u8]>) -> Result<Cow<'v, [u8]>>,
 ) -> Result<HashWrite<'a, 'v>> {
     let (mkey, long) = ckey(tb, key)?;
-    let (old_stored, new) = match get_opt(txn, s.cdb.hash, &mkey)? {
+    let (old_stored, new) = match get_opt(txn, cx.db.hash, &mkey)? {
         Some(v) => {
             let t = read_tail(v, long)?;
             if long && t.full != Some(key) {
@@ -345,13 +353,13 @@ pub(crate) fn hset<'a, 'v>(
         None => (None, f(None)?),
     };
     check_value(&new)?;
-    let psize = s.croom.psize;
+    let psize = cx.room.psize;
     let full = full_if_long(key);
     let len = tail_len(full, new.len());
     let new_fp = entry_fp(psize, mkey.len(), len);
     let old_fp = old_stored.map_or(0, |n| entry_fp(psize, mkey.len(), n));
-    let used = load_used(txn, s)?;
-    pass.charge(s.cache_env(), &s.croom, used, new_fp.saturating_sub(old_fp))?;
+    let used = load_used(txn, cx)?;
+    pass.charge(cx.env, cx.room, used, new_fp.saturating_sub(old_fp))?;
     Ok(HashWrite {
         mkey,
         full,
@@ -361,10 +369,10 @@ pub(crate) fn hset<'a, 'v>(
     })
 }
 
-impl Apply for HashWrite<'_, '_> {
+impl Apply<CacheDbs> for HashWrite<'_, '_> {
     type Out = ();
 
-    fn apply(self, txn: &mut Wtx<'_, '_>, s: &Store) -> Result<()> {
+    fn apply(self, txn: &mut Wtx<'_, '_>, cx: &CacheCtx<'_>) -> Result<()> {
         let HashWrite {
             mkey,
             full,
@@ -372,20 +380,67 @@ impl Apply for HashWrite<'_, '_> {
             len,
             used,
         } = self;
-        put_with(txn, s.cdb.hash, &mkey, len, |b| write_tail(b, full, &new))?;
-        store_used(txn, s, used)
+        put_with(txn, cx.db.hash, &mkey, len, |b| write_tail(b, full, &new))?;
+        store_used(txn, cx, used)
     }
+}
+
+/// Adds `delta` to an integer field (absent = 0); `NotNumeric` on a non-integer or overflow.
+pub(crate) fn hincrby<'a>(
+    txn: &RwTransaction<'_>,
+    pass: &mut Pass,
+    cx: &CacheCtx<'_>,
+    tb: &str,
+    key: &'a [u8],
+    delta: i64,
+) -> Result<impl Apply<CacheDbs, Out = i64> + 'a> {
+    let mut out = 0;
+    let plan = hset(txn, pass, cx, tb, key, |old| {
+        let cur = match old {
+            Some(v) => parse_i64(v).ok_or(StorageError::NotNumeric)?,
+            None => 0,
+        };
+        out = cur.checked_add(delta).ok_or(StorageError::NotNumeric)?;
+        Ok(Cow::Owned(out.to_string().into_bytes()))
+    })?;
+    Ok(Map(plan, move |()| out))
+}
+
+/// Adds `delta` to a numeric field (absent = 0), stored as Rust prints an `f64`; `NotNumeric`
+/// on a non-number or a non-finite result (a non-finite `delta` is refused before, see
+/// `Write::refusal`).
+pub(crate) fn hincrbyfloat<'a>(
+    txn: &RwTransaction<'_>,
+    pass: &mut Pass,
+    cx: &CacheCtx<'_>,
+    tb: &str,
+    key: &'a [u8],
+    delta: f64,
+) -> Result<impl Apply<CacheDbs, Out = f64> + 'a> {
+    let mut out = 0.0;
+    let plan = hset(txn, pass, cx, tb, key, |old| {
+        let cur = match old {
+            Some(v) => parse_f64(v).ok_or(StorageError::NotNumeric)?,
+            None => 0.0,
+        };
+        out = cur + delta;
+        if !out.is_finite() {
+            return Err(StorageError::NotNumeric);
+        }
+        Ok(Cow::Owned(format!("{out}").into_bytes()))
+    })?;
+    Ok(Map(plan, move |()| out))
 }
 
 pub(crate) fn hget<T: Transaction, R>(
     txn: &T,
-    s: &Store,
+    cx: &CacheCtx<'_>,
     tb: &str,
     key: &[u8],
     f: impl FnOnce(&[u8]) -> R,
 ) -> Result<R> {
     let (mkey, long) = ckey(tb, key)?;
-    let v = get_opt(txn, s.cdb.hash, &mkey)?.ok_or(StorageError::NotFound)?;
+    let v = get_opt(txn, cx.db.hash, &mkey)?.ok_or(StorageError::NotFound)?;
     let t = read_tail(v, long)?;
     if long && t.full != Some(key) {
         return Err(StorageError::NotFound);
@@ -400,25 +455,30 @@ pub(crate) struct HashDel {
     used: u64,
 }
 
-pub(crate) fn hdel(txn: &RwTransaction<'_>, s: &Store, tb: &str, key: &[u8]) -> Result<HashDel> {
+pub(crate) fn hdel(
+    txn: &RwTransaction<'_>,
+    cx: &CacheCtx<'_>,
+    tb: &str,
+    key: &[u8],
+) -> Result<HashDel> {
     let (mkey, long) = ckey(tb, key)?;
     let stored = {
-        let v = get_opt(txn, s.cdb.hash, &mkey)?.ok_or(StorageError::NotFound)?;
+        let v = get_opt(txn, cx.db.hash, &mkey)?.ok_or(StorageError::NotFound)?;
         if long && read_tail(v, long)?.full != Some(key) {
             return Err(StorageError::NotFound);
         }
         v.len()
     };
-    let used = load_used(txn, s)?.saturating_sub(entry_fp(s.croom.psize, mkey.len(), stored));
+    let used = load_used(txn, cx)?.saturating_sub(entry_fp(cx.room.psize, mkey.len(), stored));
     Ok(HashDel { mkey, used })
 }
 
-impl Apply for HashDel {
+impl Apply<CacheDbs> for HashDel {
     type Out = ();
 
-    fn apply(self, txn: &mut Wtx<'_, '_>, s: &Store) -> Result<()> {
-        txn.del(s.cdb.hash, &self.mkey, None)?;
-        store_used(txn, s, self.used)
+    fn apply(self, txn: &mut Wtx<'_, '_>, cx: &CacheCtx<'_>) -> Result<()> {
+        txn.del(cx.db.hash, &self.mkey, None)?;
+        store_used(txn, cx, self.used)
     }
 }
 
@@ -433,13 +493,18 @@ pub(crate) struct Purge {
 }
 
 /// Finds up to `max` expired string keys, oldest first.
-pub(crate) fn purge<T: Transaction>(txn: &T, s: &Store, now: u64, max: usize) -> Result<Purge> {
-    let keys = due_entries(txn, s.cdb.exp, now, max)?;
+pub(crate) fn purge<T: Transaction>(
+    txn: &T,
+    cx: &CacheCtx<'_>,
+    now: u64,
+    max: usize,
+) -> Result<Purge> {
+    let keys = due_entries(txn, cx.db.exp, now, max)?;
     let mut due = Vec::with_capacity(keys.len());
     for k in keys {
         let exp = u64_be_at(&k, 0)?;
         let ek = &k[8..];
-        let stored = match get_opt(txn, s.cdb.kv, ek)? {
+        let stored = match get_opt(txn, cx.db.kv, ek)? {
             Some(v) => {
                 let (r, _) = read_crec(v, is_long(ek))?;
                 (r.exp == exp).then_some((exp, v.len()))
@@ -448,28 +513,28 @@ pub(crate) fn purge<T: Transaction>(txn: &T, s: &Store, now: u64, max: usize) ->
         };
         due.push((k, stored));
     }
-    let used = load_used(txn, s)?;
+    let used = load_used(txn, cx)?;
     Ok(Purge { due, used })
 }
 
-impl Apply for Purge {
+impl Apply<CacheDbs> for Purge {
     /// Records removed.
     type Out = usize;
 
-    fn apply(self, txn: &mut Wtx<'_, '_>, s: &Store) -> Result<usize> {
+    fn apply(self, txn: &mut Wtx<'_, '_>, cx: &CacheCtx<'_>) -> Result<usize> {
         let mut used = self.used;
         let mut removed = 0;
         for (k, stored) in &self.due {
             match stored {
                 Some((exp, n)) => {
-                    used = remove_kv(txn, s, &k[8..], *exp, *n, used)?;
+                    used = remove_kv(txn, cx, &k[8..], *exp, *n, used)?;
                     removed += 1;
                 }
-                None => del_opt(txn, s.cdb.exp, k)?,
+                None => del_opt(txn, cx.db.exp, k)?,
             }
         }
         if removed > 0 {
-            store_used(txn, s, used)?;
+            store_used(txn, cx, used)?;
         }
         Ok(removed)
     }

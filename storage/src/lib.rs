@@ -4,7 +4,36 @@
 //! every request of that pass runs against the batch, then [`Batch::commit`] makes all of the
 //! pass's writes durable at once, and only then may the replies go out.
 //!
+//! Every write is a [`Command`] (a [`Write`] with its own time) applied by [`Batch::apply`],
+//! which answers an [`Outcome`]; commands have a binary form ([`Command::encode`]) so that
+//! a log of them can be shipped and replayed. The old write methods (`Batch::put`, ...) are
+//! wrappers that build commands, until the worker builds them itself.
+//!
 //! It must never know about HTTP: callers map [`StorageError`] to status codes.
+//!
+//! # Layers, bottom to top
+//!
+//! Each layer uses only the layers below it (`tools/modcycles.py` finds no circle):
+//!
+//! 1. `codec`: byte layouts and their arithmetic, pure. Knows no transaction.
+//! 2. `env`, `room`, `txn`: environments and their transactions, the operations' context
+//!    (`Ctx`: environment, named databases, room), capacity accounting and file blocks, the
+//!    journaling write transaction (`Wtx`) and its change record (`Ops`). Never know a
+//!    record's layout, an operation, the journal's files or a batch.
+//! 3. `journal` (records, writer, replay) and `journal::checkpoint` (the checkpoint file and
+//!    thread, restoring a meta page): durability of the persistent store's passes. Never
+//!    know an operation or a batch: they see changes only as `Ops`.
+//! 4. The operations, each a read-only check then an `Apply`, on a `Ctx`: `old` (the record a
+//!    write replaces), `tables` (table metadata, totals, stats), `kv` (plain records),
+//!    `members` (table members), `purge` (expiry of the persistent store), `cache`, `list`
+//!    (listings). They use lower operations (`members` uses `tables`, `purge` uses `kv` and
+//!    `members`), never a command, the journal, the store or the batch.
+//! 5. `command`: the write types, the one `apply` of a command to a write transaction, and
+//!    their binary form. Never knows a batch, a journal or a clock.
+//! 6. `store` ([`Store`]: opening, sync, usage), `pass_env` (one environment's transactions
+//!    of a pass and the request runner), `batch` ([`Batch`]: the pass, its commit and the
+//!    queue's raw writes), `reads` (the batch's reads), `batch_compat` (the old write
+//!    methods).
 
 use std::fmt;
 use std::path::PathBuf;
@@ -31,7 +60,7 @@ pub struct StoreOptions {
     /// transactions then, so each write request runs straight in the pass's transaction
     /// (every operation checks everything that can refuse it before its first change); an
     /// LMDB failure in the middle of a request poisons the pass (see [`Batch`]). The data
-    /// file becomes a sparse file of LMDB's whole map size (see `store`). The worker sets it
+    /// file becomes a sparse file of LMDB's whole map size (see `room`). The worker sets it
     /// in kv mode; the queue crate relies on [`Batch::write`] undoing a failed closure alone,
     /// which only `false` provides.
     pub write_map: bool,
@@ -202,13 +231,52 @@ pub fn bucket(key: &[u8]) -> u32 {
     h % 1024
 }
 
-mod cache;
+impl From<lmdb::Error> for StorageError {
+    /// The one place LMDB errors are mapped. `NotFound` is only produced where absence is the
+    /// answer; lookups that expect absence use `txn::get_opt` instead.
+    fn from(e: lmdb::Error) -> StorageError {
+        match e {
+            lmdb::Error::MapFull => StorageError::MapFull,
+            lmdb::Error::NotFound => StorageError::NotFound,
+            other => StorageError::Lmdb(other),
+        }
+    }
+}
+
+/// An I/O failure as the storage error it is (an LMDB-style error code).
+pub(crate) fn io_error(e: std::io::Error) -> StorageError {
+    StorageError::Lmdb(lmdb::Error::Other(e.raw_os_error().unwrap_or(libc::EIO)))
+}
+
+// Bottom: environments, room, transactions.
 mod codec;
-mod data;
+mod env;
+mod room;
+mod txn;
+// The journal and its checkpoints.
 mod journal;
+// Operations.
+mod cache;
+mod kv;
 mod list;
+mod members;
+mod old;
+mod purge;
+mod tables;
+// Writes as data.
+mod command;
+// Top: the store and the pass.
+mod batch;
+mod batch_compat;
+mod pass_env;
+mod reads;
 mod store;
-pub use store::{Batch, InPlace, JournalFlush, ReplyValue, Store};
+
+pub use batch::Batch;
+pub use command::{expires_at, Command, Outcome, Write};
+pub use journal::JournalFlush;
+pub use reads::{InPlace, ReplyValue};
+pub use store::Store;
 
 #[cfg(test)]
 mod tests;

@@ -1,13 +1,15 @@
 //! Listings (kv-api §2.7): one cursor walk in key (or score) order that filters, skips
 //! `offset`, takes `size` and, when asked, counts every match. Only the page and, for long keys
 //! that share their first 400 bytes, one run of such keys are held in memory: the encoded order
-//! of such a run is the hash order, so it is sorted by full key before it is paged.
+//! of such a run is the hash order, so it is sorted by full key before it is paged. Reads only:
+//! it knows the bottom layer, `codec` and the table metadata (`tables`), never a write or the
+//! batch.
 
 use lmdb::{Cursor, Transaction};
 
 use crate::codec::*;
-use crate::data::{self, load_totals, table_alive};
-use crate::store::Store;
+use crate::env::DataCtx;
+use crate::tables::{counts_exact, live_table_of, load_totals, table_alive};
 use crate::{bucket, ListItem, ListQuery, ListValue, Listing, Result, StorageError, TableType};
 
 /// The page being built.
@@ -139,24 +141,29 @@ fn group_of(stored_key: &[u8]) -> &[u8] {
 /// bound, and no record expired-but-counted anywhere.
 fn counters_exact<T: Transaction>(
     txn: &T,
-    s: &Store,
+    cx: &DataCtx<'_>,
     q: &ListQuery,
     page: &Page<'_>,
     now: u64,
 ) -> Result<bool> {
-    Ok(q.count_total && !page.buckets && data::counts_exact(txn, s, now)?)
+    Ok(q.count_total && !page.buckets && counts_exact(txn, cx, now)?)
 }
 
 /// `/keys`: plain kv records by key.
-pub(crate) fn keys<T: Transaction>(txn: &T, s: &Store, q: &ListQuery, now: u64) -> Result<Listing> {
+pub(crate) fn keys<T: Transaction>(
+    txn: &T,
+    cx: &DataCtx<'_>,
+    q: &ListQuery,
+    now: u64,
+) -> Result<Listing> {
     let mut page = Page::new(q, true);
-    let known = if counters_exact(txn, s, q, &page, now)? {
+    let known = if counters_exact(txn, cx, q, &page, now)? {
         page.count = false;
-        Some(load_totals(txn, s)?.kv.count)
+        Some(load_totals(txn, cx)?.kv.count)
     } else {
         None
     };
-    let mut cur = txn.open_ro_cursor(s.db.kv)?;
+    let mut cur = txn.open_ro_cursor(cx.db.kv)?;
     for item in cur.iter_start() {
         if page.done() {
             break;
@@ -180,16 +187,16 @@ pub(crate) fn keys<T: Transaction>(txn: &T, s: &Store, q: &ListQuery, now: u64) 
 /// `/hkeys`, `/smembers`: a table's members by key.
 pub(crate) fn members<T: Transaction>(
     txn: &T,
-    s: &Store,
+    cx: &DataCtx<'_>,
     tb: &str,
     kind: TableType,
     q: &ListQuery,
     now: u64,
 ) -> Result<Listing> {
-    let m = data::live_table_of(txn, s, tb, kind, now)?;
+    let m = live_table_of(txn, cx, tb, kind, now)?;
     let tbb = tb.as_bytes();
     let mut page = Page::new(q, true);
-    let known = if counters_exact(txn, s, q, &page, now)? {
+    let known = if counters_exact(txn, cx, q, &page, now)? {
         page.count = false;
         Some(m.count)
     } else {
@@ -197,7 +204,7 @@ pub(crate) fn members<T: Transaction>(
     };
     let with_values = q.with_values && kind == TableType::Hash;
     let prefix = table_prefix(tbb);
-    let mut cur = txn.open_ro_cursor(s.db.mem)?;
+    let mut cur = txn.open_ro_cursor(cx.db.mem)?;
     for item in cur.iter_from(&prefix) {
         if page.done() {
             break;
@@ -216,7 +223,7 @@ pub(crate) fn members<T: Transaction>(
         let val = || with_values.then(|| ListValue::Bytes(rec.payload.to_vec()));
         page.record(k, long, key, rec.ver, val);
     }
-    if !page.live && !table_alive(txn, s, tbb, &m, now)? {
+    if !page.live && !table_alive(txn, cx, tbb, &m, now)? {
         return Err(StorageError::NotFound);
     }
     Ok(page.finish(known))
@@ -226,16 +233,16 @@ pub(crate) fn members<T: Transaction>(
 /// score index.
 pub(crate) fn zrange<T: Transaction>(
     txn: &T,
-    s: &Store,
+    cx: &DataCtx<'_>,
     tb: &str,
     range: Option<(i64, i64)>,
     q: &ListQuery,
     now: u64,
 ) -> Result<Listing> {
-    let m = data::live_table_of(txn, s, tb, TableType::SortedSet, now)?;
+    let m = live_table_of(txn, cx, tb, TableType::SortedSet, now)?;
     let tbb = tb.as_bytes();
     let mut page = Page::new(q, false);
-    let known = if range.is_none() && counters_exact(txn, s, q, &page, now)? {
+    let known = if range.is_none() && counters_exact(txn, cx, q, &page, now)? {
         page.count = false;
         Some(m.count)
     } else {
@@ -253,7 +260,7 @@ pub(crate) fn zrange<T: Transaction>(
         }
         None => None,
     };
-    let mut cur = txn.open_ro_cursor(s.db.zidx)?;
+    let mut cur = txn.open_ro_cursor(cx.db.zidx)?;
     for item in cur.iter_from(&start) {
         if page.done() {
             break;
@@ -277,7 +284,7 @@ pub(crate) fn zrange<T: Transaction>(
         let val = || q.with_values.then_some(ListValue::Score(score));
         page.record(k, long, key, rec.ver, val);
     }
-    if !page.live && !table_alive(txn, s, tbb, &m, now)? {
+    if !page.live && !table_alive(txn, cx, tbb, &m, now)? {
         return Err(StorageError::NotFound);
     }
     Ok(page.finish(known))

@@ -20,6 +20,8 @@ mod atomic;
 mod cache;
 #[path = "capacity.rs"]
 mod capacity;
+#[path = "commands.rs"]
+mod commands;
 #[path = "kv.rs"]
 mod kv;
 #[path = "listing.rs"]
