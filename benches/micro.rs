@@ -11,7 +11,7 @@ use std::hint::black_box;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use storage::{Store, StoreOptions};
+use storage::{Batch, Command, Store, StoreOptions, Write};
 use worker::http::{parse_head, HeadParse};
 use worker::query::Params;
 
@@ -208,6 +208,17 @@ fn query_cases(rows: &mut Vec<Row>, keep: &dyn Fn(&str) -> bool) {
     }
 }
 
+/// A plain put without expiry or version check, as `/put?key=..` builds it.
+fn put(batch: &mut Batch<'_>, key: &[u8], val: &[u8], now_ms: u64) -> storage::Result<()> {
+    let write = Write::Put {
+        key,
+        val,
+        expires_at: 0,
+        ver: 0,
+    };
+    batch.apply(&Command { now_ms, write }).map(|_| ())
+}
+
 /// Puts `count` keys `<prefix><i>` with `size`-byte values, committing every 100.
 fn fill(store: &Store, prefix: &str, size: usize, count: u64) {
     let val = value(size);
@@ -217,7 +228,7 @@ fn fill(store: &Store, prefix: &str, size: usize, count: u64) {
         let mut batch = store.batch();
         for _ in 0..100.min(count - i) {
             let key = format!("{prefix}{i}");
-            if let Err(e) = batch.put(key.as_bytes(), &val, 0, 0, now) {
+            if let Err(e) = put(&mut batch, key.as_bytes(), &val, now) {
                 panic!("put {key}: {e}");
             }
             i += 1;
@@ -279,7 +290,7 @@ fn storage_cases(rows: &mut Vec<Row>, keep: &dyn Fn(&str) -> bool) {
                 key.extend_from_slice(b"k");
                 key.extend_from_slice(n.to_string().as_bytes());
                 n += 1;
-                black_box(batch.put(&key, &val, 0, 0, now).is_ok());
+                black_box(put(&mut batch, &key, &val, now).is_ok());
             }
             black_box(batch.commit().is_ok());
         }));

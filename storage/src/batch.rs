@@ -1,6 +1,6 @@
 //! [`Batch`], one per event-loop pass: the pass's two environments ([`PassEnv`]), its one
 //! write entry ([`Batch::apply`]), its commit (with the journal record) and the queue crate's
-//! raw writes. The reads are in `reads`, the old write methods in `batch_compat`. The top of
+//! raw writes. The reads are in `reads`. The top of
 //! the crate with `store`: it knows every layer below, nothing above (no HTTP).
 
 use std::time::Instant;

@@ -6,8 +6,8 @@
 //!
 //! Every write is a [`Command`] (a [`Write`] with its own time) applied by [`Batch::apply`],
 //! which answers an [`Outcome`]; commands have a binary form ([`Command::encode`]) so that
-//! a log of them can be shipped and replayed. The old write methods (`Batch::put`, ...) are
-//! wrappers that build commands, until the worker builds them itself.
+//! a log of them can be shipped and replayed. The worker's handlers build the commands; the
+//! queue crate's raw writes ([`Batch::write`]) are the one writer outside them.
 //!
 //! It must never know about HTTP: callers map [`StorageError`] to status codes.
 //!
@@ -32,8 +32,7 @@
 //!    their binary form. Never knows a batch, a journal or a clock.
 //! 6. `store` ([`Store`]: opening, sync, usage), `pass_env` (one environment's transactions
 //!    of a pass and the request runner), `batch` ([`Batch`]: the pass, its commit and the
-//!    queue's raw writes), `reads` (the batch's reads), `batch_compat` (the old write
-//!    methods).
+//!    queue's raw writes), `reads` (the batch's reads).
 
 use std::fmt;
 use std::path::PathBuf;
@@ -267,7 +266,6 @@ mod tables;
 mod command;
 // Top: the store and the pass.
 mod batch;
-mod batch_compat;
 mod pass_env;
 mod reads;
 mod store;

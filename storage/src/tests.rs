@@ -15,6 +15,8 @@ mod nested;
 mod write_map;
 
 mod journal;
+// The tests' shorthand for commands (the old write methods of `Batch`).
+mod shorthand;
 
 /// A folder removed on drop (no tempdir crate in the workspace).
 pub(crate) struct TempDir(PathBuf);

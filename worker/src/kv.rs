@@ -11,7 +11,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
-use storage::{ListItem, ListQuery, ListValue, Listing, StorageError, Written};
+use storage::{Command, ListItem, ListQuery, ListValue, Listing, StorageError, Write, Written};
 
 pub mod admin;
 pub mod cache;
@@ -174,23 +174,33 @@ fn read_ok(ver: u32, body: Vec<u8>) -> Response {
     Response::text(body).header("Version", ver)
 }
 
-/// A versioned write's answer.
-fn written(result: storage::Result<Written>) -> Response {
-    match result {
-        Ok(w) => Response::empty(200)
-            .header("Version", w.ver)
-            .header("VerError", "false"),
+/// Applies one write of a handler: the only way a kv handler changes the store. The answer is
+/// the outcome's (`kv-api.md` §2.5: `Version` and `VerError` on versioned writes; the cache's
+/// writes answer an empty `200` or their number), or the error's.
+fn apply(pass: &mut Pass<'_, '_>, write: Write<'_>) -> Response {
+    let command = Command {
+        now_ms: pass.now_ms,
+        write,
+    };
+    match pass.batch.apply(&command) {
+        Ok(outcome) => answer(outcome),
+        Err(e) if write.is_cache() => plain_error(e),
         Err(e) => write_error(e),
     }
 }
 
-/// A versioned write that answers with a number (`/hincrby`, `/zadd`).
-fn written_number(result: storage::Result<(Written, i64)>) -> Response {
-    match result {
-        Ok((w, n)) => Response::text(n.to_string())
-            .header("Version", w.ver)
-            .header("VerError", "false"),
-        Err(e) => write_error(e),
+fn answer(outcome: storage::Outcome) -> Response {
+    let versioned =
+        |resp: Response, w: Written| resp.header("Version", w.ver).header("VerError", "false");
+    match outcome {
+        storage::Outcome::Written(w) => versioned(Response::empty(200), w),
+        storage::Outcome::Counted(w, n) | storage::Outcome::Scored(w, n) => {
+            versioned(Response::text(n.to_string()), w)
+        }
+        storage::Outcome::Int(n) => Response::text(n.to_string()),
+        storage::Outcome::Float(x) => Response::text(format!("{x}")),
+        // The periodic purge (`KvService::tick`) is not a handler's write.
+        storage::Outcome::Done | storage::Outcome::Purged(_) => Response::empty(200),
     }
 }
 

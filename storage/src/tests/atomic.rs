@@ -41,33 +41,34 @@ fn zadd_with_a_version_mismatch_on_an_expired_member() {
     let d = TempDir::new("at");
     let s = open(&d);
     with_batch(&s, |b| {
-        b.zadd("z", b"m", 5, ZaddMode::Set, 1, 0, 0).unwrap();
-        b.zadd("z", b"keep", 1, ZaddMode::Set, 0, 0, 0).unwrap();
+        b.zadd("z", b"m", (5, ZaddMode::Set), 1, 0, 0).unwrap();
+        b.zadd("z", b"keep", (1, ZaddMode::Set), 0, 0, 0).unwrap();
         b.put(b"k", b"v", 1, 0, 0).unwrap();
     });
     let now = 5 * SEC;
     // The expired member is the record the write would replace: its removal must wait for
     // the version check.
     refused(&s, mismatch, |b| {
-        b.zadd("z", b"m", 7, ZaddMode::Set, 0, 3, now).map(|_| ())
+        b.zadd("z", b"m", (7, ZaddMode::Set), 0, 3, now).map(|_| ())
     });
     refused(&s, mismatch, |b| {
-        b.zadd("z", b"m", 7, ZaddMode::Add, 0, 1, now).map(|_| ())
+        b.zadd("z", b"m", (7, ZaddMode::Add), 0, 1, now).map(|_| ())
     });
     refused(&s, mismatch, |b| b.put(b"k", b"w", 0, 1, now).map(|_| ()));
     refused(&s, mismatch, |b| b.sadd("s", b"m", 0, 2, now).map(|_| ()));
     // Overflow of a live score.
     with_batch(&s, |b| {
-        b.zadd("z", b"top", i64::MAX, ZaddMode::Set, 0, 0, now)
+        b.zadd("z", b"top", (i64::MAX, ZaddMode::Set), 0, 0, now)
             .unwrap();
     });
     refused(&s, not_numeric, |b| {
-        b.zadd("z", b"top", 1, ZaddMode::Add, 0, 0, now).map(|_| ())
+        b.zadd("z", b"top", (1, ZaddMode::Add), 0, 0, now)
+            .map(|_| ())
     });
     // Without the version, the expired member is replaced and counted once.
     with_batch(&s, |b| {
         assert_eq!(
-            b.zadd("z", b"m", 7, ZaddMode::Add, 0, 0, now).unwrap(),
+            b.zadd("z", b"m", (7, ZaddMode::Add), 0, 0, now).unwrap(),
             (Written { ver: 1 }, 7)
         );
         assert_eq!(b.table_stat("z", now).unwrap().usage.count, 3);
@@ -125,7 +126,7 @@ fn a_dead_table_of_another_type_is_wiped_only_by_a_write_that_succeeds() {
         b.hincrby("t", b"f", 1, 0, 2, now).map(|_| ())
     });
     refused(&s, mismatch, |b| {
-        b.zadd("t", b"f", 1, ZaddMode::Set, 0, 2, now).map(|_| ())
+        b.zadd("t", b"f", (1, ZaddMode::Set), 0, 2, now).map(|_| ())
     });
     with_batch(&s, |b| {
         assert_eq!(b.hincrby("t", b"f", 5, 0, 0, now).unwrap().1, 5);

@@ -155,7 +155,9 @@ fn a_command_and_its_write_method_agree() {
     let (a, b) = (open(&da), open(&db));
     let now_ms = 5_000;
     let by_method = with_batch(&a, |bt| {
-        let w = bt.zadd("z", b"m", 4, ZaddMode::Add, 3, 0, now_ms).unwrap();
+        let w = bt
+            .zadd("z", b"m", (4, ZaddMode::Add), 3, 0, now_ms)
+            .unwrap();
         let f = bt.cache_hincrbyfloat("c", b"f", 0.25).unwrap();
         (w, f)
     });

@@ -41,7 +41,7 @@ fn write_history(s: &Store) {
                 .unwrap();
             b.sadd("s", format!("m{pass}").as_bytes(), 0, 0, now)
                 .unwrap();
-            b.zadd("z", b"member", pass as i64, ZaddMode::Add, 0, 0, now)
+            b.zadd("z", b"member", (pass as i64, ZaddMode::Add), 0, 0, now)
                 .unwrap();
             if pass % 3 == 0 {
                 b.del(format!("key-{pass}-0").as_bytes(), 0, now).unwrap();

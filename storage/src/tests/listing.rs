@@ -160,7 +160,7 @@ fn expired_records_are_skipped_and_not_counted() {
         let ttl = if i % 2 == 0 { 1 } else { 0 };
         b.put(&[b'k', i], b"v", ttl, 0, 0).unwrap();
         b.hset("h", &[b'k', i], b"v", ttl, 0, 0).unwrap();
-        b.zadd("z", &[b'k', i], i as i64, ZaddMode::Set, ttl, 0, 0)
+        b.zadd("z", &[b'k', i], (i as i64, ZaddMode::Set), ttl, 0, 0)
             .unwrap();
     }
     let all = ListQuery {
@@ -203,7 +203,7 @@ fn zranges_with_negative_scores_and_ties() {
         (b"a", 30),
     ];
     for (m, sc) in members {
-        b.zadd("z1", m, sc, ZaddMode::Set, 0, 0, 0).unwrap();
+        b.zadd("z1", m, (sc, ZaddMode::Set), 0, 0, 0).unwrap();
     }
     let order: Vec<Vec<u8>> = [&b"min"[..], b"neg", b"a", b"b", b"m2", b"m1", b"max"]
         .iter()
@@ -265,8 +265,8 @@ fn zranges_with_negative_scores_and_ties() {
     // recursive.)
     drop(b);
     let mut b2 = s.batch();
-    b2.zadd("ex", b"m1", 60, ZaddMode::Set, 0, 0, 0).unwrap();
-    b2.zadd("ex", b"m2", 30, ZaddMode::Set, 0, 0, 0).unwrap();
+    b2.zadd("ex", b"m1", (60, ZaddMode::Set), 0, 0, 0).unwrap();
+    b2.zadd("ex", b"m2", (30, ZaddMode::Set), 0, 0, 0).unwrap();
     let l = b2.zrange_by_score("ex", 0, 50, &qv(0, 10), 0).unwrap();
     assert_eq!(
         l.items,
@@ -311,7 +311,7 @@ fn long_keys_sharing_a_prefix_list_in_bytewise_order() {
             b.put(k, &i.to_le_bytes(), 0, 0, 0).unwrap();
             b.hset("h", k, &i.to_le_bytes(), 0, 0, 0).unwrap();
             b.sadd("s", k, 0, 0, 0).unwrap();
-            b.zadd("z", k, (i % 3) as i64, ZaddMode::Set, 0, 0, 0)
+            b.zadd("z", k, ((i % 3) as i64, ZaddMode::Set), 0, 0, 0)
                 .unwrap();
         }
     });

@@ -230,7 +230,7 @@ fn step(b: &mut Batch<'_>, m: &mut Model, g: &mut Gen) {
         3 | 4 => {
             let score = g.score();
             let mode = [ZaddMode::Set, ZaddMode::Add, ZaddMode::Subtract][g.rng.below(3) as usize];
-            let r = b.zadd(tb, &key, score, mode, 0, 0, 0);
+            let r = b.zadd(tb, &key, (score, mode), 0, 0, 0);
             let kind = m.tables.get(tb).map(|t| t.0);
             if kind.is_some_and(|k| k != TableType::SortedSet) {
                 assert!(matches!(r, Err(StorageError::WrongType)), "{r:?}");

@@ -18,7 +18,7 @@ fn stat_examples_of_the_spec() {
     b.put(b"k1", b"v1", 0, 0, 0).unwrap();
     b.hset("h1", b"f1", b"10", 0, 0, 0).unwrap();
     b.sadd("s1", b"m1", 0, 0, 0).unwrap();
-    b.zadd("z1", b"m1", 60, ZaddMode::Set, 0, 0, 0).unwrap();
+    b.zadd("z1", b"m1", (60, ZaddMode::Set), 0, 0, 0).unwrap();
     b.commit().unwrap();
     let mut b = s.batch();
     assert_eq!(
@@ -105,7 +105,7 @@ fn purge_in_bounded_batches_keeps_stats_exact() {
             b.hset("h", &[b'f', i], b"vvv", 1 + (i as u32 % 2), 0, 0)
                 .unwrap();
             b.sadd("s", &[b'm', i], 1, 0, 0).unwrap();
-            b.zadd("z", &[b'm', i], i as i64, ZaddMode::Set, 1, 0, 0)
+            b.zadd("z", &[b'm', i], (i as i64, ZaddMode::Set), 1, 0, 0)
                 .unwrap();
         }
         b.put(b"keep", b"v", 0, 0, 0).unwrap();
@@ -161,8 +161,8 @@ fn purging_everything_returns_the_charged_bytes_to_zero() {
         b.put(b"k", b"v", 1, 0, 0).unwrap();
         b.hset("h", &long, b"v", 1, 0, 0).unwrap();
         b.sadd("s", &long, 1, 0, 0).unwrap();
-        b.zadd("z", &long, -3, ZaddMode::Set, 1, 0, 0).unwrap();
-        b.zadd("z", b"m", 3, ZaddMode::Add, 1, 0, 0).unwrap();
+        b.zadd("z", &long, (-3, ZaddMode::Set), 1, 0, 0).unwrap();
+        b.zadd("z", b"m", (3, ZaddMode::Add), 1, 0, 0).unwrap();
     });
     assert!(s.map_usage().0 > 0);
     assert_eq!(with_batch(&s, |b| b.purge_expired(1_000, 100).unwrap()), 6);
@@ -172,7 +172,7 @@ fn purging_everything_returns_the_charged_bytes_to_zero() {
     assert!(b.all_tables(1_000).unwrap().is_empty());
     // And the same with deletes instead of expiry.
     b.put(&long, &long, 0, 0, 0).unwrap();
-    b.zadd("z", &long, 1, ZaddMode::Set, 5, 0, 0).unwrap();
+    b.zadd("z", &long, (1, ZaddMode::Set), 5, 0, 0).unwrap();
     b.hset("h", b"f", &long, 0, 0, 0).unwrap();
     b.del(&long, 0, 0).unwrap();
     b.zrem("z", &long, 0, 0).unwrap();

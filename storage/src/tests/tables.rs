@@ -62,7 +62,7 @@ fn tables_are_bound_to_one_type() {
     let wrong = |r: Result<()>| assert!(matches!(r, Err(StorageError::WrongType)));
     wrong(b.hset("s1", b"m", b"v", 0, 0, 0).map(|_| ()));
     wrong(b.hincrby("s1", b"m", 1, 0, 0, 0).map(|_| ()));
-    wrong(b.zadd("s1", b"m", 1, ZaddMode::Set, 0, 0, 0).map(|_| ()));
+    wrong(b.zadd("s1", b"m", (1, ZaddMode::Set), 0, 0, 0).map(|_| ()));
     wrong(b.hget("s1", b"m", 0).map(|_| ()));
     wrong(b.hexist("s1", b"m", 0).map(|_| ()));
     wrong(b.hdel("s1", b"m", 0, 0).map(|_| ()));
@@ -91,7 +91,7 @@ fn a_table_whose_members_expired_is_gone_at_once() {
     let mut b = s.batch();
     b.sadd("t", b"a", 1, 0, 0).unwrap();
     b.sadd("t", b"b", 2, 0, 0).unwrap();
-    b.zadd("z", b"a", 5, ZaddMode::Set, 1, 0, 0).unwrap();
+    b.zadd("z", b"a", (5, ZaddMode::Set), 1, 0, 0).unwrap();
     assert_eq!(b.all_tables(999).unwrap().len(), 2);
     // At 1000 `a` expired, `b` still lives.
     assert!(matches!(
@@ -137,7 +137,7 @@ fn a_table_whose_members_expired_is_gone_at_once() {
         }
     );
     assert_eq!(
-        b.zadd("z", b"a", 1, ZaddMode::Add, 0, 0, 2_000).unwrap(),
+        b.zadd("z", b"a", (1, ZaddMode::Add), 0, 0, 2_000).unwrap(),
         (Written { ver: 1 }, 1)
     );
     b.commit().unwrap();
@@ -226,58 +226,59 @@ fn zadd_modes() {
     let s = open(&d);
     let mut b = s.batch();
     assert_eq!(
-        b.zadd("z1", b"m1", 60, ZaddMode::Set, 0, 0, 0).unwrap(),
+        b.zadd("z1", b"m1", (60, ZaddMode::Set), 0, 0, 0).unwrap(),
         (Written { ver: 1 }, 60)
     );
     // Same score: a no-op, version unchanged.
     assert_eq!(
-        b.zadd("z1", b"m1", 60, ZaddMode::Set, 0, 0, 0).unwrap(),
+        b.zadd("z1", b"m1", (60, ZaddMode::Set), 0, 0, 0).unwrap(),
         (Written { ver: 1 }, 60)
     );
     // The version check comes before the no-op.
     assert!(matches!(
-        b.zadd("z1", b"m1", 60, ZaddMode::Set, 0, 9, 0),
+        b.zadd("z1", b"m1", (60, ZaddMode::Set), 0, 9, 0),
         Err(StorageError::VersionMismatch { current: 1 })
     ));
     assert_eq!(
-        b.zadd("z1", b"m1", 5, ZaddMode::Add, 0, 1, 0).unwrap(),
+        b.zadd("z1", b"m1", (5, ZaddMode::Add), 0, 1, 0).unwrap(),
         (Written { ver: 2 }, 65)
     );
     assert_eq!(
-        b.zadd("z1", b"m1", 10, ZaddMode::Subtract, 0, 0, 0)
+        b.zadd("z1", b"m1", (10, ZaddMode::Subtract), 0, 0, 0)
             .unwrap(),
         (Written { ver: 3 }, 55)
     );
     // Add 0 is a write.
     assert_eq!(
-        b.zadd("z1", b"m1", 0, ZaddMode::Add, 0, 0, 0).unwrap(),
+        b.zadd("z1", b"m1", (0, ZaddMode::Add), 0, 0, 0).unwrap(),
         (Written { ver: 4 }, 55)
     );
     assert_eq!(
-        b.zadd("z1", b"m2", 5, ZaddMode::Subtract, 0, 0, 0).unwrap(),
+        b.zadd("z1", b"m2", (5, ZaddMode::Subtract), 0, 0, 0)
+            .unwrap(),
         (Written { ver: 1 }, -5)
     );
     assert_eq!(
-        b.zadd("z1", b"m3", 5, ZaddMode::Add, 0, 0, 0).unwrap(),
+        b.zadd("z1", b"m3", (5, ZaddMode::Add), 0, 0, 0).unwrap(),
         (Written { ver: 1 }, 5)
     );
     assert_eq!(b.zscore("z1", b"m1", 0).unwrap(), (4, 55));
     assert_eq!(b.zscore("z1", b"m2", 0).unwrap(), (1, -5));
     assert_eq!(b.zismember("z1", b"m3", 0).unwrap(), 1);
-    b.zadd("z1", b"big", i64::MAX, ZaddMode::Set, 0, 0, 0)
+    b.zadd("z1", b"big", (i64::MAX, ZaddMode::Set), 0, 0, 0)
         .unwrap();
     assert!(matches!(
-        b.zadd("z1", b"big", 1, ZaddMode::Add, 0, 0, 0),
+        b.zadd("z1", b"big", (1, ZaddMode::Add), 0, 0, 0),
         Err(StorageError::NotNumeric)
     ));
-    b.zadd("z1", b"small", i64::MIN, ZaddMode::Set, 0, 0, 0)
+    b.zadd("z1", b"small", (i64::MIN, ZaddMode::Set), 0, 0, 0)
         .unwrap();
     assert!(matches!(
-        b.zadd("z1", b"small", 1, ZaddMode::Subtract, 0, 0, 0),
+        b.zadd("z1", b"small", (1, ZaddMode::Subtract), 0, 0, 0),
         Err(StorageError::NotNumeric)
     ));
     assert!(matches!(
-        b.zadd("z1", b"x", i64::MIN, ZaddMode::Subtract, 0, 0, 0),
+        b.zadd("z1", b"x", (i64::MIN, ZaddMode::Subtract), 0, 0, 0),
         Err(StorageError::NotNumeric)
     ));
     assert!(matches!(
@@ -309,9 +310,9 @@ fn zadd_noop_keeps_the_expiry_and_writes_replace_it() {
     let d = TempDir::new("tb");
     let s = open(&d);
     let mut b = s.batch();
-    b.zadd("z", b"m", 1, ZaddMode::Set, 10, 0, 0).unwrap();
+    b.zadd("z", b"m", (1, ZaddMode::Set), 10, 0, 0).unwrap();
     assert_eq!(
-        b.zadd("z", b"m", 1, ZaddMode::Set, 0, 0, 5_000)
+        b.zadd("z", b"m", (1, ZaddMode::Set), 0, 0, 5_000)
             .unwrap()
             .0
             .ver,
@@ -321,9 +322,9 @@ fn zadd_noop_keeps_the_expiry_and_writes_replace_it() {
         b.zscore("z", b"m", 10_000),
         Err(StorageError::NotFound)
     ));
-    b.zadd("z", b"n", 1, ZaddMode::Set, 10, 0, 0).unwrap();
+    b.zadd("z", b"n", (1, ZaddMode::Set), 10, 0, 0).unwrap();
     assert_eq!(
-        b.zadd("z", b"n", 2, ZaddMode::Set, 0, 0, 5_000)
+        b.zadd("z", b"n", (2, ZaddMode::Set), 0, 0, 5_000)
             .unwrap()
             .0
             .ver,

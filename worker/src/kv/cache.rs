@@ -3,11 +3,12 @@
 //! `hincrby`, `hincrbyfloat`). No versions: errors are [`plain_error`]s.
 
 use super::{
-    bad, key, plain_error, required, required_i64, required_ttl, table, val_or_body, Check,
+    apply, bad, key, plain_error, required, required_i64, required_ttl, table, val_or_body, Check,
     KvService,
 };
 use crate::http::Response;
 use crate::service::{Pass, Request};
+use storage::{expires_at, Write};
 
 const MAX_CACHE_VALUE: usize = 8 << 20;
 
@@ -39,7 +40,15 @@ fn text(r: storage::Result<impl Into<Vec<u8>>>) -> Response {
 pub fn put(_: &mut KvService, req: &Request, pass: &mut Pass) -> Check<Response> {
     // `super::ttl` is the parameter; `ttl` below is the `/cache/ttl` endpoint.
     let (k, v, t) = (key(req)?, cache_val(req)?, super::ttl(req)?);
-    Ok(unit(pass.batch.cache_put(k, v, t, pass.now_ms)))
+    let expires_at = expires_at(t, pass.now_ms);
+    Ok(apply(
+        pass,
+        Write::CachePut {
+            key: k,
+            val: v,
+            expires_at,
+        },
+    ))
 }
 
 pub fn get(_: &mut KvService, req: &Request, pass: &mut Pass) -> Check<Response> {
@@ -51,7 +60,7 @@ pub fn exist(_: &mut KvService, req: &Request, pass: &mut Pass) -> Check<Respons
 }
 
 pub fn del(_: &mut KvService, req: &Request, pass: &mut Pass) -> Check<Response> {
-    Ok(unit(pass.batch.cache_del(key(req)?, pass.now_ms)))
+    Ok(apply(pass, Write::CacheDel { key: key(req)? }))
 }
 
 /// Seconds left, `-1` without expiry.
@@ -64,21 +73,22 @@ pub fn ttl(_: &mut KvService, req: &Request, pass: &mut Pass) -> Check<Response>
 
 pub fn expire(_: &mut KvService, req: &Request, pass: &mut Pass) -> Check<Response> {
     let (k, t) = (key(req)?, required_ttl(req)?);
-    Ok(unit(pass.batch.cache_expire(k, t, pass.now_ms)))
+    let expires_at = expires_at(t, pass.now_ms);
+    Ok(apply(pass, Write::CacheExpire { key: k, expires_at }))
 }
 
 pub fn persist(_: &mut KvService, req: &Request, pass: &mut Pass) -> Check<Response> {
-    Ok(unit(pass.batch.cache_persist(key(req)?, pass.now_ms)))
+    Ok(apply(pass, Write::CachePersist { key: key(req)? }))
 }
 
 pub fn append(_: &mut KvService, req: &Request, pass: &mut Pass) -> Check<Response> {
     let (k, v) = (key(req)?, cache_val(req)?);
-    Ok(unit(pass.batch.cache_append(k, v, pass.now_ms)))
+    Ok(apply(pass, Write::CacheAppend { key: k, val: v }))
 }
 
 pub fn hset(_: &mut KvService, req: &Request, pass: &mut Pass) -> Check<Response> {
     let (tb, k, v) = (table(req)?, key(req)?, cache_val(req)?);
-    Ok(unit(pass.batch.cache_hset(tb, k, v)))
+    Ok(apply(pass, Write::CacheHset { tb, key: k, val: v }))
 }
 
 pub fn hget(_: &mut KvService, req: &Request, pass: &mut Pass) -> Check<Response> {
@@ -88,7 +98,7 @@ pub fn hget(_: &mut KvService, req: &Request, pass: &mut Pass) -> Check<Response
 
 pub fn hdel(_: &mut KvService, req: &Request, pass: &mut Pass) -> Check<Response> {
     let (tb, k) = (table(req)?, key(req)?);
-    Ok(unit(pass.batch.cache_hdel(tb, k)))
+    Ok(apply(pass, Write::CacheHdel { tb, key: k }))
 }
 
 pub fn hexist(_: &mut KvService, req: &Request, pass: &mut Pass) -> Check<Response> {
@@ -99,21 +109,13 @@ pub fn hexist(_: &mut KvService, req: &Request, pass: &mut Pass) -> Check<Respon
 pub fn hincrby(_: &mut KvService, req: &Request, pass: &mut Pass) -> Check<Response> {
     let (tb, k) = (table(req)?, key(req)?);
     let delta = required_i64(req, "val")?;
-    Ok(text(
-        pass.batch
-            .cache_hincrby(tb, k, delta)
-            .map(|n| n.to_string()),
-    ))
+    Ok(apply(pass, Write::CacheHincrby { tb, key: k, delta }))
 }
 
 pub fn hincrbyfloat(_: &mut KvService, req: &Request, pass: &mut Pass) -> Check<Response> {
     let (tb, k) = (table(req)?, key(req)?);
     let delta = parse_decimal(required(req, "val")?).ok_or_else(bad)?;
-    Ok(text(
-        pass.batch
-            .cache_hincrbyfloat(tb, k, delta)
-            .map(|n| format!("{n}")),
-    ))
+    Ok(apply(pass, Write::CacheHincrbyfloat { tb, key: k, delta }))
 }
 
 /// Numbers `/cache/hincrbyfloat` takes: optional `-`, digits, optional `.digits`, optional

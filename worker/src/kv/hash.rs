@@ -2,16 +2,27 @@
 //! `/hincrby`, `/hkeys`.
 
 use super::{
-    key, list_query, listing, only_zero, present, read_error, read_ok, required_i64, table, ttl,
-    val_or_body, ver, written, written_number, Check, KvService,
+    apply, key, list_query, listing, only_zero, present, read_error, read_ok, required_i64, table,
+    ttl, val_or_body, ver, Check, KvService,
 };
 use crate::http::Response;
 use crate::service::{Pass, Request};
+use storage::{expires_at, Write};
 
 pub fn hset(_: &mut KvService, req: &Request, pass: &mut Pass) -> Check<Response> {
     let (tb, k, v) = (table(req)?, key(req)?, val_or_body(req)?);
     let (t, ve) = (ttl(req)?, ver(req)?);
-    Ok(written(pass.batch.hset(tb, k, v, t, ve, pass.now_ms)))
+    let expires_at = expires_at(t, pass.now_ms);
+    Ok(apply(
+        pass,
+        Write::Hset {
+            tb,
+            key: k,
+            val: v,
+            expires_at,
+            ver: ve,
+        },
+    ))
 }
 
 pub fn hget(_: &mut KvService, req: &Request, pass: &mut Pass) -> Check<Response> {
@@ -29,21 +40,31 @@ pub fn hexist(_: &mut KvService, req: &Request, pass: &mut Pass) -> Check<Respon
 
 pub fn hdel(_: &mut KvService, req: &Request, pass: &mut Pass) -> Check<Response> {
     let (tb, k, ve) = (table(req)?, key(req)?, ver(req)?);
-    Ok(written(pass.batch.hdel(tb, k, ve, pass.now_ms)))
+    Ok(apply(
+        pass,
+        Write::Hdel {
+            tb,
+            key: k,
+            ver: ve,
+        },
+    ))
 }
 
 pub fn hincrby(_: &mut KvService, req: &Request, pass: &mut Pass) -> Check<Response> {
     let (tb, k) = (table(req)?, key(req)?);
     let delta = required_i64(req, "val")?;
     let (t, ve) = (ttl(req)?, ver(req)?);
-    Ok(written_number(pass.batch.hincrby(
-        tb,
-        k,
-        delta,
-        t,
-        ve,
-        pass.now_ms,
-    )))
+    let expires_at = expires_at(t, pass.now_ms);
+    Ok(apply(
+        pass,
+        Write::Hincrby {
+            tb,
+            key: k,
+            delta,
+            expires_at,
+            ver: ve,
+        },
+    ))
 }
 
 pub fn hkeys(_: &mut KvService, req: &Request, pass: &mut Pass) -> Check<Response> {

@@ -1,20 +1,36 @@
 //! Sets (`kv-api.md` §5): `/sadd`, `/srem`, `/sismember` (and `/sismember2`), `/smembers`.
 
 use super::{
-    key_or_body, list_query, listing, only_zero, present, table, ttl, ver, written, Check,
-    KvService,
+    apply, key_or_body, list_query, listing, only_zero, present, table, ttl, ver, Check, KvService,
 };
 use crate::http::Response;
 use crate::service::{Pass, Request};
+use storage::{expires_at, Write};
 
 pub fn sadd(_: &mut KvService, req: &Request, pass: &mut Pass) -> Check<Response> {
     let (tb, m, t, ve) = (table(req)?, key_or_body(req)?, ttl(req)?, ver(req)?);
-    Ok(written(pass.batch.sadd(tb, m, t, ve, pass.now_ms)))
+    let expires_at = expires_at(t, pass.now_ms);
+    Ok(apply(
+        pass,
+        Write::Sadd {
+            tb,
+            member: m,
+            expires_at,
+            ver: ve,
+        },
+    ))
 }
 
 pub fn srem(_: &mut KvService, req: &Request, pass: &mut Pass) -> Check<Response> {
     let (tb, m, ve) = (table(req)?, key_or_body(req)?, ver(req)?);
-    Ok(written(pass.batch.srem(tb, m, ve, pass.now_ms)))
+    Ok(apply(
+        pass,
+        Write::Srem {
+            tb,
+            member: m,
+            ver: ve,
+        },
+    ))
 }
 
 pub fn sismember(_: &mut KvService, req: &Request, pass: &mut Pass) -> Check<Response> {

@@ -1,17 +1,27 @@
 //! Plain kv records (`kv-api.md` §3): `/put`, `/get` (and `/get2`), `/exist`, `/del`, `/keys`.
 
 use super::{
-    key, list_query, listing, only_zero, present, read_error, read_ok, ttl, val_or_body, ver,
-    written, Check, KvService,
+    apply, key, list_query, listing, only_zero, present, read_error, read_ok, ttl, val_or_body,
+    ver, Check, KvService,
 };
 use crate::http::Response;
 use crate::outq::OWN_CHUNK_MIN;
 use crate::service::{Pass, Request};
 use storage::ReplyValue;
+use storage::{expires_at, Write};
 
 pub fn put(_: &mut KvService, req: &Request, pass: &mut Pass) -> Check<Response> {
     let (k, v, t, ve) = (key(req)?, val_or_body(req)?, ttl(req)?, ver(req)?);
-    Ok(written(pass.batch.put(k, v, t, ve, pass.now_ms)))
+    let expires_at = expires_at(t, pass.now_ms);
+    Ok(apply(
+        pass,
+        Write::Put {
+            key: k,
+            val: v,
+            expires_at,
+            ver: ve,
+        },
+    ))
 }
 
 /// Large values are lent from the map for the rest of the pass instead of copied (see `outq`).
@@ -36,7 +46,7 @@ pub fn exist(_: &mut KvService, req: &Request, pass: &mut Pass) -> Check<Respons
 
 pub fn del(_: &mut KvService, req: &Request, pass: &mut Pass) -> Check<Response> {
     let (k, ve) = (key(req)?, ver(req)?);
-    Ok(written(pass.batch.del(k, ve, pass.now_ms)))
+    Ok(apply(pass, Write::Del { key: k, ver: ve }))
 }
 
 pub fn keys(_: &mut KvService, req: &Request, pass: &mut Pass) -> Check<Response> {

@@ -2,12 +2,13 @@
 //! `/zrangebyrank`, `/zrangebyscore`.
 
 use super::{
-    bad, key_or_body, list_query, listing, present, read_error, read_ok, required_i64, table, ttl,
-    ver, written, written_number, Check, KvService,
+    apply, bad, key_or_body, list_query, listing, present, read_error, read_ok, required_i64,
+    table, ttl, ver, Check, KvService,
 };
 use crate::http::Response;
 use crate::service::{Pass, Request};
 use storage::ZaddMode;
+use storage::{expires_at, Write};
 
 pub fn zadd(_: &mut KvService, req: &Request, pass: &mut Pass) -> Check<Response> {
     let tb = table(req)?;
@@ -21,20 +22,31 @@ pub fn zadd(_: &mut KvService, req: &Request, pass: &mut Pass) -> Check<Response
         Some(_) => return Err(bad()),
     };
     let (t, ve) = (ttl(req)?, ver(req)?);
-    Ok(written_number(pass.batch.zadd(
-        tb,
-        m,
-        score,
-        mode,
-        t,
-        ve,
-        pass.now_ms,
-    )))
+    let expires_at = expires_at(t, pass.now_ms);
+    let member = m;
+    Ok(apply(
+        pass,
+        Write::Zadd {
+            tb,
+            member,
+            score,
+            mode,
+            expires_at,
+            ver: ve,
+        },
+    ))
 }
 
 pub fn zrem(_: &mut KvService, req: &Request, pass: &mut Pass) -> Check<Response> {
     let (tb, m, ve) = (table(req)?, key_or_body(req)?, ver(req)?);
-    Ok(written(pass.batch.zrem(tb, m, ve, pass.now_ms)))
+    Ok(apply(
+        pass,
+        Write::Zrem {
+            tb,
+            member: m,
+            ver: ve,
+        },
+    ))
 }
 
 pub fn zismember(_: &mut KvService, req: &Request, pass: &mut Pass) -> Check<Response> {

@@ -1,6 +1,7 @@
-//! The write methods of [`Batch`] from before [`Command`]: each builds the command (the TTL
-//! turned into an absolute expiry by [`expires_at`], from the caller's `now_ms`) and calls
-//! [`Batch::apply`]. They go once the worker builds commands itself.
+//! The tests' shorthand for writes, the write methods `Batch` had before [`Command`]: each
+//! builds the command (the TTL turned into an absolute expiry by [`expires_at`], from the
+//! caller's `now_ms`) and calls [`Batch::apply`], so the tests run every write through the one
+//! `apply` as the daemon does. Test-only: outside the tests, callers build commands.
 
 use crate::command::{expires_at, Command, Outcome, Write};
 use crate::{Batch, Result, StorageError, Written, ZaddMode};
@@ -159,14 +160,11 @@ impl Batch<'_> {
 
     // ---- sorted sets
     /// Returns the write (for a no-op: the current, unchanged version) and the resulting score.
-    // The worker calls it with seven values, so the list stays until it builds `Write::Zadd`.
-    #[allow(clippy::too_many_arguments)]
     pub fn zadd(
         &mut self,
         tb: &str,
         member: &[u8],
-        score: i64,
-        mode: ZaddMode,
+        (score, mode): (i64, ZaddMode),
         ttl: u32,
         ver: u32,
         now_ms: u64,
