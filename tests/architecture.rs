@@ -108,7 +108,10 @@ fn crates_depend_only_on_lower_layers() {
         let manifest = root().join(krate).join("Cargo.toml");
         let text = fs::read_to_string(&manifest).expect("Cargo.toml");
         let deps = workspace_deps(&text);
-        let extra: Vec<&String> = deps.iter().filter(|d| !allowed.contains(&d.as_str())).collect();
+        let extra: Vec<&String> = deps
+            .iter()
+            .filter(|d| !allowed.contains(&d.as_str()))
+            .collect();
         assert!(
             extra.is_empty(),
             "{} depends on {extra:?}, above it in the layers",
@@ -214,7 +217,11 @@ fn module_graph(src: &Path) -> BTreeMap<String, BTreeSet<String>> {
     for path in files {
         let rel = path.strip_prefix(src).expect("below src");
         let first = rel.components().next().expect("a component");
-        let module = first.as_os_str().to_string_lossy().trim_end_matches(".rs").to_string();
+        let module = first
+            .as_os_str()
+            .to_string_lossy()
+            .trim_end_matches(".rs")
+            .to_string();
         if module == "lib" || module == "main" {
             continue;
         }
@@ -314,7 +321,10 @@ fn crate_sources() -> Vec<(&'static str, PathBuf)> {
 fn no_crate_has_an_import_circle() {
     for (krate, src) in crate_sources() {
         let graph = module_graph(&src);
-        assert!(graph.len() >= 2, "{krate}: too few modules read from {src:?}");
+        assert!(
+            graph.len() >= 2,
+            "{krate}: too few modules read from {src:?}"
+        );
         let found = circles(&graph);
         assert!(found.is_empty(), "import circles in {krate}: {found:?}");
     }
@@ -334,4 +344,35 @@ fn the_circle_finder_finds_a_circle() {
         refs.into_iter().collect::<Vec<_>>(),
         vec!["v", "w", "x", "y"]
     );
+}
+
+/// The storage crate's layers, bottom to top (`storage/src/lib.rs`, ARCHITECTURE.md): a module
+/// may import its own layer and those below, never one above.
+const STORAGE_LAYERS: &[&[&str]] = &[
+    &["codec"],
+    &["env", "room", "txn"],
+    &["journal"],
+    &["old", "tables", "kv", "members", "purge", "cache", "list"],
+    &["command"],
+    &["store", "pass_env", "batch", "reads"],
+];
+
+#[test]
+fn storage_layers_import_only_downwards() {
+    let graph = module_graph(&root().join("storage/src"));
+    // The reading sees real arrows (else the check below would pass on nothing).
+    assert!(graph["batch"].contains("command") && graph["journal"].contains("txn"));
+    let layer_of = |m: &str| STORAGE_LAYERS.iter().position(|l| l.contains(&m));
+    for (module, imports) in &graph {
+        let Some(own) = layer_of(module) else {
+            panic!("storage/src/{module}: in no layer of STORAGE_LAYERS (and ARCHITECTURE.md)");
+        };
+        for import in imports {
+            let theirs = layer_of(import).unwrap_or(usize::MAX);
+            assert!(
+                theirs <= own,
+                "storage: {module} (layer {own}) imports {import} (layer {theirs}), above it"
+            );
+        }
+    }
 }
