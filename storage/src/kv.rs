@@ -10,7 +10,7 @@ use lmdb::{RwTransaction, Transaction, WriteFlags};
 
 use crate::codec::*;
 use crate::env::{DataCtx, Dbs};
-use crate::old::{old_of, same_key, Old, COLLISION};
+use crate::old::{old_of, same_key, to_delete, Old, COLLISION};
 use crate::room::Pass;
 use crate::tables::{load_totals, store_totals};
 use crate::txn::{del_opt, get_opt, put_with, Apply, Wtx};
@@ -216,14 +216,7 @@ pub(crate) fn kv_del<'a>(
 ) -> Result<KvDel<'a>> {
     check_key(key)?;
     let ek = ekey(key);
-    let old = match kv_old(txn, cx, &ek, key) {
-        Ok(Some(o)) if live(o.exp, now) => o,
-        Ok(_) | Err(StorageError::Invalid(_)) => return Err(StorageError::NotFound),
-        Err(e) => return Err(e),
-    };
-    if ver != 0 && ver != old.ver {
-        return Err(StorageError::VersionMismatch { current: old.ver });
-    }
+    let old = to_delete(kv_old(txn, cx, &ek, key), ver, now)?;
     let tot = load_totals(txn, cx)?;
     Ok(KvDel { ek, old, tot })
 }

@@ -9,7 +9,7 @@ use lmdb::{Cursor, RwTransaction, Transaction, WriteFlags};
 
 use crate::codec::*;
 use crate::env::{DataCtx, Dbs};
-use crate::old::{old_of, same_key, score_of, Old, COLLISION};
+use crate::old::{old_of, same_key, score_of, to_delete, Old, COLLISION};
 use crate::room::Pass;
 use crate::tables::{
     count_alive_tables, live_table_of, load_meta, load_totals, save_meta, store_totals, table_alive,
@@ -509,14 +509,7 @@ pub(crate) fn member_del<'a>(
     }
     let ek = ekey(key);
     let mkey = member_key(tbb, &ek);
-    let old = match member_old(txn, cx, &mkey, &ek, key, kind) {
-        Ok(Some(o)) if live(o.exp, now) => o,
-        Ok(_) | Err(StorageError::Invalid(_)) => return Err(StorageError::NotFound),
-        Err(e) => return Err(e),
-    };
-    if ver != 0 && ver != old.ver {
-        return Err(StorageError::VersionMismatch { current: old.ver });
-    }
+    let old = to_delete(member_old(txn, cx, &mkey, &ek, key, kind), ver, now)?;
     let tot = load_totals(txn, cx)?;
     Ok(MemberDel {
         tb: tbb,

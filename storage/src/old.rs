@@ -1,7 +1,7 @@
 //! What a write knows of the stored record (plain or member) it replaces or removes, read in
 //! its check: [`Old`]. Pure: it decodes records (`codec`) and touches no database.
 
-use crate::codec::{u64_at, Rec};
+use crate::codec::{live, u64_at, Rec};
 use crate::{Result, StorageError, TableType};
 
 /// What replacing or removing a stored record needs to know about it.
@@ -50,3 +50,18 @@ pub(crate) fn same_key(rec: &Rec<'_>, long: bool, key: &[u8]) -> bool {
 }
 
 pub(crate) const COLLISION: StorageError = StorageError::Invalid("key hash collision");
+
+/// The record a delete removes, from what its check found: `NotFound` unless there is a live
+/// one (a hash collision counts as absent), `VersionMismatch` when `ver` is given and is not
+/// its version.
+pub(crate) fn to_delete(found: Result<Option<Old>>, ver: u32, now: u64) -> Result<Old> {
+    let old = match found {
+        Ok(Some(o)) if live(o.exp, now) => o,
+        Ok(_) | Err(StorageError::Invalid(_)) => return Err(StorageError::NotFound),
+        Err(e) => return Err(e),
+    };
+    if ver != 0 && ver != old.ver {
+        return Err(StorageError::VersionMismatch { current: old.ver });
+    }
+    Ok(old)
+}
