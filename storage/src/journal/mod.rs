@@ -47,7 +47,7 @@
 //! change record [`Ops`] a pass's write transaction fills) and knows no operation, record
 //! layout of the store, or batch.
 
-mod checkpoint;
+pub(crate) mod checkpoint;
 mod record;
 
 use std::fs::{self, File, OpenOptions};
