@@ -74,12 +74,13 @@ fn named_paths_reads_backticked_paths_only() {
 const CRATE_DEPS: &[(&str, &[&str])] = &[
     ("conf", &[]),
     ("storage", &["conf"]),
+    ("cluster", &["conf", "storage"]),
     ("mq", &["conf", "storage"]),
-    ("worker", &["conf", "storage", "mq"]),
-    ("", &["conf", "worker"]),
+    ("worker", &["conf", "storage", "cluster", "mq"]),
+    ("", &["conf", "worker", "cluster"]),
 ];
 
-const CRATES: &[&str] = &["conf", "storage", "mq", "worker"];
+const CRATES: &[&str] = &["conf", "storage", "cluster", "mq", "worker"];
 
 /// Workspace crates named in the `[dependencies]` table of a Cargo.toml.
 fn workspace_deps(manifest: &str) -> BTreeSet<String> {
