@@ -320,15 +320,15 @@ fn crate_sources() -> Vec<(&'static str, PathBuf)> {
 
 #[test]
 fn no_crate_has_an_import_circle() {
+    let mut modules = 0;
     for (krate, src) in crate_sources() {
         let graph = module_graph(&src);
-        assert!(
-            graph.len() >= 2,
-            "{krate}: too few modules read from {src:?}"
-        );
+        modules += graph.len();
         let found = circles(&graph);
         assert!(found.is_empty(), "import circles in {krate}: {found:?}");
     }
+    // The reading sees the modules (else the check would pass on nothing).
+    assert!(modules >= 60, "only {modules} top-level modules read");
 }
 
 #[test]
