@@ -1,0 +1,1 @@
+//! The binary envelope of the messages between nodes (being written).
