@@ -340,6 +340,14 @@ fn the_wrong_secret_or_cluster_is_refused() {
     assert_eq!(e.to_string(), "peer of another cluster \"staging\"");
 }
 
+/// xorshift64: reproducible garbage without a dependency.
+fn xorshift(seed: &mut u64) -> u64 {
+    *seed ^= *seed << 13;
+    *seed ^= *seed >> 7;
+    *seed ^= *seed << 17;
+    *seed
+}
+
 #[test]
 fn garbage_headers_are_refused() {
     let (a, b) = pair();
@@ -387,10 +395,7 @@ fn garbage_headers_are_refused() {
     for _ in 0..2000 {
         let mut raw = [0u8; 80];
         for byte in raw.iter_mut() {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            *byte = seed as u8;
+            *byte = xorshift(&mut seed) as u8;
         }
         let which = (seed % 6) as usize;
         let len = (seed >> 8) as usize % raw.len();
@@ -425,9 +430,7 @@ fn the_nonce_window_agrees_with_a_set() {
     let mut seed = 0x2545_f491_4f6c_dd1d_u64;
     let mut top = 5_000_u64;
     for _ in 0..20_000 {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
+        xorshift(&mut seed);
         // Mostly near the top, sometimes a jump ahead (of up to two windows).
         let nonce = match seed % 8 {
             0 => top + (seed >> 3) % (2 * NONCE_WINDOW),
