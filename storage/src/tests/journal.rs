@@ -247,14 +247,86 @@ fn a_failed_commit_is_not_replayed() {
     b.put(b"failed", b"2", 0, 0, 0).unwrap();
     assert!(b.commit().is_err());
     let expected = dump(&s);
-    s.drop_as_in_a_crash();
-    let jdir = d.path().join("data").join("journal");
-    let ck = journal::read_checkpoint(&jdir).unwrap().unwrap();
-    tear_data_file(&d, &ck);
-    let s = open_on(&d, "boot-2").unwrap();
+    let s = crash_and_reboot(&d, s);
     assert_eq!(dump(&s), expected);
     with_batch(&s, |b| {
         assert!(matches!(b.get(b"failed", 0), Err(StorageError::NotFound)));
         assert_eq!(b.get(b"before", 0).unwrap().value, b"1");
     });
+}
+
+/// Keeps the periodic checkpoints off `d`'s journal, so that its passes stay in it to be
+/// replayed however slowly the machine runs the test.
+fn hold_checkpoints(d: &TempDir) {
+    crate::journal::checkpoint::PERIODIC_HELD
+        .lock()
+        .unwrap()
+        .push(d.path().join("data").join("journal"));
+}
+
+/// A machine crash under `s` (no last checkpoint, the data file torn past the checkpoint),
+/// then the store opened after the reboot.
+fn crash_and_reboot(d: &TempDir, s: Store) -> Store {
+    s.drop_as_in_a_crash();
+    let jdir = d.path().join("data").join("journal");
+    let ck = journal::read_checkpoint(&jdir).unwrap().unwrap();
+    tear_data_file(d, &ck);
+    open_on(d, "boot-2").unwrap()
+}
+
+/// A group's state is journaled with the commands of its pass: after a machine crash the
+/// replay restores both as they were committed.
+#[test]
+fn a_group_state_survives_the_replay_after_a_machine_crash() {
+    let d = TempDir::new("journal");
+    hold_checkpoints(&d);
+    let s = open_on(&d, "boot-1").unwrap();
+    write_history(&s);
+    for pass in 0..20u32 {
+        with_batch(&s, |b| {
+            b.put(format!("g{pass}").as_bytes(), b"v", 0, 0, 0).unwrap();
+            b.set_group_state(pass % 3, format!("applied {pass}").as_bytes())
+                .unwrap();
+        });
+    }
+    let before = dump(&s);
+    let s = crash_and_reboot(&d, s);
+    assert_eq!(dump(&s), before);
+    with_batch(&s, |b| {
+        assert_eq!(b.group_state(0).unwrap().unwrap(), b"applied 18");
+        assert_eq!(b.group_state(1).unwrap().unwrap(), b"applied 19");
+        assert_eq!(b.group_state(2).unwrap().unwrap(), b"applied 17");
+        assert_eq!(b.get(b"g19", 0).unwrap().value, b"v");
+    });
+}
+
+/// An import is journaled like the commands: after a machine crash the replay restores the
+/// store with the imported range.
+#[test]
+fn an_import_survives_the_replay_after_a_machine_crash() {
+    let d = TempDir::new("journal");
+    hold_checkpoints(&d);
+    let e = TempDir::new("journal");
+    let from = open_on(&e, "boot-1").unwrap();
+    with_batch(&from, |b| {
+        for i in 0..200u32 {
+            b.put(format!("from-{i}").as_bytes(), b"v", 0, 0, 0)
+                .unwrap();
+            b.hset("t", format!("f{i}").as_bytes(), b"v", 0, 0, 0)
+                .unwrap();
+        }
+    });
+    let snapshot = from.batch().export_slots(0..512, 0).unwrap();
+    assert!(snapshot.len() > 200 * 30, "plain records and a table");
+    let s = open_on(&d, "boot-1").unwrap();
+    write_history(&s);
+    with_batch(&s, |b| {
+        b.import_slots(0..512, &snapshot).unwrap();
+        b.set_group_state(0, b"snapshot").unwrap();
+    });
+    let before = dump(&s);
+    let s = crash_and_reboot(&d, s);
+    assert_eq!(dump(&s), before);
+    assert_eq!(s.batch().export_slots(0..512, 0).unwrap(), snapshot);
+    assert_eq!(s.batch().table_stat("t", 0).unwrap().usage.count, 200);
 }

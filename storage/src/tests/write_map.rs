@@ -23,12 +23,16 @@ mod cache;
 mod capacity;
 #[path = "commands.rs"]
 mod commands;
+#[path = "group_state.rs"]
+mod group_state;
 #[path = "kv.rs"]
 mod kv;
 #[path = "listing.rs"]
 mod listing;
 #[path = "model.rs"]
 mod model;
+#[path = "slots.rs"]
+mod slots;
 #[path = "stats.rs"]
 mod stats;
 #[path = "tables.rs"]
