@@ -46,7 +46,7 @@ pub(crate) use records::{
     expiry, live, next_ver, read_rec, read_tail, rec_len, tail_len, write_rec, write_tail, Rec,
 };
 pub(crate) use stats::{
-    entry_fp, kv_fp, member_fp, meta_fp, round_up, usage_add, usage_sub, TableMeta, Tot,
+    entry_fp, kv_fp, member_fp, meta_fp, round_up, usage_add, usage_sub, TableMeta, Tot, META_LEN,
 };
 
 use crate::{Result, StorageError};
