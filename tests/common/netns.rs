@@ -36,6 +36,9 @@ const NETNS_DIR: &str = "/run/netns";
 /// How long the processes left in a lab's namespaces may take to die on SIGKILL.
 const KILL_DEADLINE: Duration = Duration::from_secs(5);
 
+/// How long links may take to come up after they were made or healed.
+const SETTLE_DEADLINE: Duration = Duration::from_secs(5);
+
 /// Why a lab cannot be made here (not root, no `ip`, no namespaces, no veth or bridge).
 #[derive(Debug, Clone)]
 pub struct Unavailable(pub String);
@@ -113,14 +116,17 @@ impl Lab {
         }
         // The hub side: a bridge per pair, and the two cables plugged into it, their node ends
         // created straight in the nodes' namespaces (never in the host's).
-        let mut hub_script = String::new();
+        let mut hub_script = String::from("link set lo up\n");
         for (i, j) in self.pairs() {
             let bridge = format!("b{i}-{j}");
             hub_script.push_str(&format!("link add {bridge} type bridge\n"));
             hub_script.push_str(&format!("link set {bridge} up\n"));
             for (a, b) in [(i, j), (j, i)] {
                 let node = &self.nodes[a];
-                hub_script.push_str(&format!("link add h{a}-{b} type veth peer name p{b} netns {node}\n"));
+                let mac = self.mac(a, b);
+                hub_script.push_str(&format!(
+                    "link add h{a}-{b} type veth peer name p{b} address {mac} netns {node}\n"
+                ));
                 hub_script.push_str(&format!("link set h{a}-{b} master {bridge} up\n"));
             }
         }
@@ -132,11 +138,57 @@ impl Lab {
                 let peer = self.node_addr(j);
                 script.push_str(&format!("link set p{j} up\n"));
                 script.push_str(&format!("route add {peer}/32 dev p{j} src {me}\n"));
+                let mac = self.mac(j, i);
+                script.push_str(&format!(
+                    "neigh replace {peer} lladdr {mac} dev p{j} nud permanent\n"
+                ));
             }
             ip_batch(&self.nodes[i], &script)
                 .map_err(|e| Unavailable(format!("node {i} wiring: {e}")))?;
         }
-        Ok(())
+        self.settle().map_err(Unavailable)
+    }
+
+    /// Waits until every interface of the lab is operationally up. The kernel applies a
+    /// carrier change in its link-watch work, which it batches up to a second after the
+    /// previous one; until then a veth end that got its carrier back still drops what it
+    /// sends, so a probe right after a heal would lose its SYN and wait a second to resend.
+    fn settle(&self) -> Result<(), String> {
+        let mut down = Vec::new();
+        let up = wait_until(SETTLE_DEADLINE, || {
+            down = self.links_not_up();
+            down.is_empty()
+        });
+        if up {
+            Ok(())
+        } else {
+            Err(format!("links not up after {SETTLE_DEADLINE:?}: {down:?}"))
+        }
+    }
+
+    /// `namespace: line` of each interface whose operational state is neither UP nor (lo's)
+    /// UNKNOWN.
+    fn links_not_up(&self) -> Vec<String> {
+        let mut down = Vec::new();
+        for ns in self.namespaces() {
+            match run("ip", &["-n", &ns, "-o", "link", "show"], None) {
+                Ok(out) => down.extend(
+                    out.lines()
+                        .filter(|l| !l.contains(" state UP ") && !l.contains(" state UNKNOWN "))
+                        .map(|l| format!("{ns}: {l}")),
+                ),
+                Err(e) => down.push(e),
+            }
+        }
+        down
+    }
+
+    /// The MAC address of node `a`'s end of its cable to node `b`: locally administered,
+    /// fixed, so that each node knows its peers' from the start (permanent neighbour entries).
+    /// Without them a node asks by ARP, and a question asked during a cut is only asked again
+    /// a second later (ARP's retransmit time), so a heal would take that long to show.
+    fn mac(&self, a: usize, b: usize) -> String {
+        format!("02:68:73:{:02x}:{a:02x}:{b:02x}", self.subnet)
     }
 
     /// Every pair (i, j), i < j.
@@ -246,8 +298,12 @@ impl Lab {
     }
 
     /// Reconnects every cable (cuts add up until this; delays stay).
+    /// Returns once the links are up again (see `settle`).
     pub fn heal(&self) {
         self.set_links(&self.pairs(), "up");
+        if let Err(e) = self.settle() {
+            panic!("heal: {e}");
+        }
     }
 
     /// Sets the hub ends of the given cables down or up. Panics if `ip` fails: a lab that was
