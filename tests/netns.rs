@@ -17,7 +17,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use common::netns::{lab_or_skip, Lab};
-use common::{is_alive, wait_until};
+use common::wait_until;
 
 /// The variable that turns [`echo_server_helper`] into a server listening on its value.
 const ECHO_ENV: &str = "HS_NETNS_ECHO";
@@ -61,10 +61,16 @@ fn echo_server_helper() {
 fn start_echo(lab: &Lab, i: usize) -> Child {
     let addr = SocketAddr::new(lab.node_addr(i), PORT);
     let mut cmd = Command::new(std::env::current_exe().expect("the test binary"));
-    cmd.args(["echo_server_helper", "--exact", "--nocapture", "--test-threads=1", "-q"])
-        .env(ECHO_ENV, addr.to_string())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null());
+    cmd.args([
+        "echo_server_helper",
+        "--exact",
+        "--nocapture",
+        "--test-threads=1",
+        "-q",
+    ])
+    .env(ECHO_ENV, addr.to_string())
+    .stdin(Stdio::null())
+    .stdout(Stdio::null());
     let mut child = lab.spawn(i, cmd);
     let up = wait_until(START, || {
         child.try_wait().ok().flatten().is_some() || lab.in_node(i, || echo(addr).is_ok())
@@ -74,6 +80,17 @@ fn start_echo(lab: &Lab, i: usize) -> Child {
         "the echo server in node {i} did not come up"
     );
     child
+}
+
+/// A child that is killed and reaped when the test lets go of it (the lab's drop kills what
+/// runs in it, but only its parent can reap it).
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// One line sent to `addr` and echoed back, each step within [`PROBE`].
@@ -104,10 +121,7 @@ fn reachable(lab: &Lab) -> BTreeSet<(usize, usize)> {
             .iter()
             .map(|&(a, b)| {
                 let to = SocketAddr::new(lab.node_addr(b), PORT);
-                (
-                    (a, b),
-                    scope.spawn(move || lab.in_node(a, || echo(to))),
-                )
+                ((a, b), scope.spawn(move || lab.in_node(a, || echo(to))))
             })
             .collect();
         probes
@@ -127,7 +141,10 @@ fn reachable(lab: &Lab) -> BTreeSet<(usize, usize)> {
                 ok.insert((a, b));
             }
             Err(e) => assert!(
-                matches!(e.kind(), io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock),
+                matches!(
+                    e.kind(),
+                    io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
+                ),
                 "{a} -> {b} failed with {e:?}, not a timeout"
             ),
         }
@@ -180,7 +197,11 @@ fn cuts_partitions_and_heals_make_the_reachability_they_say() {
     assert_eq!(reachable(&lab), everyone, "healed after isolating 0");
 
     lab.partition(&[0, 1], &[2]);
-    assert_eq!(reachable(&lab), all_but(3, &[0, 1], &[2]), "{{0,1}} | {{2}}");
+    assert_eq!(
+        reachable(&lab),
+        all_but(3, &[0, 1], &[2]),
+        "{{0,1}} | {{2}}"
+    );
     lab.heal();
     assert_eq!(reachable(&lab), everyone, "healed after the partition");
 
@@ -206,9 +227,11 @@ fn an_open_connection_stalls_across_a_cut_and_resumes_after_heal() {
     let Some(lab) = lab_or_skip("hs", 2) else {
         return;
     };
-    let _server = start_echo(&lab, 0);
+    let _server = Reaped(start_echo(&lab, 0));
     let to = SocketAddr::new(lab.node_addr(0), PORT);
-    let stream = lab.in_node(1, || TcpStream::connect_timeout(&to, PROBE)).expect("connect");
+    let stream = lab
+        .in_node(1, || TcpStream::connect_timeout(&to, PROBE))
+        .expect("connect");
     stream.set_read_timeout(Some(PROBE)).unwrap();
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     let mut line = String::new();
@@ -219,17 +242,26 @@ fn an_open_connection_stalls_across_a_cut_and_resumes_after_heal() {
     lab.cut(0, 1);
     (&stream).write_all(b"during\n").unwrap();
     line.clear();
-    let e = reader.read_line(&mut line).expect_err("an echo came through a cut cable");
+    let e = reader
+        .read_line(&mut line)
+        .expect_err("an echo came through a cut cable");
     assert!(
-        matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut),
+        matches!(
+            e.kind(),
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+        ),
         "the cut should stall the connection, not break it: {e:?}"
     );
 
     // TCP retransmits the line after the heal (its backoff is still short): the echo comes.
     lab.heal();
-    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
     line.clear();
-    reader.read_line(&mut line).expect("the echo after the heal");
+    reader
+        .read_line(&mut line)
+        .expect("the echo after the heal");
     assert_eq!(line, "during\n");
 }
 
@@ -241,22 +273,36 @@ fn each_node_has_its_address_and_the_host_namespace_none() {
     let addrs = |out: &[u8]| String::from_utf8_lossy(out).into_owned();
     for i in 0..2 {
         let mut cmd = Command::new("ip");
-        cmd.args(["-o", "-4", "addr", "show"]).stdout(Stdio::piped());
-        let out = lab.spawn(i, cmd).wait_with_output().expect("ip addr in the node");
+        cmd.args(["-o", "-4", "addr", "show"])
+            .stdout(Stdio::piped());
+        let out = lab
+            .spawn(i, cmd)
+            .wait_with_output()
+            .expect("ip addr in the node");
         let text = addrs(&out.stdout);
         let me = format!("inet {}/32", lab.node_addr(i));
         let other = format!("inet {}/32", lab.node_addr(1 - i));
         assert!(text.contains(&me), "node {i} lacks {me}:\n{text}");
         assert!(!text.contains(&other), "node {i} has {other}:\n{text}");
-        assert!(text.contains("inet 127.0.0.1/8"), "node {i}'s lo is not up:\n{text}");
+        assert!(
+            text.contains("inet 127.0.0.1/8"),
+            "node {i}'s lo is not up:\n{text}"
+        );
     }
-    let host = Command::new("ip").args(["-o", "-4", "addr", "show"]).output().unwrap();
-    let routes = Command::new("ip").args(["-4", "route", "show", "table", "all"]).output();
+    let host = Command::new("ip")
+        .args(["-o", "-4", "addr", "show"])
+        .output()
+        .unwrap();
+    let routes = Command::new("ip")
+        .args(["-4", "route", "show", "table", "all"])
+        .output();
     let host_text = addrs(&host.stdout) + &addrs(&routes.unwrap().stdout);
     for i in 0..2 {
         let addr = lab.node_addr(i).to_string();
         assert!(
-            !host_text.split(|c: char| c.is_whitespace() || c == '/').any(|w| w == addr),
+            !host_text
+                .split(|c: char| c.is_whitespace() || c == '/')
+                .any(|w| w == addr),
             "the host namespace knows {addr}:\n{host_text}"
         );
     }
@@ -264,7 +310,8 @@ fn each_node_has_its_address_and_the_host_namespace_none() {
 
 #[test]
 fn a_panicking_test_leaves_no_namespace_and_no_process() {
-    let made: Mutex<Option<(Vec<String>, u32)>> = Mutex::new(None);
+    // The sleeper is moved out of the closure, so that only the lab's drop can end it.
+    let made: Mutex<Option<(Vec<String>, Child)>> = Mutex::new(None);
     let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
         let Some(lab) = lab_or_skip("hs", 2) else {
             return;
@@ -272,15 +319,24 @@ fn a_panicking_test_leaves_no_namespace_and_no_process() {
         let mut sleep = Command::new("sleep");
         sleep.arg("30");
         let child = lab.spawn(1, sleep);
-        *made.lock().unwrap() = Some((lab.namespaces(), child.id()));
+        *made.lock().unwrap() = Some((lab.namespaces(), child));
         panic!("on purpose: this test checks the cleanup after a panic");
     }));
-    let Some((names, pid)) = made.into_inner().unwrap() else {
-        return; // skipped
+    let Some((names, mut sleeper)) = made.into_inner().unwrap() else {
+        // No lab: skipped, or (under CI) failed, and that failure must not be swallowed.
+        if let Err(panic) = result {
+            std::panic::resume_unwind(panic);
+        }
+        return;
     };
     assert!(result.is_err(), "the closure was meant to panic");
     assert_gone(&names);
-    assert!(!is_alive(pid as i32), "the process in the lab survived it");
+    let ended = wait_until(START, || sleeper.try_wait().ok().flatten().is_some());
+    if !ended {
+        let _ = sleeper.kill();
+        let _ = sleeper.wait();
+    }
+    assert!(ended, "the process in the lab survived it");
 }
 
 #[test]
@@ -293,7 +349,10 @@ fn stale_namespaces_of_dead_processes_are_removed_and_others_kept() {
     let mut gone = Command::new("true").spawn().expect("run true");
     gone.wait().unwrap();
     let dead = gone.id();
-    let stale = [format!("hsstale-{dead}-0-0"), format!("hsstale-{dead}-0-hub")];
+    let stale = [
+        format!("hsstale-{dead}-0-0"),
+        format!("hsstale-{dead}-0-hub"),
+    ];
     // pid 1 lives; the others are not of the pattern.
     let kept = [
         "hsstale-1-0-0".to_string(),
@@ -310,16 +369,25 @@ fn stale_namespaces_of_dead_processes_are_removed_and_others_kept() {
     }
     let _remove = Remove(stale.iter().chain(&kept).cloned().collect());
     for name in stale.iter().chain(&kept) {
-        let out = Command::new("ip").args(["netns", "add", name]).output().unwrap();
+        let out = Command::new("ip")
+            .args(["netns", "add", name])
+            .output()
+            .unwrap();
         assert!(out.status.success(), "ip netns add {name}: {out:?}");
     }
     let lab = Lab::new("hsstale", 1).expect("a lab, as the probe was made");
     let listed = listed_namespaces();
     for name in &stale {
-        assert!(!listed.contains(name), "{name} (a dead pid) was not removed");
+        assert!(
+            !listed.contains(name),
+            "{name} (a dead pid) was not removed"
+        );
     }
     for name in &kept {
-        assert!(listed.contains(name), "{name} was removed, but it is not stale");
+        assert!(
+            listed.contains(name),
+            "{name} was removed, but it is not stale"
+        );
     }
     drop(lab);
 }
@@ -329,19 +397,24 @@ fn a_delay_slows_a_node_or_says_why_not() {
     let Some(lab) = lab_or_skip("hs", 2) else {
         return;
     };
-    let _server = start_echo(&lab, 0);
+    let _server = Reaped(start_echo(&lab, 0));
     if let Err(e) = lab.delay(1, 100) {
         let _ = writeln!(io::stderr(), "delay: SKIPPED ({e})");
         return;
     }
     let to = SocketAddr::new(lab.node_addr(0), PORT);
     let start = Instant::now();
-    lab.in_node(1, || echo(to)).expect("an echo through the delay");
+    lab.in_node(1, || echo(to))
+        .expect("an echo through the delay");
     let took = start.elapsed();
     // The SYN and the line each wait 100 ms on the way out of node 1.
     assert!(took >= Duration::from_millis(200), "an echo took {took:?}");
     lab.delay(1, 0).unwrap();
     let start = Instant::now();
-    lab.in_node(1, || echo(to)).expect("an echo without the delay");
-    assert!(start.elapsed() < Duration::from_millis(100), "the delay stayed");
+    lab.in_node(1, || echo(to))
+        .expect("an echo without the delay");
+    assert!(
+        start.elapsed() < Duration::from_millis(100),
+        "the delay stayed"
+    );
 }

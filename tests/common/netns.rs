@@ -110,8 +110,7 @@ impl Lab {
         self.hub = Some(hub.clone());
         for i in 0..self.n {
             let name = format!("{}-{i}", self.base);
-            ip(&["netns", "add", &name])
-                .map_err(|e| Unavailable(format!("ip netns add: {e}")))?;
+            ip(&["netns", "add", &name]).map_err(|e| Unavailable(format!("ip netns add: {e}")))?;
             self.nodes.push(name);
         }
         // The hub side: a bridge per pair, and the two cables plugged into it, their node ends
@@ -311,8 +310,14 @@ impl Lab {
     fn set_links(&self, links: &[(usize, usize)], state: &str) {
         let mut script = String::new();
         for &(a, b) in links {
-            assert!(a < self.n && b < self.n && a != b, "no cable {a}-{b} in a lab of {}", self.n);
-            script.push_str(&format!("link set h{a}-{b} {state}\nlink set h{b}-{a} {state}\n"));
+            assert!(
+                a < self.n && b < self.n && a != b,
+                "no cable {a}-{b} in a lab of {}",
+                self.n
+            );
+            script.push_str(&format!(
+                "link set h{a}-{b} {state}\nlink set h{b}-{a} {state}\n"
+            ));
         }
         let hub = self.hub.as_deref().expect("a made lab has a hub");
         if let Err(e) = ip_batch(hub, &script) {
@@ -333,7 +338,9 @@ impl Lab {
                 continue;
             }
             let delay = format!("{ms}ms");
-            let args = ["-n", ns, "qdisc", "replace", "dev", &dev, "root", "netem", "delay", &delay];
+            let args = [
+                "-n", ns, "qdisc", "replace", "dev", &dev, "root", "netem", "delay", &delay,
+            ];
             run("tc", &args, None).map_err(|e| Unavailable(format!("tc netem: {e}")))?;
         }
         Ok(())
@@ -414,7 +421,11 @@ fn remove_namespaces(names: &[String]) {
 /// The processes whose network namespace is `name` (`ip netns pids`).
 fn ns_pids(name: &str) -> Vec<i32> {
     run("ip", &["netns", "pids", name], None)
-        .map(|out| out.split_whitespace().filter_map(|p| p.parse().ok()).collect())
+        .map(|out| {
+            out.split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -436,7 +447,11 @@ fn ip_batch(ns: &str, script: &str) -> Result<String, String> {
 fn run(program: &str, args: &[&str], input: Option<&str>) -> Result<String, String> {
     let mut child = Command::new(program)
         .args(args)
-        .stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -445,7 +460,9 @@ fn run(program: &str, args: &[&str], input: Option<&str>) -> Result<String, Stri
         // A write error shows as the program's own failure below.
         let _ = stdin.write_all(text.as_bytes());
     }
-    let out = child.wait_with_output().map_err(|e| format!("{program}: {e}"))?;
+    let out = child
+        .wait_with_output()
+        .map_err(|e| format!("{program}: {e}"))?;
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     } else {
