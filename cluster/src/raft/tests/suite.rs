@@ -1,0 +1,1 @@
+//! openraft's storage test suite (see state_machine).
