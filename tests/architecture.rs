@@ -353,7 +353,9 @@ const STORAGE_LAYERS: &[&[&str]] = &[
     &["codec"],
     &["env", "room", "txn"],
     &["journal"],
-    &["old", "tables", "kv", "members", "purge", "cache", "list"],
+    &[
+        "old", "tables", "kv", "members", "purge", "cache", "list", "slots",
+    ],
     &["command"],
     &["store", "pass_env", "batch", "reads"],
 ];

@@ -11,8 +11,9 @@ use crate::command::{Command, Outcome, Write};
 use crate::env::reader_check;
 use crate::journal::JournalFlush;
 use crate::pass_env::{Failure, PassEnv};
+use crate::slots;
 use crate::store::Store;
-use crate::txn::{has_expired, Ops, Reader};
+use crate::txn::{has_expired, Ops, Reader, Wtx};
 use crate::{CommitStats, Result, StorageError};
 
 /// The reads and writes of one loop pass: every write of the pass goes into one LMDB write
@@ -128,6 +129,26 @@ impl<'s> Batch<'s> {
             self.data.run(cmd, ops)
         };
         r.map_err(|f| self.failed(f))
+    }
+
+    /// Stores group `group`'s replication state (opaque bytes: the Raft applied log id and
+    /// membership) in this pass's write transaction, so it commits atomically with the
+    /// commands applied in the pass (and is journaled with them). It counts as a write of the
+    /// pass, and in no statistic. Like a command that fails after its first change, a failure
+    /// here poisons a `write_map` pass.
+    pub fn set_group_state(&mut self, group: u32, state: &[u8]) -> Result<()> {
+        self.writes += 1;
+        self.usable()?;
+        self.data.open_rw(self.lent)?;
+        let store = self.store;
+        let cx = store.data_ctx();
+        let ops = store
+            .journal
+            .is_some()
+            .then_some((&mut self.ops, &store.db));
+        self.data
+            .run_raw(|rw| slots::store_group_state(&mut Wtx::new(rw, ops), &cx, group, state))
+            .map_err(|f| self.failed(f))
     }
 
     /// Commits the pass's writes (fsynced when `sync_writes on`) and the cache's. A poisoned

@@ -26,7 +26,8 @@
 //! 4. The operations, each a read-only check then an `Apply`, on a `Ctx`: `old` (the record a
 //!    write replaces), `tables` (table metadata, totals, stats), `kv` (plain records),
 //!    `members` (table members), `purge` (expiry of the persistent store), `cache`, `list`
-//!    (listings). They use lower operations (`members` uses `tables`, `purge` uses `kv` and
+//!    (listings), `slots` (a cluster group's replication state and its slots' records as one
+//!    snapshot). They use lower operations (`members` uses `tables`, `purge` uses `kv` and
 //!    `members`), never a command, the journal, the store or the batch.
 //! 5. `command`: the write types, the one `apply` of a command to a write transaction, and
 //!    their binary form. Never knows a batch, a journal or a clock.
@@ -261,6 +262,7 @@ mod list;
 mod members;
 mod old;
 mod purge;
+mod slots;
 mod tables;
 // Writes as data.
 mod command;

@@ -6,7 +6,7 @@ use crate::batch::Batch;
 use crate::codec::Tot;
 use crate::old::score_of;
 use crate::tables::{self, load_totals};
-use crate::{cache, kv, list, members};
+use crate::{cache, kv, list, members, slots};
 use crate::{ListQuery, Listing, Record, Result, TableStat, TableType, Totals};
 
 /// A value read in place, in the data file's map, by [`Batch::get_for_reply`]: a pointer and
@@ -193,6 +193,13 @@ impl Batch<'_> {
     pub fn all_tables(&mut self, now_ms: u64) -> Result<Vec<TableStat>> {
         let cx = self.store.data_ctx();
         tables::all_tables(&self.reader()?, &cx, now_ms)
+    }
+
+    /// The replication state last stored for `group` ([`Batch::set_group_state`]); sees this
+    /// pass's own write.
+    pub fn group_state(&mut self, group: u32) -> Result<Option<Vec<u8>>> {
+        let cx = self.store.data_ctx();
+        slots::load_group_state(&self.reader()?, &cx, group)
     }
 
     /// A live cache string.

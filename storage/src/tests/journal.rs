@@ -258,3 +258,37 @@ fn a_failed_commit_is_not_replayed() {
         assert_eq!(b.get(b"before", 0).unwrap().value, b"1");
     });
 }
+
+/// A group's state is journaled with the commands of its pass: after a machine crash the
+/// replay restores both as they were committed.
+#[test]
+fn a_group_state_survives_the_replay_after_a_machine_crash() {
+    let d = TempDir::new("journal");
+    // The passes must stay in the journal however slow the machine is.
+    crate::journal::checkpoint::PERIODIC_HELD
+        .lock()
+        .unwrap()
+        .push(d.path().join("data").join("journal"));
+    let s = open_on(&d, "boot-1").unwrap();
+    write_history(&s);
+    for pass in 0..20u32 {
+        with_batch(&s, |b| {
+            b.put(format!("g{pass}").as_bytes(), b"v", 0, 0, 0).unwrap();
+            b.set_group_state(pass % 3, format!("applied {pass}").as_bytes())
+                .unwrap();
+        });
+    }
+    let before = dump(&s);
+    s.drop_as_in_a_crash();
+    let jdir = d.path().join("data").join("journal");
+    let ck = journal::read_checkpoint(&jdir).unwrap().unwrap();
+    tear_data_file(&d, &ck);
+    let s = open_on(&d, "boot-2").unwrap();
+    assert_eq!(dump(&s), before);
+    with_batch(&s, |b| {
+        assert_eq!(b.group_state(0).unwrap().unwrap(), b"applied 18");
+        assert_eq!(b.group_state(1).unwrap().unwrap(), b"applied 19");
+        assert_eq!(b.group_state(2).unwrap().unwrap(), b"applied 17");
+        assert_eq!(b.get(b"g19", 0).unwrap().value, b"v");
+    });
+}

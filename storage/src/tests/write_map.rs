@@ -23,6 +23,8 @@ mod cache;
 mod capacity;
 #[path = "commands.rs"]
 mod commands;
+#[path = "group_state.rs"]
+mod group_state;
 #[path = "kv.rs"]
 mod kv;
 #[path = "listing.rs"]
