@@ -20,6 +20,7 @@ mod applied;
 mod codec;
 mod engine;
 mod log_store;
+mod state_machine;
 #[cfg(test)]
 mod tests;
 
@@ -28,6 +29,7 @@ use std::io::Cursor;
 pub use applied::Applied;
 pub use engine::LogEngine;
 pub use log_store::LogStore;
+pub use state_machine::{SnapshotBuilder, StateMachine};
 
 openraft::declare_raft_types!(
     /// huststore's Raft types: a node is its index in the conf's node list, its `BasicNode`

@@ -380,6 +380,7 @@ fn decoders_refuse_garbage() {
     for seed in 0..2000u64 {
         let bytes = garbage(seed, (seed % 64) as usize);
         let _ = codec::decode_entry(&bytes);
+        let _ = super::state_machine::decode_applied_state(&bytes);
         let _ = Applied::decode(&bytes);
     }
     let mut out = Vec::new();
