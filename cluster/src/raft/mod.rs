@@ -11,8 +11,8 @@
 //! that an upgrade of openraft stays inside `cluster/src/raft/`.
 //!
 //! Layers, bottom up: `codec` (the binary form of openraft's log ids, votes, memberships and
-//! entries; every decoder returns an error on garbage), `engine` (the shared append-only file,
-//! its replay, group commit and compaction), `log_store` (openraft's `RaftLogStorage` over
+//! entries; every decoder returns an error on garbage), `engine` (the shared append-only file and
+//! its replay; its `flusher` thread: group commit and compaction), `log_store` (openraft's `RaftLogStorage` over
 //! the engine for one group), `applied` (what an applied command answers), `state_machine`
 //! (openraft's `RaftStateMachine` over `storage::Store`).
 

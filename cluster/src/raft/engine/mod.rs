@@ -16,8 +16,10 @@
 //! It knows openraft's log ids and votes only through `codec`; the traits are `log_store`'s.
 
 use std::collections::{BTreeMap, HashMap};
+mod flusher;
+
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::io::{self, BufReader, Read};
 use std::ops::RangeBounds;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -366,7 +368,7 @@ impl LogEngine {
             let shared = shared.clone();
             std::thread::Builder::new()
                 .name("raft-log-flusher".into())
-                .spawn(move || flush_loop(&shared))?
+                .spawn(move || flusher::flush_loop(&shared))?
         };
         Ok(LogEngine {
             inner: Arc::new(Inner {
@@ -476,7 +478,7 @@ impl LogEngine {
         let shared = self.shared();
         let mut st = shared.lock();
         st.usable()?;
-        compact(shared, &mut st)
+        flusher::compact(shared, &mut st)
     }
 
     /// Syncs done so far (`/metrics`).
@@ -499,114 +501,4 @@ impl Drop for Inner {
             let _ = flusher.join();
         }
     }
-}
-
-fn copy_error(e: &io::Error) -> io::Error {
-    io::Error::new(e.kind(), e.to_string())
-}
-
-/// The flusher: waits for callbacks, syncs once for all of them, calls them; compacts when
-/// garbage dominates; ends when the engine closes and nothing is pending.
-fn flush_loop(shared: &Shared) {
-    loop {
-        let (file, batch) = {
-            let mut st = shared.lock();
-            while st.pending.is_empty() && !st.closing {
-                st = match shared.wake.wait(st) {
-                    Ok(g) => g,
-                    Err(p) => p.into_inner(),
-                };
-            }
-            if st.pending.is_empty() {
-                return;
-            }
-            let batch = std::mem::take(&mut st.pending);
-            let file = match &st.failed {
-                Some(_) => None,
-                None => Some(st.file.clone()),
-            };
-            (file, batch)
-        };
-        let result = match file {
-            Some(file) => file.sync_data(),
-            None => Err(io::Error::other("the consensus log is poisoned")),
-        };
-        shared.lock().syncs += 1;
-        if let Err(e) = &result {
-            log::error!("could not sync the consensus log: {e}");
-            shared
-                .lock()
-                .failed
-                .get_or_insert_with(|| format!("sync: {e}"));
-        }
-        for done in batch {
-            done(result.as_ref().map(|_| ()).map_err(copy_error));
-        }
-        let mut st = shared.lock();
-        let garbage = st.len - st.live;
-        if st.failed.is_none() && st.len >= shared.compact_min && garbage > st.live {
-            if let Err(e) = compact(shared, &mut st) {
-                log::error!("could not compact the consensus log: {e}");
-            }
-        }
-    }
-}
-
-/// Writes every live record into `log.compact`, fsyncs it, renames it over `log` and fsyncs
-/// the folder; the indexes move to the new offsets only once the rename is done.
-fn compact(shared: &Shared, st: &mut State) -> io::Result<()> {
-    let tmp = shared.dir.join(COMPACT_FILE);
-    let result = write_compacted(&tmp, st);
-    let (file, new_offsets) = match result {
-        Ok(r) => r,
-        Err(e) => {
-            let _ = fs::remove_file(&tmp);
-            return Err(e);
-        }
-    };
-    fs::rename(&tmp, shared.dir.join(LOG_FILE))?;
-    fsync_dir(&shared.dir)?;
-    let mut groups: Vec<_> = st.groups.iter_mut().collect();
-    groups.sort_by_key(|(id, _)| **id);
-    let spans = groups.into_iter().flat_map(|(_, g)| g.spans_mut());
-    for (span, offset) in spans.zip(new_offsets) {
-        span.offset = offset;
-    }
-    let len = file.metadata()?.len();
-    log::info!("compacted the consensus log from {} to {len} bytes", st.len);
-    st.file = Arc::new(file);
-    st.len = len;
-    st.live = len - MAGIC.len() as u64;
-    Ok(())
-}
-
-/// The compacted file, synced, and each live record's new offset (in `spans_mut` order).
-fn write_compacted(tmp: &Path, st: &mut State) -> io::Result<(File, Vec<u64>)> {
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(tmp)?;
-    let mut out = BufWriter::with_capacity(1 << 20, &file);
-    out.write_all(MAGIC)?;
-    let mut at = MAGIC.len() as u64;
-    let mut offsets = Vec::new();
-    let old = st.file.clone();
-    let mut groups: Vec<_> = st.groups.iter_mut().collect();
-    groups.sort_by_key(|(id, _)| **id);
-    let mut rec = Vec::new();
-    for (_, g) in groups {
-        for span in g.spans_mut() {
-            rec.resize(span.len as usize, 0);
-            old.read_exact_at(&mut rec, span.offset)?;
-            out.write_all(&rec)?;
-            offsets.push(at);
-            at += u64::from(span.len);
-        }
-    }
-    out.flush()?;
-    drop(out);
-    file.sync_all()?;
-    Ok((file, offsets))
 }
