@@ -3,12 +3,13 @@
 //! raw writes. The reads are in `reads`. The top of
 //! the crate with `store`: it knows every layer below, nothing above (no HTTP).
 
+use std::ops::Range;
 use std::time::Instant;
 
 use lmdb::Transaction;
 
 use crate::command::{Command, Outcome, Write};
-use crate::env::reader_check;
+use crate::env::{reader_check, DataCtx, Dbs};
 use crate::journal::JournalFlush;
 use crate::pass_env::{Failure, PassEnv};
 use crate::slots;
@@ -137,6 +138,22 @@ impl<'s> Batch<'s> {
     /// pass, and in no statistic. Like a command that fails after its first change, a failure
     /// here poisons a `write_map` pass.
     pub fn set_group_state(&mut self, group: u32, state: &[u8]) -> Result<()> {
+        self.data_write(|data, ops, cx| {
+            data.run_raw(|rw| slots::store_group_state(&mut Wtx::new(rw, ops), cx, group, state))
+        })
+    }
+
+    /// A write of the persistent store outside [`Batch::apply`] (a group's state, an import):
+    /// counted as a write of the pass, run by `f` on the open write transaction with the
+    /// pass's journal record.
+    fn data_write<T>(
+        &mut self,
+        f: impl FnOnce(
+            &mut PassEnv<'s>,
+            Option<(&mut Ops, &Dbs)>,
+            &DataCtx<'s>,
+        ) -> std::result::Result<T, Failure>,
+    ) -> Result<T> {
         self.writes += 1;
         self.usable()?;
         self.data.open_rw(self.lent)?;
@@ -146,9 +163,32 @@ impl<'s> Batch<'s> {
             .journal
             .is_some()
             .then_some((&mut self.ops, &store.db));
-        self.data
-            .run_raw(|rw| slots::store_group_state(&mut Wtx::new(rw, ops), &cx, group, state))
-            .map_err(|f| self.failed(f))
+        f(&mut self.data, ops, &cx).map_err(|f| self.failed(f))
+    }
+
+    /// Group `slots`' records as of this pass's view (its read snapshot, or its write
+    /// transaction once the pass wrote), in a self-describing binary form (version-tagged,
+    /// CRC'd): every plain record and every table with its members, expired or not, versions
+    /// and absolute expiries as stored. `now_ms` is only recorded in it, as the time it was
+    /// taken. The cache is not in it. For a consistent snapshot while writes go on, export
+    /// from a batch that has not written.
+    pub fn export_slots(&mut self, slots: Range<u32>, now_ms: u64) -> Result<Vec<u8>> {
+        let cx = self.store.data_ctx();
+        slots::export(&self.reader()?, &cx, slots, now_ms)
+    }
+
+    /// Replaces every record of `slots` with those of `snapshot` (from
+    /// [`Batch::export_slots`] of the same range), in this pass's write transaction: totals,
+    /// table statistics and byte accounting end as if the snapshot's records had been written
+    /// here; records outside `slots` and the cache are untouched. A snapshot that does not
+    /// decode, is of another range or holds a record outside it is refused with `Invalid`
+    /// before any change (so is one that does not fit, with `MapFull`).
+    pub fn import_slots(&mut self, slots: Range<u32>, snapshot: &[u8]) -> Result<()> {
+        self.data_write(|data, ops, cx| {
+            data.run_checked(ops, cx, |txn, pass| {
+                slots::import(txn, pass, cx, slots, snapshot)
+            })
+        })
     }
 
     /// Commits the pass's writes (fsynced when `sync_writes on`) and the cache's. A poisoned

@@ -27,11 +27,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use lmdb::{RoTransaction, RwTransaction, Transaction};
 
 use crate::command::{self, Command, Failed, Outcome};
-use crate::env::{begin, nested, txn_failed, Dbs, Target};
+use crate::env::{begin, nested, txn_failed, DataCtx, Dbs, Target};
 use crate::room::{reserve_blocks, Alloc, Pass};
 use crate::store::Store;
-use crate::txn::{Ops, Reader, Wtx};
+use crate::txn::{Apply, Ops, Reader, Wtx};
 use crate::{Result, StorageError};
+
+/// What a step runs between its check and its first change (file blocks with `write_map`).
+type BeforeChanges<'b> = &'b mut dyn FnMut(&mut Pass) -> Result<()>;
+/// What a step answers: its result, or how it failed.
+type StepResult<T> = std::result::Result<T, Failed>;
 
 /// How a request failed: `poisoned` when the pass's transaction can no longer commit.
 pub(crate) struct Failure {
@@ -150,6 +155,33 @@ impl<'s> PassEnv<'s> {
         ops: Option<(&mut Ops, &Dbs)>,
     ) -> std::result::Result<Outcome, Failure> {
         let target = self.target;
+        self.run_step(ops, |w, pass, before| {
+            command::apply(cmd, w, pass, target, before)
+        })
+    }
+
+    /// Runs a checked change of the persistent store that is not a command (a slot
+    /// snapshot's import) the way [`PassEnv::run`] runs a command: `check` reads only and
+    /// decides every refusal, then the plan's changes are made.
+    pub fn run_checked<P: Apply<Dbs>>(
+        &mut self,
+        ops: Option<(&mut Ops, &Dbs)>,
+        cx: &DataCtx<'_>,
+        check: impl FnOnce(&RwTransaction<'_>, &mut Pass) -> Result<P>,
+    ) -> std::result::Result<P::Out, Failure> {
+        self.run_step(ops, |w, pass, before| {
+            command::checked(w, pass, cx, check, before)
+        })
+    }
+
+    /// The request runner: `step` gets the write transaction (nested without `write_map`),
+    /// the pass's room, and what must run between its check and its first change.
+    fn run_step<T>(
+        &mut self,
+        ops: Option<(&mut Ops, &Dbs)>,
+        step: impl FnOnce(&mut Wtx<'_, '_>, &mut Pass, BeforeChanges<'_>) -> StepResult<T>,
+    ) -> std::result::Result<T, Failure> {
+        let target = self.target;
         let injected = self.injected();
         let Some(rw) = self.rw.as_mut() else {
             return Err(Failure::kept(bad_txn()));
@@ -160,7 +192,7 @@ impl<'s> PassEnv<'s> {
             debug_assert!(ops.is_none());
             let mut txn = nested(rw).map_err(Failure::kept)?;
             let mut w = Wtx::new(&mut txn, None);
-            let r = command::apply(cmd, &mut w, &mut self.pass, target, |_| Ok(()))
+            let r = step(&mut w, &mut self.pass, &mut |_| Ok(()))
                 .map_err(|f| match f {
                     Failed::Refused(e) | Failed::Broken(e) => e,
                 })
@@ -176,8 +208,8 @@ impl<'s> PassEnv<'s> {
         }
         let (env, room, alloc) = (target.env(), target.room(), self.alloc);
         let mut w = Wtx::new(rw, ops);
-        let before_changes = |p: &mut Pass| reserve_blocks(env, room, alloc, p);
-        match command::apply(cmd, &mut w, &mut self.pass, target, before_changes) {
+        let mut before_changes = |p: &mut Pass| reserve_blocks(env, room, alloc, p);
+        match step(&mut w, &mut self.pass, &mut before_changes) {
             Ok(out) => match injected() {
                 Ok(()) => Ok(out),
                 Err(error) => Err(Failure {

@@ -237,12 +237,24 @@ impl<B: FnOnce(&mut Pass) -> Result<()>> Step<'_, '_, '_, B> {
             pass,
             before_changes,
         } = self;
-        let plan = check(txn.view(), pass)
-            .and_then(|plan| {
-                before_changes(pass)?;
-                Ok(plan)
-            })
-            .map_err(Failed::Refused)?;
-        plan.apply(txn, cx).map(out).map_err(Failed::Broken)
+        checked(txn, pass, cx, check, before_changes).map(out)
     }
+}
+
+/// A checked change outside the commands (a slot snapshot's import): `check` (which only
+/// reads and decides every refusal), `before_changes`, then the changes of the checked plan.
+pub(crate) fn checked<D, P: Apply<D>>(
+    txn: &mut Wtx<'_, '_>,
+    pass: &mut Pass,
+    cx: &Ctx<'_, D>,
+    check: impl FnOnce(&RwTransaction<'_>, &mut Pass) -> Result<P>,
+    before_changes: impl FnOnce(&mut Pass) -> Result<()>,
+) -> std::result::Result<P::Out, Failed> {
+    let plan = check(txn.view(), pass)
+        .and_then(|plan| {
+            before_changes(pass)?;
+            Ok(plan)
+        })
+        .map_err(Failed::Refused)?;
+    plan.apply(txn, cx).map_err(Failed::Broken)
 }

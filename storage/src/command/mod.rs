@@ -15,7 +15,7 @@
 mod apply;
 mod wire;
 
-pub(crate) use apply::{apply, Failed};
+pub(crate) use apply::{apply, checked, Failed};
 
 use crate::{Written, ZaddMode};
 

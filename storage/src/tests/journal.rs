@@ -292,3 +292,39 @@ fn a_group_state_survives_the_replay_after_a_machine_crash() {
         assert_eq!(b.get(b"g19", 0).unwrap().value, b"v");
     });
 }
+
+/// An import is journaled like the commands: after a machine crash the replay restores the
+/// store with the imported range.
+#[test]
+fn an_import_survives_the_replay_after_a_machine_crash() {
+    let d = TempDir::new("journal");
+    crate::journal::checkpoint::PERIODIC_HELD
+        .lock()
+        .unwrap()
+        .push(d.path().join("data").join("journal"));
+    let e = TempDir::new("journal");
+    let from = open_on(&e, "boot-1").unwrap();
+    with_batch(&from, |b| {
+        for i in 0..200u32 {
+            b.put(format!("from-{i}").as_bytes(), b"v", 0, 0, 0)
+                .unwrap();
+            b.hset("tb", format!("f{i}").as_bytes(), b"v", 0, 0, 0)
+                .unwrap();
+        }
+    });
+    let snapshot = from.batch().export_slots(0..512, 0).unwrap();
+    let s = open_on(&d, "boot-1").unwrap();
+    write_history(&s);
+    with_batch(&s, |b| {
+        b.import_slots(0..512, &snapshot).unwrap();
+        b.set_group_state(0, b"snapshot").unwrap();
+    });
+    let before = dump(&s);
+    s.drop_as_in_a_crash();
+    let jdir = d.path().join("data").join("journal");
+    let ck = journal::read_checkpoint(&jdir).unwrap().unwrap();
+    tear_data_file(&d, &ck);
+    let s = open_on(&d, "boot-2").unwrap();
+    assert_eq!(dump(&s), before);
+    assert_eq!(s.batch().export_slots(0..512, 0).unwrap(), snapshot);
+}

@@ -31,6 +31,8 @@ mod kv;
 mod listing;
 #[path = "model.rs"]
 mod model;
+#[path = "slots.rs"]
+mod slots;
 #[path = "stats.rs"]
 mod stats;
 #[path = "tables.rs"]
