@@ -6,8 +6,9 @@
 //! [`Applied`].
 //!
 //! Snapshots are not kept: a snapshot is taken from the store when asked for (its group state
-//! and its slots' records, read in one read transaction, so the two agree), and installing
-//! one replaces the group's slots and state in one batch. Its id is the group and the log id
+//! and its slots' records by `Batch::export_slots`, read in one read transaction, so the two
+//! agree), and installing one replaces the group's slots (`Batch::import_slots`) and state in
+//! one batch; records of other groups are untouched. Its id is the group and the log id
 //! it reflects, so a snapshot asked for twice at one position is the same snapshot.
 //!
 //! It knows the group's slot range, given by the caller, never how slots are placed.
@@ -44,35 +45,6 @@ pub(crate) fn decode_applied_state(buf: &[u8]) -> Result<AppliedState, CodecErro
     let membership = codec::get_membership(&mut r)?;
     r.end()?;
     Ok((last, StoredMembership::new(membership_log_id, membership)))
-}
-
-/// The group's slots' records as a snapshot payload.
-///
-/// Integration point: `storage::Batch::export_slots` (branch `h-groupstate`) goes here;
-/// until it is merged the payload is empty and a snapshot carries only its position.
-fn export_group_slots(
-    _batch: &mut Batch<'_>,
-    _slots: Range<u32>,
-    _now_ms: u64,
-) -> storage::Result<Vec<u8>> {
-    Ok(Vec::new())
-}
-
-/// Replaces the group's slots with a payload of [`export_group_slots`].
-///
-/// Integration point: `storage::Batch::import_slots`; until it is merged only an empty
-/// payload is accepted.
-fn import_group_slots(
-    _batch: &mut Batch<'_>,
-    _slots: Range<u32>,
-    payload: &[u8],
-) -> storage::Result<()> {
-    match payload.is_empty() {
-        true => Ok(()),
-        false => Err(storage::StorageError::Invalid(
-            "snapshot import is not wired yet",
-        )),
-    }
 }
 
 fn sm_error(e: impl std::error::Error + 'static) -> RaftStorageError {
@@ -114,7 +86,7 @@ impl GroupStore {
     fn snapshot(&self) -> storage::Result<Snapshot<TypeConfig>> {
         let mut batch = self.store.batch();
         let (last_log_id, last_membership) = load_applied_state(&mut batch, self.group)?;
-        let data = export_group_slots(&mut batch, self.slots.clone(), now_ms())?;
+        let data = batch.export_slots(self.slots.clone(), now_ms())?;
         let snapshot_id = match &last_log_id {
             Some(id) => format!(
                 "g{}-{}-{}-{}",
@@ -207,7 +179,7 @@ impl StateMachine {
     ) -> storage::Result<()> {
         let state = (meta.last_log_id, meta.last_membership.clone());
         let mut batch = self.group.store.batch();
-        import_group_slots(&mut batch, self.group.slots.clone(), data)?;
+        batch.import_slots(self.group.slots.clone(), data)?;
         batch.set_group_state(self.group.group, &encode_applied_state(&state))?;
         batch.commit()?;
         self.applied = state;

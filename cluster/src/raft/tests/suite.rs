@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use openraft::storage::RaftStateMachine;
 use openraft::testing::{StoreBuilder, Suite};
+use openraft::RaftSnapshotBuilder;
 use openraft::{AnyError, Entry, EntryPayload, Membership, StorageIOError};
 use storage::{Command, Store, StoreOptions, Write};
 
@@ -145,4 +146,105 @@ fn a_malformed_group_state_is_refused() {
     batch.set_group_state(9, b"\x01garbage").expect("set");
     batch.commit().expect("commit");
     assert!(StateMachine::open(store, 9, 0..1024).is_err());
+}
+
+/// A key whose slot is in `slots`.
+fn key_in(slots: std::ops::Range<u32>, tag: u8) -> Vec<u8> {
+    (0u32..)
+        .map(|i| format!("key-{tag}-{i}").into_bytes())
+        .find(|k| slots.contains(&storage::bucket(k)))
+        .expect("some key")
+}
+
+#[test]
+fn a_snapshot_carries_the_groups_slots_to_another_store() {
+    let (dir_l, dir_f) = (TempDir::new("snap-l"), TempDir::new("snap-f"));
+    let leader = Arc::new(open_store(dir_l.path()).expect("store"));
+    let follower = Arc::new(open_store(dir_f.path()).expect("store"));
+    let (inside, outside) = (key_in(0..512, 1), key_in(512..1024, 2));
+    let now = 1_700_000_000_001;
+    super::rt().block_on(async {
+        let mut sm_l = StateMachine::open(leader.clone(), 0, 0..512).expect("open");
+        let mut sm_f = StateMachine::open(follower.clone(), 0, 0..512).expect("open");
+        sm_l.apply([normal(1, put(&inside, b"replicated", 0))])
+            .await
+            .expect("apply");
+        // The follower has a record of another group, and a stale one of this group.
+        let mut other = StateMachine::open(follower.clone(), 1, 512..1024).expect("open");
+        other
+            .apply([normal(1, put(&outside, b"other group", 0))])
+            .await
+            .expect("apply");
+        sm_f.apply([normal(1, put(&key_in(0..512, 3), b"stale", 0))])
+            .await
+            .expect("apply");
+
+        let snap = sm_l
+            .get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .expect("build");
+        let mut data = sm_f.begin_receiving_snapshot().await.expect("begin");
+        *data = *snap.snapshot;
+        sm_f.install_snapshot(&snap.meta, data)
+            .await
+            .expect("install");
+
+        assert_eq!(
+            sm_f.applied_state().await.expect("state").0,
+            Some(log_id(1, 1))
+        );
+        let current = sm_f
+            .get_current_snapshot()
+            .await
+            .expect("current")
+            .expect("some");
+        assert_eq!(current.meta, snap.meta);
+        // A state machine opened afresh on the follower's store resumes from the snapshot.
+        let mut again = StateMachine::open(follower.clone(), 0, 0..512).expect("open");
+        assert_eq!(
+            again.applied_state().await.expect("state").0,
+            Some(log_id(1, 1))
+        );
+    });
+    let mut batch = follower.batch();
+    assert_eq!(
+        batch.get(&inside, now).expect("replicated").value,
+        b"replicated"
+    );
+    assert_eq!(
+        batch.get(&outside, now).expect("kept").value,
+        b"other group"
+    );
+    assert!(
+        batch.get(&key_in(0..512, 3), now).is_err(),
+        "the stale record is gone"
+    );
+
+    // A garbage snapshot is refused and changes nothing.
+    super::rt().block_on(async {
+        let mut sm_f = StateMachine::open(follower.clone(), 0, 0..512).expect("open");
+        let snap = sm_f
+            .get_current_snapshot()
+            .await
+            .expect("current")
+            .expect("some");
+        let mut meta = snap.meta.clone();
+        meta.last_log_id = Some(log_id(2, 9));
+        let garbage = Box::new(std::io::Cursor::new(b"not a snapshot".to_vec()));
+        assert!(sm_f.install_snapshot(&meta, garbage).await.is_err());
+        assert_eq!(
+            sm_f.applied_state().await.expect("state").0,
+            Some(log_id(1, 1))
+        );
+    });
+    assert_eq!(
+        follower
+            .batch()
+            .get(&inside, now)
+            .expect("still there")
+            .value,
+        b"replicated"
+    );
 }
