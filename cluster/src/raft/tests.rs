@@ -404,3 +404,22 @@ fn decoders_refuse_garbage() {
         assert_eq!(Applied::decode(&out), Ok(a));
     }
 }
+
+#[test]
+fn a_record_over_the_limit_is_refused_and_the_log_goes_on() {
+    let dir = TempDir::new("too-large");
+    rt().block_on(async {
+        let engine = LogEngine::open(dir.path()).expect("open");
+        let mut records = Records::default();
+        records.push(0, ENTRY, |out| out.resize(out.len() + (256 << 20) + 1, 0));
+        assert!(engine.write(records, None).is_err());
+        engine
+            .group(0)
+            .blocking_append([entry(1, 1)])
+            .await
+            .expect("append");
+        drop(engine);
+        let engine = LogEngine::open(dir.path()).expect("reopen");
+        assert_eq!(seen(&mut engine.group(0)).await.4, vec![entry(1, 1)]);
+    });
+}

@@ -140,6 +140,8 @@ pub struct LogEngine {
 #[derive(Default)]
 pub(crate) struct Records {
     buf: Vec<u8>,
+    /// A record is over `MAX_BODY`: replay would end the log there, so it is never written.
+    too_large: bool,
 }
 
 impl Records {
@@ -151,6 +153,7 @@ impl Records {
         self.buf.push(kind);
         payload(&mut self.buf);
         let body = &self.buf[start + HEADER..];
+        self.too_large |= body.len() > MAX_BODY;
         let (len, crc) = (body.len() as u32, crc32fast::hash(body));
         self.buf[start..start + 4].copy_from_slice(&len.to_le_bytes());
         self.buf[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
@@ -387,6 +390,12 @@ impl LogEngine {
     /// sync anyone asks for.
     pub(crate) fn write(&self, records: Records, done: Option<Done>) -> io::Result<()> {
         let shared = self.shared();
+        if records.too_large {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a consensus log record over 256 MiB",
+            ));
+        }
         let mut st = shared.lock();
         st.usable()?;
         if let Err(e) = st.file.write_all_at(&records.buf, st.len) {
@@ -498,7 +507,10 @@ impl Drop for Inner {
         self.shared.lock().closing = true;
         self.shared.wake.notify_one();
         if let Some(flusher) = self.flusher.take() {
-            let _ = flusher.join();
+            // The last handle may go in a callback the flusher runs: it then ends by itself.
+            if flusher.thread().id() != std::thread::current().id() {
+                let _ = flusher.join();
+            }
         }
     }
 }
