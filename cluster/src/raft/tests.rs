@@ -1,8 +1,9 @@
 //! Tests of the consensus module: the shared log (reopen gives the same view, a torn tail
 //! loses only its last record, garbage never panics, compaction keeps the view, group commit
-//! acknowledges every append), the codec on garbage, and (in `suite.rs`) openraft's own
-//! storage test suite over the log and the state machine.
+//! acknowledges every append), the codec on garbage; in `suite.rs` openraft's own storage
+//! test suite over the log and the state machine, in `single_node.rs` a real `Raft` over them.
 
+mod single_node;
 mod suite;
 
 use std::collections::BTreeSet;
@@ -368,7 +369,7 @@ fn automatic_compaction_when_garbage_dominates() {
         assert!(len < 4096 || len - live <= live, "len {len} live {live}");
         assert!(len < 8192, "never compacted: {len} bytes");
         let view = seen(&mut a).await;
-        drop(engine);
+        drop((a, engine));
         let engine = LogEngine::open(dir.path()).expect("reopen");
         assert_eq!(seen(&mut engine.group(0)).await, view);
         assert_eq!(view.4, vec![entry(1, 200)]);
@@ -422,4 +423,17 @@ fn a_record_over_the_limit_is_refused_and_the_log_goes_on() {
         let engine = LogEngine::open(dir.path()).expect("reopen");
         assert_eq!(seen(&mut engine.group(0)).await.4, vec![entry(1, 1)]);
     });
+}
+
+#[test]
+fn one_engine_at_a_time_holds_the_folder() {
+    let dir = TempDir::new("lock");
+    let engine = LogEngine::open(dir.path()).expect("open");
+    let second = LogEngine::open(dir.path());
+    assert_eq!(
+        second.err().map(|e| e.kind()),
+        Some(std::io::ErrorKind::WouldBlock)
+    );
+    drop(engine);
+    LogEngine::open(dir.path()).expect("open once the first is gone");
 }

@@ -13,7 +13,8 @@
 //! write or sync poisons the engine: every later call fails, since what reached the disk is
 //! then unknown.
 //!
-//! It knows openraft's log ids and votes only through `codec`; the traits are `log_store`'s.
+//! One engine at a time holds the folder (an exclusive `flock` on `raft/lock`). It knows
+//! openraft's log ids and votes only through `codec`; the traits are `log_store`'s.
 
 use std::collections::{BTreeMap, HashMap};
 mod flusher;
@@ -22,6 +23,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, Read};
 use std::ops::RangeBounds;
 use std::os::unix::fs::FileExt;
+use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -119,6 +121,8 @@ struct State {
 
 struct Shared {
     dir: PathBuf,
+    /// Holds the folder's exclusive lock while the engine lives.
+    _lock: File,
     state: Mutex<State>,
     wake: Condvar,
     compact_min: u64,
@@ -186,6 +190,32 @@ fn poisoned(why: &str) -> io::Error {
 
 fn fsync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
+}
+
+/// Takes `<dir>/lock` exclusively: a second engine on the folder (another process, or a
+/// second open in this one) is refused instead of interleaving its records with ours.
+fn lock_folder(dir: &Path) -> io::Result<File> {
+    let path = dir.join("lock");
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)?;
+    // SAFETY: flock takes a descriptor `file` owns and keeps open for the call; no memory
+    // is passed.
+    let r = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if r != 0 {
+        let e = io::Error::last_os_error();
+        return Err(match e.kind() {
+            io::ErrorKind::WouldBlock => io::Error::new(
+                io::ErrorKind::WouldBlock,
+                format!("{} is held by another consensus log engine", path.display()),
+            ),
+            _ => e,
+        });
+    }
+    Ok(file)
 }
 
 impl State {
@@ -322,6 +352,7 @@ impl LogEngine {
     pub(crate) fn open_with(data_dir: &Path, compact_min: u64) -> io::Result<LogEngine> {
         let dir = data_dir.join("raft");
         fs::create_dir_all(&dir)?;
+        let lock = lock_folder(&dir)?;
         // A compaction that did not reach its rename: the log is still whole.
         match fs::remove_file(dir.join(COMPACT_FILE)) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
@@ -363,6 +394,7 @@ impl LogEngine {
         }
         let shared = Arc::new(Shared {
             dir,
+            _lock: lock,
             state: Mutex::new(state),
             wake: Condvar::new(),
             compact_min,

@@ -16,7 +16,7 @@ use super::{log_id, TempDir};
 use crate::raft::TypeConfig;
 use crate::raft::{Applied, LogCommand, LogEngine, LogStore, RaftStorageError, StateMachine};
 
-fn open_store(dir: &std::path::Path) -> storage::Result<Store> {
+pub(super) fn open_store(dir: &std::path::Path) -> storage::Result<Store> {
     Store::open(&StoreOptions {
         data_dir: dir.join("data"),
         map_size: 64 << 20,
@@ -50,7 +50,7 @@ fn openraft_storage_suite() {
     Suite::test_all(Builder).expect("openraft's storage suite");
 }
 
-fn put(key: &[u8], val: &[u8], ver: u32) -> LogCommand {
+pub(super) fn put(key: &[u8], val: &[u8], ver: u32) -> LogCommand {
     LogCommand::new(&Command {
         now_ms: 1_700_000_000_000,
         write: Write::Put {
