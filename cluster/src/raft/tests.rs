@@ -343,6 +343,11 @@ fn group_commit_acknowledges_every_append_of_every_group() {
     assert_eq!(acks.len(), 200);
     assert!(acks.iter().all(|a| a.2));
     assert!((1..=200).contains(&engine.syncs()));
+    // A vote returns only once a sync covered it.
+    let before = engine.syncs();
+    rt().block_on(engine.group(9).save_vote(&Vote::new(5, 0)))
+        .expect("vote");
+    assert!(engine.syncs() > before);
     rt().block_on(async {
         for g in 0..4 {
             assert_eq!(seen(&mut engine.group(g)).await.4.len(), 50);
