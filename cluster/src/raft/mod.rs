@@ -10,11 +10,11 @@
 //! protocol) and the worker see [`LogCommand`], [`Applied`], group numbers and node indexes, so
 //! that an upgrade of openraft stays inside `cluster/src/raft/`.
 //!
-//! Layers, bottom up: `codec` (the binary form of openraft's log ids, votes, memberships and
-//! entries; every decoder returns an error on garbage), `engine` (the shared append-only file and
-//! its replay; its `flusher` thread: group commit and compaction), `log_store` (openraft's `RaftLogStorage` over
-//! the engine for one group), `applied` (what an applied command answers), `state_machine`
-//! (openraft's `RaftStateMachine` over `storage::Store`).
+//! Layers, bottom up: `codec` (the binary form of openraft's log ids, votes, memberships
+//! and entries; every decoder returns an error on garbage), `engine` (the shared append-only
+//! file and its replay; its `flusher` thread: group commit and compaction), `log_store`
+//! (openraft's `RaftLogStorage` over the engine for one group), `applied` (what an applied
+//! command answers), `state_machine` (openraft's `RaftStateMachine` over `storage::Store`).
 
 mod applied;
 mod codec;
