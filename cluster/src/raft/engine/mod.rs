@@ -192,16 +192,21 @@ fn fsync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
-/// Takes `<dir>/lock` exclusively: a second engine on the folder (another process, or a
-/// second open in this one) is refused instead of interleaving its records with ours.
-fn lock_folder(dir: &Path) -> io::Result<File> {
-    let path = dir.join("lock");
-    let file = OpenOptions::new()
+/// Opens `path` for reading and writing, created if missing, its content kept.
+fn open_rw(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
-        .open(&path)?;
+        .open(path)
+}
+
+/// Takes `<dir>/lock` exclusively: a second engine on the folder (another process, or a
+/// second open in this one) is refused instead of interleaving its records with ours.
+fn lock_folder(dir: &Path) -> io::Result<File> {
+    let path = dir.join("lock");
+    let file = open_rw(&path)?;
     // SAFETY: flock takes a descriptor `file` owns and keeps open for the call; no memory
     // is passed.
     let r = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
@@ -359,12 +364,7 @@ impl LogEngine {
             _ => {}
         }
         let path = dir.join(LOG_FILE);
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)?;
+        let file = open_rw(&path)?;
         let size = file.metadata()?.len();
         let mut start = [0u8; 8];
         let n = (size as usize).min(MAGIC.len());
