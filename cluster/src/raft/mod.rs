@@ -27,6 +27,7 @@ mod tests;
 use std::io::Cursor;
 
 pub use applied::Applied;
+pub use codec::CodecError;
 pub use engine::LogEngine;
 pub use log_store::LogStore;
 pub use state_machine::{SnapshotBuilder, StateMachine};
