@@ -9,3 +9,4 @@
 
 pub mod peer;
 pub mod placement;
+pub mod raft;

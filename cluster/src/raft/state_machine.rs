@@ -1,0 +1,240 @@
+//! One group's state machine over the node's LMDB store ([`StateMachine`]): openraft's
+//! `RaftStateMachine` and snapshot builder. Each `apply` of openraft is one storage `Batch`:
+//! every entry's command applied in log order, then the group's applied state (last applied
+//! log id, last membership) stored with `Batch::set_group_state`, then one commit, so the data
+//! and the position it reflects never part, even in a crash. The answers go back as
+//! [`Applied`].
+//!
+//! Snapshots are not kept: a snapshot is taken from the store when asked for (its group state
+//! and its slots' records by `Batch::export_slots`, read in one read transaction, so the two
+//! agree), and installing one replaces the group's slots (`Batch::import_slots`) and state in
+//! one batch; records of other groups are untouched. Its id is the group and the log id
+//! it reflects, so a snapshot asked for twice at one position is the same snapshot.
+//!
+//! It knows the group's slot range, given by the caller, never how slots are placed.
+
+use std::io::Cursor;
+use std::ops::Range;
+use std::sync::Arc;
+
+use openraft::storage::{RaftStateMachine, Snapshot, SnapshotMeta};
+use openraft::{AnyError, BasicNode, Entry, EntryPayload, LogId, OptionalSend};
+use openraft::{RaftSnapshotBuilder, StorageIOError, StoredMembership};
+use storage::{Batch, Command, Store};
+
+use super::codec::{self, CodecError, Reader};
+use super::{Applied, NodeId, RaftStorageError, TypeConfig};
+
+/// The last applied log id and the last membership.
+type AppliedState = (Option<LogId<NodeId>>, StoredMembership<NodeId, BasicNode>);
+
+/// What the store holds for a group (`Batch::set_group_state`).
+fn encode_applied_state(state: &AppliedState) -> Vec<u8> {
+    let mut out = Vec::new();
+    codec::put_opt_log_id(&mut out, &state.0);
+    codec::put_opt_log_id(&mut out, state.1.log_id());
+    codec::put_membership(&mut out, state.1.membership());
+    out
+}
+
+/// Reads a whole buffer written by [`encode_applied_state`].
+pub(crate) fn decode_applied_state(buf: &[u8]) -> Result<AppliedState, CodecError> {
+    let mut r = Reader::new(buf);
+    let last = codec::get_opt_log_id(&mut r)?;
+    let membership_log_id = codec::get_opt_log_id(&mut r)?;
+    let membership = codec::get_membership(&mut r)?;
+    r.end()?;
+    Ok((last, StoredMembership::new(membership_log_id, membership)))
+}
+
+fn sm_error(e: impl std::error::Error + 'static) -> RaftStorageError {
+    RaftStorageError::IO {
+        source: StorageIOError::write_state_machine(AnyError::new(&e)),
+    }
+}
+
+fn snapshot_read_error(e: storage::StorageError) -> RaftStorageError {
+    RaftStorageError::IO {
+        source: StorageIOError::read_snapshot(None, AnyError::new(&e)),
+    }
+}
+
+/// The group's applied state in the store (none yet: nothing applied).
+fn load_applied_state(batch: &mut Batch<'_>, group: u32) -> storage::Result<AppliedState> {
+    match batch.group_state(group)? {
+        Some(bytes) => decode_applied_state(&bytes)
+            .map_err(|_| storage::StorageError::Invalid("the stored group state is malformed")),
+        None => Ok(AppliedState::default()),
+    }
+}
+
+fn now_ms() -> u64 {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    now.map_or(0, |d| d.as_millis() as u64)
+}
+
+/// A group's part of the store.
+#[derive(Clone)]
+struct GroupStore {
+    store: Arc<Store>,
+    group: u32,
+    slots: Range<u32>,
+}
+
+impl GroupStore {
+    /// The group's state and slots as they are now, from one read transaction.
+    fn snapshot(&self) -> storage::Result<Snapshot<TypeConfig>> {
+        let mut batch = self.store.batch();
+        let (last_log_id, last_membership) = load_applied_state(&mut batch, self.group)?;
+        let data = batch.export_slots(self.slots.clone(), now_ms())?;
+        let snapshot_id = match &last_log_id {
+            Some(id) => format!(
+                "g{}-{}-{}-{}",
+                self.group, id.leader_id.term, id.leader_id.node_id, id.index
+            ),
+            None => format!("g{}-empty", self.group),
+        };
+        Ok(Snapshot {
+            meta: SnapshotMeta {
+                last_log_id,
+                last_membership,
+                snapshot_id,
+            },
+            snapshot: Box::new(Cursor::new(data)),
+        })
+    }
+}
+
+/// A group's state machine.
+pub struct StateMachine {
+    group: GroupStore,
+    /// What the store holds for the group, kept here so `applied_state` reads nothing.
+    applied: AppliedState,
+}
+
+/// Takes a group's snapshot from the store (openraft runs it in a task of its own).
+pub struct SnapshotBuilder {
+    group: GroupStore,
+}
+
+impl StateMachine {
+    /// The state machine of `group`, whose records are those of `slots`, over `store`;
+    /// resumes from the applied state the store holds.
+    pub fn open(
+        store: Arc<Store>,
+        group: u32,
+        slots: Range<u32>,
+    ) -> Result<StateMachine, storage::StorageError> {
+        let applied = load_applied_state(&mut store.batch(), group)?;
+        let group = GroupStore {
+            store,
+            group,
+            slots,
+        };
+        Ok(StateMachine { group, applied })
+    }
+
+    /// Applies `entries` in one batch; the answers in order, or an error (an LMDB failure, a
+    /// failed commit) after which nothing of the call is applied.
+    fn apply_all(
+        &mut self,
+        entries: impl Iterator<Item = Entry<TypeConfig>>,
+    ) -> storage::Result<Vec<Applied>> {
+        let mut batch = self.group.store.batch();
+        let mut state = self.applied.clone();
+        let mut answers = Vec::new();
+        for entry in entries {
+            state.0 = Some(entry.log_id);
+            let answer = match entry.payload {
+                EntryPayload::Blank => Applied::Nothing,
+                EntryPayload::Membership(m) => {
+                    state.1 = StoredMembership::new(Some(entry.log_id), m);
+                    Applied::Nothing
+                }
+                EntryPayload::Normal(cmd) => match Command::decode(&cmd.bytes) {
+                    // Every replica refuses the same bytes the same way.
+                    Err(_) => Applied::Undecodable,
+                    Ok(cmd) => match batch.apply(&cmd) {
+                        Err(e @ storage::StorageError::Lmdb(_)) => return Err(e),
+                        r => Applied::of(r).unwrap_or(Applied::Undecodable),
+                    },
+                },
+            };
+            answers.push(answer);
+        }
+        if state.0 == self.applied.0 {
+            return Ok(answers);
+        }
+        batch.set_group_state(self.group.group, &encode_applied_state(&state))?;
+        batch.commit()?;
+        self.applied = state;
+        Ok(answers)
+    }
+
+    /// Replaces the group's slots and state with a snapshot's, in one batch.
+    fn install(
+        &mut self,
+        meta: &SnapshotMeta<NodeId, BasicNode>,
+        data: &[u8],
+    ) -> storage::Result<()> {
+        let state = (meta.last_log_id, meta.last_membership.clone());
+        let mut batch = self.group.store.batch();
+        batch.import_slots(self.group.slots.clone(), data)?;
+        batch.set_group_state(self.group.group, &encode_applied_state(&state))?;
+        batch.commit()?;
+        self.applied = state;
+        Ok(())
+    }
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, RaftStorageError> {
+        self.group.snapshot().map_err(snapshot_read_error)
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(&mut self) -> Result<AppliedState, RaftStorageError> {
+        Ok(self.applied.clone())
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Applied>, RaftStorageError>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        self.apply_all(entries.into_iter()).map_err(sm_error)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {
+        SnapshotBuilder {
+            group: self.group.clone(),
+        }
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, RaftStorageError> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<NodeId, BasicNode>,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), RaftStorageError> {
+        self.install(meta, snapshot.get_ref())
+            .map_err(|e| RaftStorageError::IO {
+                source: StorageIOError::write_snapshot(Some(meta.signature()), AnyError::new(&e)),
+            })
+    }
+
+    async fn get_current_snapshot(
+        &mut self,
+    ) -> Result<Option<Snapshot<TypeConfig>>, RaftStorageError> {
+        if self.applied.0.is_none() {
+            return Ok(None);
+        }
+        self.group.snapshot().map(Some).map_err(snapshot_read_error)
+    }
+}
