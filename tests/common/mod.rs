@@ -680,4 +680,5 @@ fn err_text(e: io::Error) -> String {
     e.to_string()
 }
 
+pub mod history;
 pub mod kv;
