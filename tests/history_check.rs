@@ -553,3 +553,18 @@ fn a_search_past_its_budget_is_undecided_not_passed() {
     }
     assert!(DEFAULT_STEP_BUDGET > 5);
 }
+
+/// The two searches (stateright's and the JIT one that decides when stateright cannot) agree
+/// on every key of the simulated histories, correct and faulty.
+#[test]
+fn both_searches_agree() {
+    let mut linearizable = 0;
+    for (stale, seed) in [(false, 31), (false, 32), (true, 33)] {
+        let (h, _, _) = simulate(stale, seed);
+        match cross_check(&h) {
+            Ok(n) => linearizable += n,
+            Err(e) => panic!("seed {seed}: {e}"),
+        }
+    }
+    assert!(linearizable >= 6, "only {linearizable} linearizable keys");
+}

@@ -20,7 +20,9 @@ use std::time::{Duration, Instant};
 #[allow(unused_imports)]
 pub use end::{check_acknowledged_writes, check_replicas_agree, check_versions_grow};
 #[allow(unused_imports)]
-pub use linear::{check_key_histories, check_key_histories_with_budget, DEFAULT_STEP_BUDGET};
+pub use linear::{
+    check_key_histories, check_key_histories_with_budget, cross_check, DEFAULT_STEP_BUDGET,
+};
 
 /// A client (one connection, one thread); ops of one client are normally sequential.
 pub type Client = usize;

@@ -10,22 +10,34 @@
 //!   ("lane"), as Jepsen gives a crashed process a new id.
 //! - An unknown read is dropped: it changes nothing and constrains nothing, and left in flight
 //!   it would only multiply the search.
-//! - The tester's search is an unmemoized depth-first search, exponential on a history that
-//!   is not linearizable (every ordering of concurrent reads is tried again at each step). The
-//!   spec counts its steps and refuses every step past a budget, so the search always ends:
-//!   past the budget the verdict is `Undecided`, never a false pass.
-//! - For a readable verdict, the shortest failing prefix of the key's events is found by
-//!   bisection (a prefix of a history is a history whose unfinished ops are in flight), and
-//!   the completion that ends it is reported with the ops around it.
+//! - The tester's search is an unmemoized depth-first search: quick to find a linearization
+//!   when there is one, but exponential on a history that has none (every order of
+//!   concurrent reads is tried again at each later step; a few hundred ops per key already
+//!   take minutes). So its spec counts steps and refuses every step past a budget, which
+//!   makes it end, and when it finds no linearization a second search decides: Lowe's
+//!   just-in-time linearization with memoized configurations (model state, pending ops
+//!   already linearized), replaying the events in real-time order. It is linear-time on the
+//!   histories tests make, and the completion at which no configuration remains is the op
+//!   to report. The two searches must agree; a disagreement is a bug here, and panics.
+//! - Either search past its budget gives `Undecided`, never a pass; stateright's also stops
+//!   after `STATERIGHT_TIME` and leaves the verdict to the JIT search. The JIT search too is
+//!   exponential in the unknown ops pending together (each may or may not have happened):
+//!   a cluster test keeps them to a few dozen per key.
 
 use super::{apply, Call, Key, OpRecord, Outcome, Record, Ret, Violation};
 use stateright::semantics::{ConsistencyTester, LinearizabilityTester, SequentialSpec};
 use std::cell::Cell;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::rc::Rc;
+use std::time::{Duration, Instant};
 
 /// Steps (model applications) the search may take per key and per prefix tried.
 pub const DEFAULT_STEP_BUDGET: u64 = 1_000_000;
+
+/// How long stateright's search may take on one key before the JIT search decides alone.
+/// Stateright clones the remaining history at each step: a few hundred ops with a few dozen
+/// unknown among them take it about a second in a debug build.
+const STATERIGHT_TIME: Duration = Duration::from_secs(3);
 
 /// The search recurses once per op: give it a stack that no history of a test outgrows.
 const STACK: usize = 256 << 20;
@@ -56,6 +68,29 @@ pub fn check_key_histories_with_budget(
         .expect("the linearizability checker panicked")
 }
 
+/// Runs both searches to the end on every key and says where they disagree (a bug in this
+/// file); for the checker's own tests. `Ok` carries how many keys both found linearizable.
+pub fn cross_check(history: &super::History) -> Result<usize, String> {
+    let mut linearizable = 0;
+    for (key, ops) in history.by_key() {
+        let events = events(&ops);
+        let by_stateright = run(&ops, &events, DEFAULT_STEP_BUDGET);
+        let by_jit = jit(&ops, &events, DEFAULT_STEP_BUDGET);
+        match (by_stateright, &by_jit) {
+            (Verdict::Linearizable, Jit::Linearizable) => linearizable += 1,
+            (Verdict::Linearizable, Jit::Stuck(_))
+            | (Verdict::NotLinearizable, Jit::Linearizable) => {
+                return Err(format!(
+                    "{key}: stateright {by_stateright:?}, JIT {by_jit:?}"
+                ))
+            }
+            // Undecided by either (stateright gives up on most refutations): no disagreement.
+            _ => {}
+        }
+    }
+    Ok(linearizable)
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Verdict {
     Linearizable,
@@ -71,36 +106,26 @@ enum Event {
 
 fn check_key(key: Key, ops: &[OpRecord], budget: u64) -> Result<(), Violation> {
     let events = events(ops);
-    match run(ops, &events, budget) {
-        Verdict::Linearizable => return Ok(()),
-        Verdict::Undecided => {
-            return Err(Violation::Undecided {
-                key,
-                ops: ops.len(),
-                budget,
-            })
-        }
-        Verdict::NotLinearizable => {}
+    let verdict = run(ops, &events, budget);
+    if verdict == Verdict::Linearizable {
+        return Ok(());
     }
-    // The empty prefix passes and the whole fails; an invocation alone never makes a prefix
-    // fail (its op may be left out), so the shortest failing prefix ends with a completion.
-    let (mut lo, mut hi) = (0, events.len());
-    while hi - lo > 1 {
-        let mid = (lo + hi) / 2;
-        if run(ops, &events[..mid], budget) == Verdict::Linearizable {
-            lo = mid;
-        } else {
-            hi = mid;
+    match (jit(ops, &events, budget), verdict) {
+        (Jit::Linearizable, Verdict::Undecided) => Ok(()),
+        (Jit::Linearizable, _) => {
+            panic!("{key}: stateright finds no linearization, the JIT search one")
         }
+        (Jit::Stuck(i), _) => Err(Violation::NotLinearizable {
+            key,
+            op: Box::new(ops[i].clone()),
+            context: context(ops, &ops[i]),
+        }),
+        (Jit::Undecided, _) => Err(Violation::Undecided {
+            key,
+            ops: ops.len(),
+            budget,
+        }),
     }
-    let culprit = match events[hi - 1] {
-        Event::Return(i) | Event::Invoke(i) => &ops[i],
-    };
-    Err(Violation::NotLinearizable {
-        key,
-        op: Box::new(culprit.clone()),
-        context: context(ops, culprit),
-    })
 }
 
 /// Invocations and definite completions in real-time order; failed ops and unknown reads
@@ -125,10 +150,12 @@ fn events(ops: &[OpRecord]) -> Vec<Event> {
 
 fn run(ops: &[OpRecord], events: &[Event], budget: u64) -> Verdict {
     let steps = Rc::new(Cell::new(0));
+    let deadline = Instant::now() + STATERIGHT_TIME;
     let spec = Spec {
         rec: None,
         steps: steps.clone(),
         budget,
+        deadline,
     };
     let mut tester = LinearizabilityTester::new(spec);
     let mut lane_of_client: HashMap<usize, usize> = HashMap::new();
@@ -161,7 +188,7 @@ fn run(ops: &[OpRecord], events: &[Event], budget: u64) -> Verdict {
     }
     if tester.serialized_history().is_some() {
         Verdict::Linearizable
-    } else if steps.get() >= budget {
+    } else if steps.get() >= budget || Instant::now() >= deadline {
         Verdict::Undecided
     } else {
         Verdict::NotLinearizable
@@ -194,6 +221,7 @@ struct Spec {
     rec: Option<Record>,
     steps: Rc<Cell<u64>>,
     budget: u64,
+    deadline: Instant,
 }
 
 impl SequentialSpec for Spec {
@@ -206,6 +234,94 @@ impl SequentialSpec for Spec {
     }
 
     fn is_valid_step(&mut self, op: &Call, ret: &Ret) -> bool {
+        // The clock is read once per 1024 steps: it costs more than a model step.
+        let late = self.steps.get() % 1024 == 0 && Instant::now() >= self.deadline;
+        if late {
+            self.steps.set(self.budget);
+        }
         self.steps.get() < self.budget && self.invoke(op) == *ret
     }
+}
+
+#[derive(Debug)]
+enum Jit {
+    Linearizable,
+    /// No configuration explains the completion of `ops[i]`.
+    Stuck(usize),
+    Undecided,
+}
+
+/// A point of the just-in-time search: the record after the ops linearized so far, and which
+/// of the pending ops (invoked, not yet returned; unknown ones stay pending) are among them.
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct Config {
+    rec: Option<Record>,
+    linearized: BTreeSet<usize>,
+}
+
+/// Lowe's just-in-time linearization: at each completion, every configuration is extended by
+/// pending ops (each with its recorded answer, an unknown one with any) until the completing
+/// op is linearized; configurations that cannot are dropped, equal ones merged.
+fn jit(ops: &[OpRecord], events: &[Event], budget: u64) -> Jit {
+    let mut configs: HashSet<Config> = HashSet::from([Config {
+        rec: None,
+        linearized: BTreeSet::new(),
+    }]);
+    let mut pending: BTreeSet<usize> = BTreeSet::new();
+    let mut steps = 0u64;
+    for event in events {
+        let done = match *event {
+            Event::Invoke(i) => {
+                pending.insert(i);
+                continue;
+            }
+            Event::Return(i) => i,
+        };
+        let mut next = HashSet::new();
+        let mut seen: HashSet<Config> = configs.iter().cloned().collect();
+        let mut stack: Vec<Config> = configs.into_iter().collect();
+        while let Some(c) = stack.pop() {
+            if c.linearized.contains(&done) {
+                let mut kept = c;
+                kept.linearized.remove(&done);
+                next.insert(kept);
+                continue;
+            }
+            for &p in &pending {
+                if c.linearized.contains(&p) {
+                    continue;
+                }
+                steps += 1;
+                if steps > budget {
+                    return Jit::Undecided;
+                }
+                let mut rec = c.rec.clone();
+                let ret = apply(&mut rec, &ops[p].op.call);
+                if ops[p].ret().is_some_and(|r| *r != ret) {
+                    continue;
+                }
+                // An unknown op that would change nothing here (a CAS that mismatches) is
+                // better left pending: linearized, it could not be used later.
+                if ops[p].indefinite() && rec == c.rec {
+                    continue;
+                }
+                let mut linearized = c.linearized.clone();
+                if p != done {
+                    linearized.insert(p);
+                    let ext = Config { rec, linearized };
+                    if seen.insert(ext.clone()) {
+                        stack.push(ext);
+                    }
+                } else {
+                    next.insert(Config { rec, linearized });
+                }
+            }
+        }
+        pending.remove(&done);
+        if next.is_empty() {
+            return Jit::Stuck(done);
+        }
+        configs = next;
+    }
+    Jit::Linearizable
 }
