@@ -551,7 +551,8 @@ fn a_search_past_its_budget_is_undecided_not_passed() {
         Err(Violation::Undecided { budget: 5, ops, .. }) => assert!(ops > 0),
         other => panic!("expected Undecided, got {other:?}"),
     }
-    assert!(DEFAULT_STEP_BUDGET > 5);
+    let (h, _, _) = simulate(false, 22);
+    must_pass(check_key_histories_with_budget(&h, DEFAULT_STEP_BUDGET));
 }
 
 /// The two searches (stateright's and the JIT one that decides when stateright cannot) agree

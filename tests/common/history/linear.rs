@@ -235,7 +235,7 @@ impl SequentialSpec for Spec {
 
     fn is_valid_step(&mut self, op: &Call, ret: &Ret) -> bool {
         // The clock is read once per 1024 steps: it costs more than a model step.
-        let late = self.steps.get() % 1024 == 0 && Instant::now() >= self.deadline;
+        let late = self.steps.get().is_multiple_of(1024) && Instant::now() >= self.deadline;
         if late {
             self.steps.set(self.budget);
         }
