@@ -47,7 +47,10 @@ fn version_after(ret: &Ret) -> Option<u32> {
 /// The record's version just before the op took effect.
 fn version_before(ret: &Ret) -> Option<u32> {
     match ret {
-        Ret::Written { version } | Ret::Incremented { version, .. } => Some(version - 1),
+        // A buggy store may answer version 0: that must not underflow here.
+        Ret::Written { version } | Ret::Incremented { version, .. } => {
+            Some(version.saturating_sub(1))
+        }
         Ret::Value { version, .. } | Ret::Deleted { version } => Some(*version),
         Ret::Mismatch { current } => Some(*current),
         Ret::NotFound => Some(0),
