@@ -680,5 +680,6 @@ fn err_text(e: io::Error) -> String {
     e.to_string()
 }
 
+pub mod history;
 pub mod kv;
 pub mod netns;
