@@ -60,6 +60,30 @@ pub fn bind(addr: SocketAddr) -> Result<Listener, MasterError> {
     })
 }
 
+/// How often, and how far apart, [`bind_retrying`] tries an address that is in use (nginx's
+/// five tries half a second apart).
+const BIND_TRIES: u32 = 5;
+const BIND_RETRY_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// [`bind`], tried again while the address is in use, as nginx does: right after a `kill -9` of
+/// a daemon, its sockets can stay bound until the killed processes' last threads are gone.
+/// Only the master's start uses it (the master has no workers yet, so nothing waits on it).
+pub fn bind_retrying(addr: SocketAddr) -> Result<Listener, MasterError> {
+    let mut tries = 1;
+    loop {
+        match bind(addr) {
+            Err(MasterError::Bind { err, .. })
+                if err.kind() == std::io::ErrorKind::AddrInUse && tries < BIND_TRIES =>
+            {
+                log::warn!("could not bind {addr}: {err}; trying again in 500 ms");
+                tries += 1;
+                std::thread::sleep(BIND_RETRY_EVERY);
+            }
+            r => return r,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -74,6 +98,26 @@ mod tests {
             "{err}"
         );
         assert!(err.contains("in use"), "{err}");
+    }
+
+    #[test]
+    fn a_bind_is_retried_while_the_address_is_in_use() {
+        let first = bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = first.socket.local_addr().unwrap();
+        let freed = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(700));
+            drop(first);
+        });
+        let started = std::time::Instant::now();
+        let second = bind_retrying(addr).expect("bound once the first socket is closed");
+        assert_eq!(second.socket.local_addr().unwrap(), addr);
+        assert!(started.elapsed() >= std::time::Duration::from_millis(500));
+        freed.join().unwrap();
+        // Held for good: refused after the last try, about 2 s later.
+        let started = std::time::Instant::now();
+        let err = bind_retrying(addr).unwrap_err().to_string();
+        assert!(err.contains("in use"), "{err}");
+        assert!(started.elapsed() >= BIND_RETRY_EVERY * (BIND_TRIES - 1));
     }
 
     #[test]

@@ -190,7 +190,7 @@ fn prepare(
     for l in &conf.listen {
         match inherited.iter().position(|i| i.addr == l.addr) {
             Some(i) => listeners.push(inherited.swap_remove(i)),
-            None => listeners.push(listen::bind(l.addr)?),
+            None => listeners.push(listen::bind_retrying(l.addr)?),
         }
     }
     // Inherited sockets this conf no longer lists are closed here (dropped).
