@@ -19,7 +19,8 @@ fn root() -> PathBuf {
 
 /// Top-level entries a path named in ARCHITECTURE.md may start with.
 const TOP: &[&str] = &[
-    "conf/", "storage/", "mq/", "worker/", "master/", "tests/", "benches/", "init/", "man/", ".ci/",
+    "conf/", "storage/", "cluster/", "mq/", "worker/", "master/", "tests/", "benches/", "init/",
+    "man/", ".ci/",
 ];
 
 /// The repository paths of a markdown text: backticked words that start with a top-level folder

@@ -1462,7 +1462,7 @@ fn a_write_without_ttl_makes_a_member_permanent_again() {
 
 #[test]
 fn long_keys_list_in_bytewise_order_across_pages() {
-    // Keys past 400 bytes are stored by prefix + hash (storage/src/codec.rs); listings must
+    // Keys past 400 bytes are stored by prefix + hash (storage/src/codec/keys.rs); listings must
     // still be in full bytewise order, also when a page boundary falls inside a run of long
     // keys sharing their first 400 bytes.
     let server = Server::start(&[]);

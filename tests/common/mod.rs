@@ -681,3 +681,4 @@ fn err_text(e: io::Error) -> String {
 }
 
 pub mod kv;
+pub mod netns;

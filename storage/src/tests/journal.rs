@@ -247,11 +247,7 @@ fn a_failed_commit_is_not_replayed() {
     b.put(b"failed", b"2", 0, 0, 0).unwrap();
     assert!(b.commit().is_err());
     let expected = dump(&s);
-    s.drop_as_in_a_crash();
-    let jdir = d.path().join("data").join("journal");
-    let ck = journal::read_checkpoint(&jdir).unwrap().unwrap();
-    tear_data_file(&d, &ck);
-    let s = open_on(&d, "boot-2").unwrap();
+    let s = crash_and_reboot(&d, s);
     assert_eq!(dump(&s), expected);
     with_batch(&s, |b| {
         assert!(matches!(b.get(b"failed", 0), Err(StorageError::NotFound)));
@@ -259,16 +255,31 @@ fn a_failed_commit_is_not_replayed() {
     });
 }
 
+/// Keeps the periodic checkpoints off `d`'s journal, so that its passes stay in it to be
+/// replayed however slowly the machine runs the test.
+fn hold_checkpoints(d: &TempDir) {
+    crate::journal::checkpoint::PERIODIC_HELD
+        .lock()
+        .unwrap()
+        .push(d.path().join("data").join("journal"));
+}
+
+/// A machine crash under `s` (no last checkpoint, the data file torn past the checkpoint),
+/// then the store opened after the reboot.
+fn crash_and_reboot(d: &TempDir, s: Store) -> Store {
+    s.drop_as_in_a_crash();
+    let jdir = d.path().join("data").join("journal");
+    let ck = journal::read_checkpoint(&jdir).unwrap().unwrap();
+    tear_data_file(d, &ck);
+    open_on(d, "boot-2").unwrap()
+}
+
 /// A group's state is journaled with the commands of its pass: after a machine crash the
 /// replay restores both as they were committed.
 #[test]
 fn a_group_state_survives_the_replay_after_a_machine_crash() {
     let d = TempDir::new("journal");
-    // The passes must stay in the journal however slow the machine is.
-    crate::journal::checkpoint::PERIODIC_HELD
-        .lock()
-        .unwrap()
-        .push(d.path().join("data").join("journal"));
+    hold_checkpoints(&d);
     let s = open_on(&d, "boot-1").unwrap();
     write_history(&s);
     for pass in 0..20u32 {
@@ -279,11 +290,7 @@ fn a_group_state_survives_the_replay_after_a_machine_crash() {
         });
     }
     let before = dump(&s);
-    s.drop_as_in_a_crash();
-    let jdir = d.path().join("data").join("journal");
-    let ck = journal::read_checkpoint(&jdir).unwrap().unwrap();
-    tear_data_file(&d, &ck);
-    let s = open_on(&d, "boot-2").unwrap();
+    let s = crash_and_reboot(&d, s);
     assert_eq!(dump(&s), before);
     with_batch(&s, |b| {
         assert_eq!(b.group_state(0).unwrap().unwrap(), b"applied 18");
@@ -298,21 +305,19 @@ fn a_group_state_survives_the_replay_after_a_machine_crash() {
 #[test]
 fn an_import_survives_the_replay_after_a_machine_crash() {
     let d = TempDir::new("journal");
-    crate::journal::checkpoint::PERIODIC_HELD
-        .lock()
-        .unwrap()
-        .push(d.path().join("data").join("journal"));
+    hold_checkpoints(&d);
     let e = TempDir::new("journal");
     let from = open_on(&e, "boot-1").unwrap();
     with_batch(&from, |b| {
         for i in 0..200u32 {
             b.put(format!("from-{i}").as_bytes(), b"v", 0, 0, 0)
                 .unwrap();
-            b.hset("tb", format!("f{i}").as_bytes(), b"v", 0, 0, 0)
+            b.hset("t", format!("f{i}").as_bytes(), b"v", 0, 0, 0)
                 .unwrap();
         }
     });
     let snapshot = from.batch().export_slots(0..512, 0).unwrap();
+    assert!(snapshot.len() > 200 * 30, "plain records and a table");
     let s = open_on(&d, "boot-1").unwrap();
     write_history(&s);
     with_batch(&s, |b| {
@@ -320,11 +325,8 @@ fn an_import_survives_the_replay_after_a_machine_crash() {
         b.set_group_state(0, b"snapshot").unwrap();
     });
     let before = dump(&s);
-    s.drop_as_in_a_crash();
-    let jdir = d.path().join("data").join("journal");
-    let ck = journal::read_checkpoint(&jdir).unwrap().unwrap();
-    tear_data_file(&d, &ck);
-    let s = open_on(&d, "boot-2").unwrap();
+    let s = crash_and_reboot(&d, s);
     assert_eq!(dump(&s), before);
     assert_eq!(s.batch().export_slots(0..512, 0).unwrap(), snapshot);
+    assert_eq!(s.batch().table_stat("t", 0).unwrap().usage.count, 200);
 }
