@@ -8,8 +8,6 @@
 mod client;
 mod http;
 mod server;
-#[cfg(test)]
-mod tests;
 
 use std::collections::BTreeMap;
 use std::sync::RwLock;

@@ -18,7 +18,7 @@ use tokio::sync::watch;
 use super::http::{read_request, response_bytes, HttpError, Request};
 use super::{unix_ms, Groups, MAX_BODY, RAFT_PATH};
 use crate::peer::auth::PeerKey;
-use crate::peer::frame::{Frame, Kind, Limits};
+use crate::peer::frame::{Frame, FrameError, Kind, Limits};
 use crate::raft::rpc_codec as rpc;
 use crate::raft::TypeConfig;
 
@@ -136,6 +136,7 @@ impl Server {
         }
         let frame = match Frame::decode(&req.body, &self.limits) {
             Ok(f) => f,
+            Err(e @ FrameError::Group { .. }) => return answer(404, &e.to_string()),
             Err(e) => return answer(400, &e.to_string()),
         };
         let Some(raft) = self.groups.get(frame.group) else {
