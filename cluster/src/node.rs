@@ -125,6 +125,10 @@ impl Node {
             let raft = Raft::new(this, config.clone(), network, engine.group(g), sm)
                 .await
                 .map_err(io::Error::other)?;
+            let m = raft.metrics().borrow().clone();
+            if m.last_log_index.is_none() && m.last_applied.is_none() {
+                groups.started_empty(g);
+            }
             groups.insert(g, raft.clone());
             if placement.initializer(g) == Some(cluster.this) {
                 tokio::spawn(initialize(raft, g, members_of(g)));

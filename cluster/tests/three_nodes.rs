@@ -341,14 +341,16 @@ async fn scenario() {
     }
 
     // Snapshots everywhere (the log is purged up to them), then node 1 loses its disk.
-    for g in 0..GROUPS {
-        let i = c.leader(g, deadline(10)).await;
-        let raft = c.nodes[i].as_ref().expect("up").0.raft(g).expect("raft");
-        raft.trigger().snapshot().await.expect("snapshot");
-        let until = deadline(10);
-        while raft.metrics().borrow().snapshot.is_none() {
-            assert!(Instant::now() < until, "group {g} took no snapshot");
-            tokio::time::sleep(Duration::from_millis(20)).await;
+    for (i, n) in c.nodes.iter().enumerate() {
+        let node = &n.as_ref().expect("up").0;
+        for g in 0..GROUPS {
+            let raft = node.raft(g).expect("raft");
+            raft.trigger().snapshot().await.expect("snapshot");
+            let until = deadline(10);
+            while raft.metrics().borrow().purged.is_none() {
+                assert!(Instant::now() < until, "node {i}, group {g}: no snapshot, no purge");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
         }
     }
     c.stop(1).await;
@@ -368,6 +370,12 @@ async fn scenario() {
     }
     for k in &first {
         c.applied_everywhere(k, "one").await;
+    }
+    // The wiped node got each group's snapshot (its log had been purged on the leaders).
+    let wiped = &c.nodes[1].as_ref().expect("up").0;
+    for st in wiped.status() {
+        assert!(st.snapshot_index.is_some(), "{st:?}");
+        assert!(st.applied_index >= st.snapshot_index, "{st:?}");
     }
 
     bad_input_is_refused(&c).await;

@@ -9,7 +9,7 @@ mod client;
 mod http;
 mod server;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::RwLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -35,9 +35,17 @@ pub fn unix_ms() -> u64 {
 }
 
 /// The Raft of each group this node serves, looked up by the server for every request.
+///
+/// It also keeps the groups whose log was empty when this node started (a first start, or a
+/// disk lost, which this node cannot tell apart): until such a group has applied an entry
+/// from a leader, its votes go only to candidates whose log holds nothing but the initial
+/// membership (a bootstrap election). Otherwise a node that lost its disk could vote a
+/// candidate lacking committed entries into leadership (`cluster.md` §8; openraft's FAQ on
+/// wiping a node). The server applies it before handing a vote to the Raft.
 #[derive(Default)]
 pub struct Groups {
     rafts: RwLock<BTreeMap<u32, Raft<TypeConfig>>>,
+    empty_at_start: RwLock<BTreeSet<u32>>,
 }
 
 impl Groups {
@@ -51,6 +59,39 @@ impl Groups {
     pub fn insert(&self, group: u32, raft: Raft<TypeConfig>) {
         let mut rafts = self.rafts.write().unwrap_or_else(|e| e.into_inner());
         rafts.insert(group, raft);
+    }
+
+    /// Marks `group` as started on an empty log.
+    pub fn started_empty(&self, group: u32) {
+        let mut empty = self
+            .empty_at_start
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        empty.insert(group);
+    }
+
+    /// Whether `raft`, of `group`, must refuse its vote to a candidate whose last log entry
+    /// has index `candidate_last` (see the type's doc). Once the group has applied an entry
+    /// past the initial membership, never again for this run.
+    pub fn withholds_vote(&self, group: u32, raft: &Raft<TypeConfig>, candidate_last: u64) -> bool {
+        let empty = self
+            .empty_at_start
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
+        if !empty.contains(&group) {
+            return false;
+        }
+        drop(empty);
+        let applied = raft.metrics().borrow().last_applied.map_or(0, |l| l.index);
+        if applied > 0 {
+            let mut empty = self
+                .empty_at_start
+                .write()
+                .unwrap_or_else(|e| e.into_inner());
+            empty.remove(&group);
+            return false;
+        }
+        candidate_last > 0
     }
 
     /// Every group's Raft, taken out (the server answers `404` for them from now on).

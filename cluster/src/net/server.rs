@@ -10,6 +10,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use openraft::raft::VoteResponse;
 use openraft::Raft;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
@@ -142,7 +143,7 @@ impl Server {
         let Some(raft) = self.groups.get(frame.group) else {
             return answer(404, "this node does not serve the group");
         };
-        match dispatch(&raft, frame.kind, frame.payload).await {
+        match dispatch(&self.groups, frame.group, &raft, frame.kind, frame.payload).await {
             Some(body) => (200, body),
             None => answer(400, &format!("malformed {} payload", frame.kind.name())),
         }
@@ -151,7 +152,13 @@ impl Server {
 
 /// Hands a decoded payload to the group's Raft; its encoded answer, or `None` for a payload
 /// that does not decode (or a kind this server does not take).
-async fn dispatch(raft: &Raft<TypeConfig>, kind: Kind, payload: &[u8]) -> Option<Vec<u8>> {
+async fn dispatch(
+    groups: &Groups,
+    group: u32,
+    raft: &Raft<TypeConfig>,
+    kind: Kind,
+    payload: &[u8],
+) -> Option<Vec<u8>> {
     match kind {
         Kind::AppendEntries => {
             let req = rpc::decode_append_request(payload).ok()?;
@@ -159,6 +166,13 @@ async fn dispatch(raft: &Raft<TypeConfig>, kind: Kind, payload: &[u8]) -> Option
         }
         Kind::Vote => {
             let req = rpc::decode_vote_request(payload).ok()?;
+            let candidate_last = req.last_log_id.map_or(0, |l| l.index);
+            if groups.withholds_vote(group, raft, candidate_last) {
+                // Refused as openraft would refuse a stale candidate: our vote, not granted.
+                let m = raft.metrics().borrow().clone();
+                let refusal = VoteResponse::new(m.vote, m.last_applied, false);
+                return Some(rpc::encode_vote_result(&Ok(refusal)));
+            }
             Some(rpc::encode_vote_result(&raft.vote(req).await))
         }
         Kind::InstallSnapshot => {
