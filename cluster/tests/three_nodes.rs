@@ -348,7 +348,10 @@ async fn scenario() {
             raft.trigger().snapshot().await.expect("snapshot");
             let until = deadline(10);
             while raft.metrics().borrow().purged.is_none() {
-                assert!(Instant::now() < until, "node {i}, group {g}: no snapshot, no purge");
+                assert!(
+                    Instant::now() < until,
+                    "node {i}, group {g}: no snapshot, no purge"
+                );
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }

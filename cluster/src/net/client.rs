@@ -196,6 +196,9 @@ impl RaftNetworkFactory<TypeConfig> for GroupNetwork {
 
 type RpcResult<T, E> = Result<T, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>>;
 
+/// A decoder of what a server answers to one kind of RPC.
+type Decoder<T, E> = fn(&[u8]) -> Result<Result<T, RaftError<NodeId, E>>, CodecError>;
+
 impl PeerConnection {
     /// One RPC: `payload` out, the answer decoded by `decode`, every failure as openraft
     /// wants it.
@@ -205,7 +208,7 @@ impl PeerConnection {
         kind: Kind,
         payload: Vec<u8>,
         option: &RPCOption,
-        decode: fn(&[u8]) -> Result<Result<T, RaftError<NodeId, E>>, CodecError>,
+        decode: Decoder<T, E>,
     ) -> RpcResult<T, E> {
         let timeout = option.hard_ttl();
         let call = self

@@ -216,3 +216,79 @@ pub fn response_bytes(status: u16, body: &[u8], close: bool) -> Vec<u8> {
     out.extend_from_slice(body);
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run<T>(f: impl std::future::Future<Output = T>) -> T {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        rt.block_on(f)
+    }
+
+    #[test]
+    fn requests_on_one_stream_are_read_one_after_another() {
+        let mut bytes = request_bytes("/raft", &[("Hust-Node", "n1")], b"abc");
+        bytes.extend_from_slice(&request_bytes("/raft", &[], b""));
+        let mut stream = &bytes[..];
+        let mut buf = Vec::new();
+        let req = run(read_request(&mut stream, &mut buf, 10)).expect("first");
+        assert_eq!(
+            (req.method.as_str(), req.target.as_str()),
+            ("POST", "/raft")
+        );
+        assert_eq!(req.body, b"abc");
+        let node = req.header_pairs().find(|(n, _)| *n == "Hust-Node");
+        assert_eq!(node, Some(("Hust-Node", &b"n1"[..])));
+        assert!(run(read_request(&mut stream, &mut buf, 10))
+            .expect("second")
+            .body
+            .is_empty());
+        assert!(matches!(
+            run(read_request(&mut stream, &mut buf, 10)),
+            Err(HttpError::Closed)
+        ));
+    }
+
+    #[test]
+    fn responses_round_trip() {
+        let bytes = response_bytes(401, b"unauthorized", false);
+        let (status, body) = run(read_response(&mut &bytes[..], &mut Vec::new(), 100)).expect("ok");
+        assert_eq!((status, body.as_slice()), (401, &b"unauthorized"[..]));
+    }
+
+    #[test]
+    fn what_we_do_not_accept_is_refused() {
+        let read =
+            |bytes: &[u8], max: u64| run(read_request(&mut &bytes[..], &mut Vec::new(), max));
+        let big = request_bytes("/raft", &[], &[0; 11]);
+        assert!(matches!(read(&big, 10), Err(HttpError::TooLarge(11))));
+        let chunked = b"POST /raft HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n";
+        assert!(matches!(read(chunked, 10), Err(HttpError::Malformed(_))));
+        let two = b"POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab";
+        assert!(matches!(read(two, 10), Err(HttpError::Malformed(_))));
+        let cut = b"POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nab";
+        assert!(matches!(read(cut, 10), Err(HttpError::Io(_))));
+        let endless = vec![b'a'; MAX_HEAD + 10];
+        assert!(matches!(read(&endless, 10), Err(HttpError::Malformed(_))));
+    }
+
+    #[test]
+    fn garbage_never_panics() {
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let good = request_bytes("/raft", &[("A", "b")], b"body");
+        for _ in 0..5_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let mut bad = good.clone();
+            let at = (x % bad.len() as u64) as usize;
+            bad[at] = (x >> 32) as u8;
+            bad.truncate(((x >> 40) % (good.len() as u64 + 1)) as usize);
+            let _ = run(read_request(&mut &bad[..], &mut Vec::new(), 100));
+            let _ = run(read_response(&mut &bad[..], &mut Vec::new(), 100));
+        }
+    }
+}
