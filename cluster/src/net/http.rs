@@ -77,6 +77,18 @@ fn content_length(headers: &[httparse::Header<'_>]) -> Result<u64, HttpError> {
     Ok(len.unwrap_or(0))
 }
 
+/// The length of a head `httparse` parsed whole; `None` while it is incomplete.
+fn head_len(
+    parsed: httparse::Result<usize>,
+    what: &'static str,
+) -> Result<Option<usize>, HttpError> {
+    match parsed {
+        Ok(httparse::Status::Partial) => Ok(None),
+        Ok(httparse::Status::Complete(len)) => Ok(Some(len)),
+        Err(_) => Err(HttpError::Malformed(what)),
+    }
+}
+
 /// What a head parser found: the head's length, what it keeps of it, the body's length.
 type Head<T> = (usize, T, u64);
 
@@ -135,24 +147,18 @@ pub async fn read_request<S: AsyncRead + Unpin>(
     let parse = |bytes: &[u8]| {
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let mut req = httparse::Request::new(&mut headers);
-        match req.parse(bytes) {
-            Ok(httparse::Status::Partial) => Ok(None),
-            Err(_) => Err(HttpError::Malformed("bad request head")),
-            Ok(httparse::Status::Complete(len)) => {
-                let body_len = content_length(req.headers)?;
-                let kept = Request {
-                    method: req.method.unwrap_or_default().to_string(),
-                    target: req.path.unwrap_or_default().to_string(),
-                    headers: req
-                        .headers
-                        .iter()
-                        .map(|h| (h.name.to_string(), h.value.to_vec()))
-                        .collect(),
-                    body: Vec::new(),
-                };
-                Ok(Some((len, kept, body_len)))
-            }
-        }
+        let Some(len) = head_len(req.parse(bytes), "bad request head")? else {
+            return Ok(None);
+        };
+        let kept = Request {
+            method: req.method.unwrap_or_default().to_string(),
+            target: req.path.unwrap_or_default().to_string(),
+            headers: (req.headers.iter())
+                .map(|h| (h.name.to_string(), h.value.to_vec()))
+                .collect(),
+            body: Vec::new(),
+        };
+        Ok(Some((len, kept, content_length(req.headers)?)))
     };
     let (mut req, body) = read_message(stream, buf, max_body, parse).await?;
     req.body = body;
@@ -168,14 +174,11 @@ pub async fn read_response<S: AsyncRead + Unpin>(
     let parse = |bytes: &[u8]| {
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let mut resp = httparse::Response::new(&mut headers);
-        match resp.parse(bytes) {
-            Ok(httparse::Status::Partial) => Ok(None),
-            Err(_) => Err(HttpError::Malformed("bad response head")),
-            Ok(httparse::Status::Complete(len)) => {
-                let status = resp.code.unwrap_or(0);
-                Ok(Some((len, status, content_length(resp.headers)?)))
-            }
-        }
+        let Some(len) = head_len(resp.parse(bytes), "bad response head")? else {
+            return Ok(None);
+        };
+        let status = resp.code.unwrap_or(0);
+        Ok(Some((len, status, content_length(resp.headers)?)))
     };
     read_message(stream, buf, max_body, parse).await
 }
