@@ -3,56 +3,31 @@
 //! on its peer address and the client towards the other nodes. Bootstrap is deterministic:
 //! each group's initializer (the placement's) initializes the group with its members once,
 //! whatever the start order; a node whose log already holds the group is refused by openraft
-//! ("not allowed") and goes on. The API the rest of the process uses: [`Node::write`],
+//! ("not allowed") and goes on. The API the rest of the process uses: [`Node::write`]
+//! (forwarded to the leader when this node is not it),
 //! [`Node::linearizable_read_barrier`], [`Node::status`].
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use openraft::error::{CheckIsLeaderError, ClientWriteError, InitializeError, RaftError};
+use openraft::error::{CheckIsLeaderError, InitializeError, RaftError};
 use openraft::{BasicNode, Config, Raft, ServerState, SnapshotPolicy};
 use storage::{Command, Store};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::net::{GroupNetwork, Groups, PeerClient, Server};
+pub use crate::net::WriteError;
+use crate::net::{decode_write_result, propose, GroupNetwork, Groups, PeerClient, Server};
 use crate::peer::auth::PeerKey;
+use crate::peer::frame::Kind;
 use crate::placement::Placement;
 use crate::raft::{Applied, LogCommand, LogEngine, NodeId, StateMachine, TypeConfig};
 
 /// Logs after which a group takes a snapshot (its log is purged up to it).
 const SNAPSHOT_EVERY: u64 = 10_000;
-
-/// Why a proposal or a read barrier did not go through.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum WriteError {
-    /// This node is not a member of the group (or there is no such group).
-    NoGroup(u32),
-    /// This node does not lead the group; `leader` does, if known. The caller retries there.
-    NotLeader { leader: Option<NodeId> },
-    /// The leader could not reach a majority for a read barrier.
-    NoQuorum,
-    /// The group's Raft stopped or failed (its message).
-    Fatal(String),
-}
-
-impl fmt::Display for WriteError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            WriteError::NoGroup(g) => write!(f, "this node is not a member of group {g}"),
-            WriteError::NotLeader { leader: Some(l) } => write!(f, "not the leader; node {l} is"),
-            WriteError::NotLeader { leader: None } => write!(f, "not the leader; none known"),
-            WriteError::NoQuorum => write!(f, "no majority reachable"),
-            WriteError::Fatal(e) => write!(f, "consensus failed: {e}"),
-        }
-    }
-}
-
-impl std::error::Error for WriteError {}
 
 /// What a group's Raft reports of itself (openraft's metrics).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,6 +45,9 @@ pub struct GroupStatus {
 pub struct Node {
     this: NodeId,
     groups: Arc<Groups>,
+    client: Arc<PeerClient>,
+    /// How long a forwarded write may take (the conf's `timeout`).
+    timeout: Duration,
     peer_addr: SocketAddr,
     /// Dropped (or sent `true`) to stop the peer server and its connections.
     stop: watch::Sender<bool>,
@@ -141,6 +119,8 @@ impl Node {
         Ok(Node {
             this,
             groups,
+            client,
+            timeout: cluster.timeout,
             peer_addr,
             stop,
         })
@@ -170,19 +150,35 @@ impl Node {
         self.groups.get(group)
     }
 
-    /// Proposes `cmd` to `group` and waits until it is committed and applied here; its
-    /// answer. Only the leader proposes: elsewhere [`WriteError::NotLeader`] names it.
+    /// Proposes `cmd` to `group` and waits until it is committed and applied (here, or on
+    /// the leader it was forwarded to); its answer. A follower that knows the leader forwards
+    /// the write to it once; [`WriteError::NotLeader`] when no leader is known (the caller
+    /// retries later) or the one asked no longer leads.
     pub async fn write(&self, group: u32, cmd: &Command<'_>) -> Result<Applied, WriteError> {
         let raft = self.groups.get(group).ok_or(WriteError::NoGroup(group))?;
-        match raft.client_write(LogCommand::new(cmd)).await {
-            Ok(r) => Ok(r.data),
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-                Err(WriteError::NotLeader {
-                    leader: f.leader_id,
-                })
+        let cmd = LogCommand::new(cmd);
+        match propose(&raft, cmd.clone()).await {
+            Err(WriteError::NotLeader { leader: Some(l) }) if l != self.this => {
+                self.forward(l, group, &cmd).await
             }
-            Err(e) => Err(WriteError::Fatal(e.to_string())),
+            r => r,
         }
+    }
+
+    /// Sends a write to `leader`, which proposes it there.
+    async fn forward(
+        &self,
+        leader: NodeId,
+        group: u32,
+        cmd: &LogCommand,
+    ) -> Result<Applied, WriteError> {
+        let call = self
+            .client
+            .call(leader, Kind::ForwardWrite, group, &cmd.bytes, self.timeout);
+        let body = call
+            .await
+            .map_err(|e| WriteError::Fatal(format!("forwarding to node {leader}: {e}")))?;
+        decode_write_result(&body).map_err(|e| WriteError::Fatal(format!("node {leader}: {e}")))?
     }
 
     /// Waits until this node, the group's leader, has confirmed its leadership with a majority

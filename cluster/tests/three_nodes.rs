@@ -151,15 +151,7 @@ impl Cluster {
     async fn put(&self, key: &str, val: &str) -> Applied {
         let group = self.placement.group_of(Target::Key(key.as_bytes()));
         let until = deadline(10);
-        let cmd = Command {
-            now_ms: NOW,
-            write: Write::Put {
-                key: key.as_bytes(),
-                val: val.as_bytes(),
-                expires_at: 0,
-                ver: 0,
-            },
-        };
+        let cmd = put_cmd(key, val);
         loop {
             let i = self.leader(group, until).await;
             let (node, _) = self.nodes[i].as_ref().expect("up");
@@ -218,6 +210,18 @@ impl Cluster {
 
     fn peer_addr(&self, i: usize) -> SocketAddr {
         self.confs[i].cluster.as_ref().expect("cluster").nodes[i].peer
+    }
+}
+
+fn put_cmd<'a>(key: &'a str, val: &'a str) -> Command<'a> {
+    Command {
+        now_ms: NOW,
+        write: Write::Put {
+            key: key.as_bytes(),
+            val: val.as_bytes(),
+            expires_at: 0,
+            ver: 0,
+        },
     }
 }
 
@@ -327,6 +331,21 @@ async fn scenario() {
     for k in &first {
         c.applied_everywhere(k, "one").await;
     }
+
+    // A write through a follower is forwarded to the leader (once the follower knows it).
+    let leader = c.leader(0, deadline(10)).await;
+    let follower = &c.nodes[(leader + 1) % NODES].as_ref().expect("up").0;
+    let key = &keys(&c.placement, "f")[0];
+    let until = deadline(10);
+    let forwarded = loop {
+        match follower.write(0, &put_cmd(key, "forwarded")).await {
+            Err(WriteError::NotLeader { leader: None }) if Instant::now() < until => {}
+            r => break r,
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(forwarded, Ok(Applied::Written { ver: 1 }));
+    c.applied_everywhere(key, "forwarded").await;
 
     // Node 2 down: every group still takes writes (a new leader where node 2 led).
     c.stop(2).await;

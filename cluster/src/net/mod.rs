@@ -3,9 +3,11 @@
 //! connection pool per node, shared by all its groups (`client`, openraft's network traits).
 //! A request is a `peer::frame` (kind, group, payload) signed with the cluster's secret
 //! (`peer::auth`); its payload and the answer are `raft::rpc_codec`'s. `http` is the little
-//! HTTP/1.1 both ends speak.
+//! HTTP/1.1 both ends speak; `forward` the proposal of a client write, here or forwarded to
+//! the leader.
 
 mod client;
+mod forward;
 mod http;
 mod server;
 
@@ -17,7 +19,8 @@ use openraft::Raft;
 
 use crate::raft::TypeConfig;
 
-pub use client::{GroupNetwork, PeerClient, PeerConnection};
+pub use client::{CallError, GroupNetwork, PeerClient, PeerConnection};
+pub use forward::{decode_write_result, encode_write_result, propose, WriteError};
 pub use server::Server;
 
 /// The one path of the peer protocol.

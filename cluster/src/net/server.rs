@@ -16,12 +16,13 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
+use super::forward::{encode_write_result, propose};
 use super::http::{read_request, response_bytes, HttpError, Request};
 use super::{unix_ms, Groups, MAX_BODY, RAFT_PATH};
 use crate::peer::auth::PeerKey;
 use crate::peer::frame::{Frame, FrameError, Kind, Limits};
 use crate::raft::rpc_codec as rpc;
-use crate::raft::TypeConfig;
+use crate::raft::{LogCommand, TypeConfig};
 
 /// How long a connection may sit idle between requests before the server closes it.
 const IDLE: Duration = Duration::from_secs(120);
@@ -181,7 +182,15 @@ async fn dispatch(
                 &raft.install_snapshot(req).await,
             ))
         }
-        // Forwarding is not served yet: a node answers `NotLeader` to its caller instead.
-        Kind::ForwardWrite | Kind::ForwardRead => None,
+        Kind::ForwardWrite => {
+            // Only a command this node can read goes into the log.
+            storage::Command::decode(payload).ok()?;
+            let cmd = LogCommand {
+                bytes: payload.to_vec(),
+            };
+            Some(encode_write_result(&propose(raft, cmd).await))
+        }
+        // Reads are served where they arrive (after a barrier); none is forwarded yet.
+        Kind::ForwardRead => None,
     }
 }
