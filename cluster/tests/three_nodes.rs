@@ -19,7 +19,7 @@ use cluster::placement::{Placement, Target};
 use cluster::raft::rpc_codec;
 use cluster::raft::Applied;
 use openraft::raft::VoteRequest;
-use openraft::{ServerState, Vote};
+use openraft::{CommittedLeaderId, LogId, ServerState, Vote};
 use storage::{Command, Store, StoreOptions, Write};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -237,23 +237,35 @@ fn keys(placement: &Placement, tag: &str) -> Vec<String> {
         .collect()
 }
 
-/// Sends raw bytes to a peer server; the status of its answer.
-async fn status_of(addr: SocketAddr, request: &[u8]) -> u16 {
+/// Sends raw bytes to a peer server; the status and body of its answer.
+async fn answer_of(addr: SocketAddr, request: &[u8]) -> (u16, Vec<u8>) {
     let mut s = TcpStream::connect(addr).await.expect("connect");
     s.write_all(request).await.expect("send");
-    let mut buf = vec![0u8; 4096];
-    let mut have = 0;
+    let mut buf = Vec::new();
     let until = deadline(5);
-    while !buf[..have].windows(4).any(|w| w == b"\r\n\r\n") {
-        let n = tokio::time::timeout_at(until.into(), s.read(&mut buf[have..]))
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+            let len: usize = (head.lines())
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .map_or(0, |v| v.trim().parse().expect("length"));
+            if buf.len() >= end + 4 + len {
+                let status = head[9..12].parse().expect("status");
+                return (status, buf[end + 4..end + 4 + len].to_vec());
+            }
+        }
+        let mut chunk = [0u8; 4096];
+        let n = tokio::time::timeout_at(until.into(), s.read(&mut chunk))
             .await
             .expect("an answer in time")
             .expect("read");
         assert!(n > 0, "closed without an answer");
-        have += n;
+        buf.extend_from_slice(&chunk[..n]);
     }
-    let head = String::from_utf8_lossy(&buf[..have]);
-    head[9..12].parse().expect("status")
+}
+
+async fn status_of(addr: SocketAddr, request: &[u8]) -> u16 {
+    answer_of(addr, request).await.0
 }
 
 fn signed(key: &PeerKey, to: usize, body: &[u8]) -> Vec<u8> {
@@ -401,9 +413,53 @@ async fn scenario() {
     }
 
     bad_input_is_refused(&c).await;
+    a_wiped_node_votes_only_in_bootstrap_elections(&mut c).await;
+}
+
+/// Node 1 back on a wiped folder with no one to refill it: in group 0 (which it does not
+/// initialize, so its log there is empty) it refuses a candidate with entries past the initial
+/// membership, and grants a bootstrap candidate.
+async fn a_wiped_node_votes_only_in_bootstrap_elections(c: &mut Cluster) {
     for i in 0..NODES {
         c.stop(i).await;
     }
+    let dir = &c.confs[1].data_dir;
+    fs::remove_dir_all(dir).expect("wipe");
+    fs::create_dir_all(dir).expect("recreate");
+    c.restart(1).await;
+    let key = PeerKey::new(
+        c.confs[0].cluster.as_ref().expect("cluster"),
+        cluster::net::unix_ms(),
+    );
+    let vote = |term: u64, last: LogId<u64>| {
+        let req = VoteRequest::new(Vote::new(term, 0), Some(last));
+        let payload = rpc_codec::encode_vote_request(&req);
+        let frame = Frame {
+            kind: Kind::Vote,
+            group: 0,
+            payload: &payload,
+        };
+        signed(&key, 1, &frame.encode().expect("frame"))
+    };
+    let granted = |(status, body): (u16, Vec<u8>)| {
+        assert_eq!(status, 200);
+        let resp = rpc_codec::decode_vote_result(&body)
+            .expect("decodes")
+            .expect("a response");
+        resp.vote_granted
+    };
+    let addr = c.peer_addr(1);
+    let long = LogId::new(CommittedLeaderId::new(50, 0), 5);
+    assert!(
+        !granted(answer_of(addr, &vote(100, long)).await),
+        "a long log"
+    );
+    let bootstrap = LogId::new(CommittedLeaderId::new(0, 0), 0);
+    assert!(
+        granted(answer_of(addr, &vote(101, bootstrap)).await),
+        "a bootstrap"
+    );
+    c.stop(1).await;
 }
 
 #[test]
