@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::error::{CheckIsLeaderError, InitializeError, RaftError};
+use openraft::storage::RaftLogStorage;
 use openraft::{BasicNode, Config, Raft, ServerState, SnapshotPolicy};
 use storage::{Command, Store};
 use tokio::net::TcpListener;
@@ -37,6 +38,9 @@ pub struct GroupStatus {
     pub leader: Option<NodeId>,
     pub term: u64,
     pub last_log_index: Option<u64>,
+    /// What this node knows is committed: the later of what its log last recorded (openraft
+    /// saves it as it learns it, but not on installing a snapshot) and what it applied.
+    pub committed_index: Option<u64>,
     pub applied_index: Option<u64>,
     pub snapshot_index: Option<u64>,
 }
@@ -46,6 +50,7 @@ pub struct Node {
     this: NodeId,
     groups: Arc<Groups>,
     client: Arc<PeerClient>,
+    engine: LogEngine,
     /// How long a forwarded write may take (the conf's `timeout`).
     timeout: Duration,
     peer_addr: SocketAddr,
@@ -120,6 +125,7 @@ impl Node {
             this,
             groups,
             client,
+            engine,
             timeout: cluster.timeout,
             peer_addr,
             stop,
@@ -201,21 +207,30 @@ impl Node {
     }
 
     /// Every group's status, in group order.
-    pub fn status(&self) -> Vec<GroupStatus> {
-        let status = |g: u32| {
-            let raft = self.groups.get(g)?;
+    pub async fn status(&self) -> Vec<GroupStatus> {
+        let mut all = Vec::new();
+        for g in self.groups.ids() {
+            let Some(raft) = self.groups.get(g) else {
+                continue;
+            };
             let m = raft.metrics().borrow().clone();
-            Some(GroupStatus {
+            let committed = self.engine.group(g).read_committed().await;
+            all.push(GroupStatus {
                 group: g,
                 state: m.state,
                 leader: m.current_leader,
                 term: m.current_term,
                 last_log_index: m.last_log_index,
+                committed_index: committed
+                    .ok()
+                    .flatten()
+                    .max(m.last_applied)
+                    .map(|l| l.index),
                 applied_index: m.last_applied.map(|l| l.index),
                 snapshot_index: m.snapshot.map(|l| l.index),
-            })
-        };
-        self.groups.ids().into_iter().filter_map(status).collect()
+            });
+        }
+        all
     }
 
     /// Stops the peer server and every group's Raft. openraft's tasks let go of the log and

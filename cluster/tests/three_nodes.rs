@@ -137,7 +137,7 @@ impl Cluster {
         loop {
             for (i, n) in self.nodes.iter().enumerate() {
                 let Some((node, _)) = n else { continue };
-                let st = node.status().into_iter().find(|s| s.group == group);
+                let st = node.status().await.into_iter().find(|s| s.group == group);
                 if st.is_some_and(|s| s.state == ServerState::Leader) {
                     return i;
                 }
@@ -407,8 +407,9 @@ async fn scenario() {
     }
     // The wiped node got each group's snapshot (its log had been purged on the leaders).
     let wiped = &c.nodes[1].as_ref().expect("up").0;
-    for st in wiped.status() {
+    for st in wiped.status().await {
         assert!(st.snapshot_index.is_some(), "{st:?}");
+        assert!(st.committed_index >= st.applied_index, "{st:?}");
         assert!(st.applied_index >= st.snapshot_index, "{st:?}");
     }
 
