@@ -20,6 +20,7 @@ mod applied;
 mod codec;
 mod engine;
 mod log_store;
+pub mod rpc_codec;
 mod state_machine;
 #[cfg(test)]
 mod tests;
