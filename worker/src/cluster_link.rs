@@ -92,6 +92,7 @@ impl Link {
     }
 
     /// Whether a connection to the helper is up.
+    #[cfg(test)]
     pub fn connected(&self) -> bool {
         self.stream.is_some()
     }
