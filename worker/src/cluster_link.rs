@@ -9,7 +9,7 @@
 //! had not fully written [`Answer::Unavailable`] (certainly not applied), and reconnects with
 //! a growing back-off. A request made while there is no connection is `Unavailable` at once.
 
-use cluster::local::{decode_prefix, Frame, Message};
+use cluster::local::{decode_prefix, Frame, Message, MAX_FRAME};
 use cluster::raft::Applied;
 use mio::net::UnixStream;
 use mio::{Interest, Registry, Token};
@@ -121,6 +121,13 @@ impl Link {
         }
         let before = self.out.len();
         Frame { id, message }.encode(&mut self.out);
+        if self.out.len() - before > MAX_FRAME + 4 {
+            // The helper would refuse it and drop the link with every request on it.
+            self.out.truncate(before);
+            let why = "write too large to replicate".to_string();
+            self.answers.push((id, Answer::Unavailable(why)));
+            return id;
+        }
         self.queued += (self.out.len() - before) as u64;
         self.in_flight.insert(id, self.queued);
         self.flush();
@@ -214,14 +221,18 @@ impl Link {
     }
 
     fn read(&mut self, now: Instant) {
-        let mut chunk = vec![0u8; READ_CHUNK];
         loop {
             let Some(stream) = self.stream.as_mut() else {
                 return;
             };
-            match stream.read(&mut chunk) {
+            // Read straight into the buffer's tail (no chunk allocated per event).
+            let filled = self.inbuf.len();
+            self.inbuf.resize(filled + READ_CHUNK, 0);
+            let got = stream.read(&mut self.inbuf[filled..]);
+            self.inbuf.truncate(filled + *got.as_ref().unwrap_or(&0));
+            match got {
                 Ok(0) => return self.lose("the cluster helper closed the link", Some(now)),
-                Ok(n) => self.inbuf.extend_from_slice(&chunk[..n]),
+                Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
@@ -489,6 +500,33 @@ mod tests {
             vec![(second, Answer::Applied(Applied::Written { ver: 5 }))]
         );
         helper.join().unwrap();
+    }
+
+    #[test]
+    fn a_request_not_fully_written_to_a_lost_helper_is_unavailable() {
+        let path = temp_dir("unsent").join("cluster.sock");
+        let listener = UnixListener::bind(&path).unwrap();
+        let (tx, rx) = mpsc::channel::<()>();
+        let helper = thread::spawn(move || {
+            // Reads the first small frame only, then dies with the big one half sent.
+            let (mut s, _) = listener.accept().unwrap();
+            let mut buf = Vec::new();
+            read_frame(&mut s, &mut buf).unwrap();
+            rx.recv().unwrap();
+        });
+        let (mut poll, mut link) = attached(path);
+        let small = link.propose(0, b"small".to_vec());
+        thread::sleep(Duration::from_millis(100));
+        let big = link.propose(0, vec![1; 8 << 20]);
+        tx.send(()).unwrap();
+        helper.join().unwrap();
+        let mut got = answers(&mut poll, &mut link, 2);
+        got.sort_by_key(|a| a.0);
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert_eq!(got[0].0, small);
+        assert!(matches!(got[0].1, Answer::Unknown(_)), "{got:?}");
+        assert_eq!(got[1].0, big);
+        assert!(matches!(got[1].1, Answer::Unavailable(_)), "{got:?}");
     }
 
     #[test]
