@@ -12,7 +12,7 @@ use crate::flusher::Flushes;
 use crate::http::{Head, Response};
 use crate::metrics::SharedMetrics;
 use crate::routes::{self, Route};
-use crate::service::{ConnRef, Pass, Service};
+use crate::service::{ConnRef, Pass, Replication, Service};
 use crate::signals::{Signals, Stop};
 use crate::{auth::Users, conn::Step};
 use mio::net::{TcpListener, TcpStream};
@@ -28,6 +28,8 @@ const SIGNAL: Token = Token(0);
 const FIRST_LISTENER: usize = 1;
 /// The journal flusher's wakeups (see [`Flushes`]).
 const FLUSHED: Token = Token(FIRST_CONN - 1);
+/// The service's cluster link (cluster mode only, see [`Service::attach`]).
+const CLUSTER_LINK: Token = Token(FIRST_CONN - 2);
 const FIRST_CONN: usize = 1024;
 /// Connections accepted per listener per pass, so one worker does not grab a whole burst
 /// while the others sleep.
@@ -134,6 +136,7 @@ impl EventLoop {
         let mut stop = Stop::No;
         let mut retire_deadline: Option<Instant> = None;
         let mut wakeups: Vec<(ConnRef, Response)> = Vec::new();
+        service.attach(self.poll.registry(), CLUSTER_LINK, Instant::now());
         loop {
             let now = Instant::now();
             let due = [
@@ -164,6 +167,7 @@ impl EventLoop {
                 batch: &mut batch,
                 now,
                 now_ms,
+                replication: Replication::Local,
             };
             // Read every ready socket first, then serve: the pass's write transaction (and so
             // LMDB's write lock, which the other workers wait on) opens only in the second half.
@@ -176,6 +180,7 @@ impl EventLoop {
                     SIGNAL => stop = stop.max(self.read_signals()),
                     // Only a wakeup: held replies are released at the end of every pass.
                     FLUSHED => {}
+                    CLUSTER_LINK => service.on_link_ready(now),
                     Token(t) if t < FIRST_CONN => self.accept(t - FIRST_LISTENER, now),
                     Token(t) => self.on_conn_event(t - FIRST_CONN, service),
                 }

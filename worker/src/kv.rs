@@ -2,13 +2,22 @@
 //! the kv rows of the route table, and what every family shares: the parameter rules of §2.3
 //! and the one mapping of storage errors to HTTP (§2.5, §2.9: [`write_error`], [`read_error`],
 //! [`plain_error`]). The endpoints themselves are in one file per family.
+//!
+//! In cluster mode (a `cluster { }` block) replicated writes are not applied here: [`apply`]
+//! hands the command to the node's cluster helper through the link (`cluster_link`), the
+//! request parks, and the helper's answer becomes the reply (`cluster.md` §3), through the
+//! same mapping as a local write's. The cache stays local (§3).
 
+use crate::cluster_link::{Answer, Link};
 use crate::conn::Outcome;
 use crate::http::Response;
 use crate::query::{parse_bool, parse_i64, parse_u64, valid_name};
-use crate::service::{ConnRef, Pass, Request, Service};
+use crate::service::{ConnRef, Pass, Replication, Request, Service};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
+use cluster::placement::{group_of_slot, slot_of, Target};
+use cluster::raft::Applied;
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 use storage::{Command, ListItem, ListQuery, ListValue, Listing, StorageError, Write, Written};
@@ -34,6 +43,28 @@ pub struct KvService {
     /// The first `listen` address as written (`/get_table`).
     node: String,
     next_purge: Instant,
+    /// Cluster mode only.
+    cluster: Option<Replicated>,
+}
+
+/// The cluster side of a kv worker: the link to the helper and the requests parked on it.
+struct Replicated {
+    link: Link,
+    groups: u32,
+    /// How long a write may wait for its group (the conf's cluster `timeout`).
+    timeout: Duration,
+    /// Proposals in flight, by request id: the connection each answers.
+    pending: HashMap<u64, ConnRef>,
+}
+
+impl Replicated {
+    /// Forgets what `who` waits for: its answer, if it comes, is dropped (the write may
+    /// still happen: nothing is cancelled remotely).
+    fn forget(&mut self, who: ConnRef) -> bool {
+        let before = self.pending.len();
+        self.pending.retain(|_, w| *w != who);
+        self.pending.len() != before
+    }
 }
 
 impl KvService {
@@ -44,16 +75,48 @@ impl KvService {
                 .first()
                 .map_or_else(|| "127.0.0.1:8082".to_string(), |l| l.text.clone()),
             next_purge: Instant::now() + PURGE_EVERY,
+            cluster: conf.cluster.as_ref().map(|c| Replicated {
+                link: Link::new(conf.data_dir.join(CLUSTER_SOCKET)),
+                // The conf checks 1..=1024.
+                groups: u32::try_from(c.groups).unwrap_or(cluster::placement::SLOTS),
+                timeout: c.timeout,
+                pending: HashMap::new(),
+            }),
         }
     }
 }
 
+/// The cluster helper's socket, in the data folder.
+pub const CLUSTER_SOCKET: &str = "cluster.sock";
+
 /// A kv endpoint. kv answers at once: it never parks, so it needs no connection.
 pub type Handler = fn(&mut KvService, &Request<'_>, &mut Pass<'_, '_>) -> Check<Response>;
 
-/// Runs a kv row's handler.
-pub fn call(handler: Handler, kv: &mut KvService, req: &Request, pass: &mut Pass) -> Outcome {
-    Outcome::Reply(handler(kv, req, pass).unwrap_or_else(|r| r))
+/// Runs a kv row's handler. In cluster mode a replicated write parks the request (`who`)
+/// until the helper answers it, or the cluster `timeout` passes.
+pub fn call(
+    handler: Handler,
+    kv: &mut KvService,
+    req: &Request,
+    who: ConnRef,
+    pass: &mut Pass,
+) -> Outcome {
+    let Some(groups) = kv.cluster.as_ref().map(|c| c.groups) else {
+        return Outcome::Reply(handler(kv, req, pass).unwrap_or_else(|r| r));
+    };
+    pass.replication = Replication::Wanted { groups };
+    let resp = handler(kv, req, pass).unwrap_or_else(|r| r);
+    let proposed = std::mem::take(&mut pass.replication);
+    match (proposed, kv.cluster.as_mut()) {
+        (Replication::Proposed { group, command }, Some(c)) => {
+            let id = c.link.propose(group, command);
+            c.pending.insert(id, who);
+            Outcome::Park {
+                deadline: pass.now + c.timeout,
+            }
+        }
+        _ => Outcome::Reply(resp),
+    }
 }
 
 /// A parameter problem: the response to send instead (`400`, or `413` for an oversized value).
@@ -182,11 +245,104 @@ fn apply(pass: &mut Pass<'_, '_>, write: Write<'_>) -> Response {
         now_ms: pass.now_ms,
         write,
     };
+    if let (Replication::Wanted { groups }, Some(target)) = (&pass.replication, target(&write)) {
+        let group = group_of_slot(slot_of(target), *groups);
+        let mut bytes = Vec::new();
+        command.encode(&mut bytes);
+        pass.replication = Replication::Proposed {
+            group,
+            command: bytes,
+        };
+        // Never sent: `call` parks the request and the helper's answer is the reply.
+        return Response::empty(202);
+    }
     match pass.batch.apply(&command) {
         Ok(outcome) => answer(outcome),
         Err(e) if write.is_cache() => plain_error(e),
         Err(e) => write_error(e),
     }
+}
+
+/// What a replicated write is placed by (`cluster.md` §2); `None` for writes that are not
+/// replicated (the cache's, §3) or not a handler's (the purge).
+fn target<'w>(write: &Write<'w>) -> Option<Target<'w>> {
+    Some(match *write {
+        Write::Put { key, .. } | Write::Del { key, .. } => Target::Key(key),
+        Write::Hset { tb, .. }
+        | Write::Hincrby { tb, .. }
+        | Write::Hdel { tb, .. }
+        | Write::Sadd { tb, .. }
+        | Write::Srem { tb, .. }
+        | Write::Zadd { tb, .. }
+        | Write::Zrem { tb, .. } => Target::Table(tb),
+        _ => return None,
+    })
+}
+
+/// The reply to a replicated write: the helper's answer. An applied write answers exactly as
+/// a local one ([`answer`], [`write_error`]); the cluster's own refusals have an empty body,
+/// no `Version`/`VerError` and a `Cluster-Error` (`cluster.md` §3).
+fn replicated(answer_of: Answer) -> Response {
+    use storage::Outcome as O;
+    let w = |ver| Written { ver };
+    let result = match answer_of {
+        Answer::Unavailable(why) => {
+            return cluster_error(503, &why).header("Retry-After", 1);
+        }
+        Answer::Unknown(why) => return cluster_error(504, &why),
+        Answer::ReadReady => Err("a read barrier's answer to a write"),
+        Answer::Applied(applied) => match applied {
+            Applied::Written { ver } => Ok(Ok(O::Written(w(ver)))),
+            Applied::Counted { ver, value } => Ok(Ok(O::Counted(w(ver), value))),
+            Applied::Scored { ver, score } => Ok(Ok(O::Scored(w(ver), score))),
+            Applied::Done => Ok(Ok(O::Done)),
+            Applied::Int(n) => Ok(Ok(O::Int(n))),
+            Applied::Float(x) => Ok(Ok(O::Float(x))),
+            Applied::Purged(n) => Ok(Ok(O::Purged(usize::try_from(n).unwrap_or(usize::MAX)))),
+            Applied::NotFound => Ok(Err(StorageError::NotFound)),
+            Applied::VersionMismatch { current } => {
+                Ok(Err(StorageError::VersionMismatch { current }))
+            }
+            Applied::WrongType => Ok(Err(StorageError::WrongType)),
+            Applied::NotNumeric => Ok(Err(StorageError::NotNumeric)),
+            Applied::MapFull => Ok(Err(StorageError::MapFull)),
+            Applied::TooLarge => Ok(Err(StorageError::TooLarge)),
+            // The reason is the replica's; the reply (400) does not carry it.
+            Applied::Invalid(_) => Ok(Err(StorageError::Invalid("refused by its group"))),
+            Applied::Nothing => Err("no answer for a write"),
+            Applied::Undecodable => Err("the group could not decode the write"),
+        },
+    };
+    match result {
+        Ok(Ok(outcome)) => answer(outcome),
+        Ok(Err(e)) => write_error(e),
+        Err(why) => {
+            log::error!("cluster helper: {why}");
+            Response::empty(500)
+        }
+    }
+}
+
+/// A `503`/`504` of the cluster: `why` in a header, kept to printable ASCII so that no
+/// helper's message can break the reply's head.
+fn cluster_error(status: u16, why: &str) -> Response {
+    let why: String = why
+        .chars()
+        .take(200)
+        .map(|c| {
+            if c.is_ascii_graphic() || c == ' ' {
+                c
+            } else {
+                '?'
+            }
+        })
+        .collect();
+    let why = if why.trim().is_empty() {
+        "unavailable".to_string()
+    } else {
+        why
+    };
+    Response::empty(status).header("Cluster-Error", why)
 }
 
 fn answer(outcome: storage::Outcome) -> Response {
@@ -295,13 +451,33 @@ impl Service for KvService {
         bad()
     }
 
-    fn park_timeout(&mut self, _who: ConnRef, _pass: &mut Pass<'_, '_>) -> Response {
+    fn park_timeout(&mut self, who: ConnRef, _pass: &mut Pass<'_, '_>) -> Response {
+        // A replicated write may still be applied: its outcome is unknown.
+        if self.cluster.as_mut().is_some_and(|c| c.forget(who)) {
+            return cluster_error(504, "timeout");
+        }
         Response::empty(404)
     }
 
-    fn park_cancel(&mut self, _who: ConnRef) {}
+    fn park_cancel(&mut self, who: ConnRef) {
+        if let Some(c) = self.cluster.as_mut() {
+            c.forget(who);
+        }
+    }
 
-    fn tick(&mut self, pass: &mut Pass<'_, '_>, _wakeups: &mut Vec<(ConnRef, Response)>) {
+    fn tick(&mut self, pass: &mut Pass<'_, '_>, wakeups: &mut Vec<(ConnRef, Response)>) {
+        if let Some(c) = self.cluster.as_mut() {
+            c.link.tick(pass.now);
+            for (id, answer) in c.link.take_answers() {
+                // Not pending: its client left or timed out; the answer is dropped.
+                if let Some(who) = c.pending.remove(&id) {
+                    wakeups.push((who, replicated(answer)));
+                }
+            }
+            // Expiry is a replicated command in cluster mode (`cluster.md` §3), not a
+            // worker's local purge.
+            return;
+        }
         if pass.now < self.next_purge {
             return;
         }
@@ -314,8 +490,306 @@ impl Service for KvService {
     }
 
     fn next_deadline(&self) -> Option<Instant> {
-        Some(self.next_purge)
+        match &self.cluster {
+            Some(c) => c.link.next_deadline(),
+            None => Some(self.next_purge),
+        }
     }
 
+    /// A parked replicated write is a request in progress: it finishes on its own time (its
+    /// answer or its timeout) while the worker retires.
     fn retire(&mut self, _pass: &mut Pass<'_, '_>, _wakeups: &mut Vec<(ConnRef, Response)>) {}
+
+    fn attach(&mut self, registry: &mio::Registry, token: mio::Token, now: Instant) {
+        if let Some(c) = self.cluster.as_mut() {
+            if let Err(e) = c.link.attach(registry, token, now) {
+                log::error!("could not set up the cluster link: {e}");
+            }
+        }
+    }
+
+    fn on_link_ready(&mut self, now: Instant) {
+        if let Some(c) = self.cluster.as_mut() {
+            c.link.on_ready(now);
+        }
+    }
+}
+
+#[cfg(test)]
+mod cluster_tests {
+    //! Cluster mode's writes: the mapping of the helper's answers to replies, and a kv
+    //! service driven against a fake helper.
+    use super::*;
+    use crate::http::Method;
+    use crate::query::Params;
+    use cluster::local::{decode_prefix, Frame, Message};
+    use std::io::{Read as _, Write as _};
+    use std::os::unix::net::UnixListener;
+
+    fn headers(r: &Response) -> Vec<(&'static str, String)> {
+        r.headers.clone()
+    }
+
+    fn same(a: &Response, b: &Response) {
+        assert_eq!(
+            (a.status, headers(a), &a.body),
+            (b.status, headers(b), &b.body)
+        );
+    }
+
+    #[test]
+    fn applied_answers_reply_as_local_writes() {
+        let w = |ver| Written { ver };
+        let ok = [
+            (Applied::Written { ver: 4 }, storage::Outcome::Written(w(4))),
+            (
+                Applied::Counted { ver: 2, value: -7 },
+                storage::Outcome::Counted(w(2), -7),
+            ),
+            (
+                Applied::Scored { ver: 3, score: 9 },
+                storage::Outcome::Scored(w(3), 9),
+            ),
+            (Applied::Done, storage::Outcome::Done),
+            (Applied::Int(12), storage::Outcome::Int(12)),
+            (Applied::Float(1.5), storage::Outcome::Float(1.5)),
+            (Applied::Purged(3), storage::Outcome::Purged(3)),
+        ];
+        for (applied, outcome) in ok {
+            same(&replicated(Answer::Applied(applied)), &answer(outcome));
+        }
+        let refused = [
+            (Applied::NotFound, StorageError::NotFound),
+            (
+                Applied::VersionMismatch { current: 5 },
+                StorageError::VersionMismatch { current: 5 },
+            ),
+            (Applied::WrongType, StorageError::WrongType),
+            (Applied::NotNumeric, StorageError::NotNumeric),
+            (Applied::MapFull, StorageError::MapFull),
+            (Applied::TooLarge, StorageError::TooLarge),
+            (Applied::Invalid("x".into()), StorageError::Invalid("x")),
+        ];
+        for (applied, e) in refused {
+            same(&replicated(Answer::Applied(applied)), &write_error(e));
+        }
+        // The exact replies of kv-api.md, spelled out for a few.
+        let r = replicated(Answer::Applied(Applied::Written { ver: 4 }));
+        assert_eq!(r.status, 200);
+        assert_eq!(
+            headers(&r),
+            vec![("Version", "4".into()), ("VerError", "false".into())]
+        );
+        let r = replicated(Answer::Applied(Applied::VersionMismatch { current: 5 }));
+        assert_eq!(r.status, 401);
+        assert_eq!(
+            headers(&r),
+            vec![("Version", "5".into()), ("VerError", "true".into())]
+        );
+        let r = replicated(Answer::Applied(Applied::Counted { ver: 2, value: -7 }));
+        assert_eq!((r.status, r.body.as_slice()), (200, &b"-7"[..]));
+        assert_eq!(replicated(Answer::Applied(Applied::MapFull)).status, 507);
+        for odd in [
+            Answer::Applied(Applied::Nothing),
+            Answer::Applied(Applied::Undecodable),
+            Answer::ReadReady,
+        ] {
+            let r = replicated(odd);
+            assert_eq!((r.status, headers(&r), r.body.len()), (500, vec![], 0));
+        }
+    }
+
+    #[test]
+    fn cluster_refusals_are_503_or_504_without_versions() {
+        let r = replicated(Answer::Unavailable("no leader".into()));
+        assert_eq!(r.status, 503);
+        assert!(r.body.is_empty());
+        assert_eq!(
+            headers(&r),
+            vec![
+                ("Cluster-Error", "no leader".into()),
+                ("Retry-After", "1".into())
+            ]
+        );
+        let r = replicated(Answer::Unknown("leader lost\r\nX: y".into()));
+        assert_eq!(r.status, 504);
+        assert!(r.body.is_empty());
+        assert_eq!(
+            headers(&r),
+            vec![("Cluster-Error", "leader lost??X: y".into())]
+        );
+        let r = replicated(Answer::Unknown(String::new()));
+        assert_eq!(headers(&r), vec![("Cluster-Error", "unavailable".into())]);
+    }
+
+    #[test]
+    fn writes_are_placed_by_key_or_table_and_the_cache_is_not_replicated() {
+        let put = Write::Put {
+            key: b"k",
+            val: b"v",
+            expires_at: 0,
+            ver: 0,
+        };
+        assert_eq!(target(&put), Some(Target::Key(b"k")));
+        let hset = Write::Hset {
+            tb: "t",
+            key: b"k",
+            val: b"v",
+            expires_at: 0,
+            ver: 0,
+        };
+        assert_eq!(target(&hset), Some(Target::Table("t")));
+        assert_eq!(target(&Write::CacheDel { key: b"k" }), None);
+        assert_eq!(target(&Write::PurgeExpired { max: 1 }), None);
+    }
+
+    fn temp_dir(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "huststore-kv-cluster-{name}-{}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// A kv service in cluster mode of 4 groups against a fake helper: a replicated write
+    /// parks and is answered by the helper's frame; a cache write stays local; a write whose
+    /// park times out answers 504 and its late answer is dropped.
+    #[test]
+    fn kv_writes_go_through_the_link() {
+        const TOKEN: mio::Token = mio::Token(5);
+        let dir = temp_dir("drive");
+        let sock = dir.join(CLUSTER_SOCKET);
+        let listener = UnixListener::bind(&sock).unwrap();
+        let helper = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut buf = Vec::new();
+            let mut groups = Vec::new();
+            while groups.len() < 2 {
+                if let Some((f, used)) = decode_prefix(&buf).unwrap() {
+                    buf.drain(..used);
+                    let Message::Propose { group, .. } = f.message else {
+                        panic!("not a proposal: {f:?}");
+                    };
+                    groups.push(group);
+                    let mut out = Vec::new();
+                    Frame {
+                        id: f.id,
+                        message: Message::Applied(Applied::Written { ver: 1 }),
+                    }
+                    .encode(&mut out);
+                    s.write_all(&out).unwrap();
+                    continue;
+                }
+                let mut chunk = [0u8; 4096];
+                match s.read(&mut chunk) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                }
+            }
+            std::thread::sleep(Duration::from_millis(200));
+            groups
+        });
+        let store = storage::Store::open(&storage::StoreOptions {
+            data_dir: dir.join("db"),
+            map_size: 16 << 20,
+            sync_writes: false,
+            cache_dir: dir.join("cache"),
+            cache_size: 16 << 20,
+            write_map: true,
+        })
+        .unwrap();
+        let timeout = Duration::from_secs(3);
+        let mut kv = KvService {
+            node: "127.0.0.1:8082".into(),
+            next_purge: Instant::now() + PURGE_EVERY,
+            cluster: Some(Replicated {
+                link: Link::new(sock),
+                groups: 4,
+                timeout,
+                pending: HashMap::new(),
+            }),
+        };
+        let mut poll = mio::Poll::new().unwrap();
+        kv.attach(poll.registry(), TOKEN, Instant::now());
+        let who = ConnRef {
+            key: 1,
+            generation: 1,
+        };
+        let params = Params::parse(b"key=abc&val=v").unwrap();
+        let req = Request {
+            method: Method::Get,
+            params: &params,
+            body: b"",
+        };
+        let mut batch = store.batch();
+        let mut pass = Pass {
+            batch: &mut batch,
+            now: Instant::now(),
+            now_ms: 1,
+            replication: Replication::Local,
+        };
+        let Outcome::Park { deadline } = call(strings::put, &mut kv, &req, who, &mut pass) else {
+            panic!("a replicated write parks");
+        };
+        assert_eq!(deadline, pass.now + timeout);
+        assert_eq!(pass.replication, Replication::Local);
+        assert!(!pass.batch.has_writes(), "nothing applied locally");
+        // The cache is local: answered at once, in the batch.
+        let Outcome::Reply(r) = call(cache::put, &mut kv, &req, who, &mut pass) else {
+            panic!("a cache write does not park");
+        };
+        assert_eq!(r.status, 200);
+        assert!(pass.batch.has_writes());
+
+        let mut wakeups = Vec::new();
+        let mut events = mio::Events::with_capacity(8);
+        let until = Instant::now() + Duration::from_secs(5);
+        while wakeups.is_empty() && Instant::now() < until {
+            poll.poll(&mut events, Some(Duration::from_millis(20)))
+                .unwrap();
+            if events.iter().any(|e| e.token() == TOKEN) {
+                kv.on_link_ready(Instant::now());
+            }
+            kv.tick(&mut pass, &mut wakeups);
+        }
+        assert_eq!(wakeups.len(), 1);
+        assert_eq!(wakeups[0].0, who);
+        same(
+            &wakeups[0].1,
+            &answer(storage::Outcome::Written(Written { ver: 1 })),
+        );
+
+        // A second write times out before its answer is read: 504, and the answer is dropped.
+        let other = ConnRef {
+            key: 2,
+            generation: 7,
+        };
+        let table = Params::parse(b"tb=t&key=k&val=v").unwrap();
+        let req = Request {
+            method: Method::Get,
+            params: &table,
+            body: b"",
+        };
+        assert!(matches!(
+            call(hash::hset, &mut kv, &req, other, &mut pass),
+            Outcome::Park { .. }
+        ));
+        let r = kv.park_timeout(other, &mut pass);
+        assert_eq!(
+            (r.status, headers(&r)),
+            (504, vec![("Cluster-Error", "timeout".into())])
+        );
+        std::thread::sleep(Duration::from_millis(100));
+        kv.on_link_ready(Instant::now());
+        wakeups.clear();
+        kv.tick(&mut pass, &mut wakeups);
+        assert!(wakeups.is_empty());
+        let groups = helper.join().unwrap();
+        let group = |b: &[u8]| group_of_slot(storage::bucket(b), 4);
+        assert_eq!(groups, vec![group(b"abc"), group(b"t")]);
+        // A connection that never parked times out as before.
+        assert_eq!(kv.park_timeout(who, &mut pass).status, 404);
+    }
 }

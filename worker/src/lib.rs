@@ -173,6 +173,7 @@ pub fn run(args: WorkerArgs) -> i32 {
 
 mod access_log;
 mod auth;
+mod cluster_link;
 mod conn;
 mod dispatch;
 mod event_loop;

@@ -99,7 +99,7 @@ impl RequestHandler {
         match self {
             RequestHandler::Debug(debug) => debug(req, service, pass),
             RequestHandler::Kv(handler) => match any.downcast_mut() {
-                Some(kv) => kv::call(handler, kv, req, pass),
+                Some(kv) => kv::call(handler, kv, req, who, pass),
                 None => wrong_mode(),
             },
             RequestHandler::Mq(handler) => match any.downcast_mut() {

@@ -20,6 +20,22 @@ pub struct Pass<'p, 's> {
     pub now: Instant,
     /// Wall-clock milliseconds since the unix epoch.
     pub now_ms: u64,
+    /// Cluster mode (kv): where a handler's replicated write goes instead of the batch.
+    pub replication: Replication,
+}
+
+/// How a kv handler's write leaves the pass (`kv::apply`). The single node applies it in the
+/// pass's batch; in cluster mode the service asks for it, and gets the encoded command back
+/// to hand to the cluster helper, which replicates it and answers later.
+#[derive(Debug, Default, PartialEq)]
+pub enum Replication {
+    /// Applied in the pass's batch.
+    #[default]
+    Local,
+    /// Replicated writes are wanted, for a cluster of `groups` groups.
+    Wanted { groups: u32 },
+    /// The handler's write, to propose to `group`: the bytes of `storage::Command::encode`.
+    Proposed { group: u32, command: Vec<u8> },
 }
 
 /// A routed request: the operation's method, decoded parameters and raw body.
@@ -62,4 +78,12 @@ pub trait Service: std::any::Any {
 
     /// The worker retires: answer every parked request now (as on its timeout).
     fn retire(&mut self, pass: &mut Pass<'_, '_>, wakeups: &mut Vec<(ConnRef, Response)>);
+
+    /// Cluster mode: registers the service's own socket (the cluster link) with the loop's
+    /// poll under `token`. The single node has none.
+    fn attach(&mut self, _registry: &mio::Registry, _token: mio::Token, _now: Instant) {}
+
+    /// Cluster mode: the socket of [`Service::attach`] is ready. Answers it brings are
+    /// handed out by the next [`Service::tick`] (in the same pass).
+    fn on_link_ready(&mut self, _now: Instant) {}
 }
