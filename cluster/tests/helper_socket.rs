@@ -322,7 +322,7 @@ async fn scenario() {
     let mut client = Client::connect(&c, 0);
     let mut other = Client::connect(&c, 0);
     let mut id = 1_000u64;
-    for step in 0..expected.len() {
+    for (step, want) in expected.iter().enumerate() {
         let frames: Vec<Frame> = (0..GROUPS)
             .map(|g| {
                 id -= 1;
@@ -333,7 +333,7 @@ async fn scenario() {
         for (g, f) in frames.iter().enumerate() {
             assert_eq!(
                 got[&f.id],
-                Message::Applied(expected[step].clone()),
+                Message::Applied(want.clone()),
                 "group {g}, step {step}"
             );
         }
