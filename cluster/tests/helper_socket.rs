@@ -440,3 +440,63 @@ fn the_local_socket_answers_proposals_and_barriers_by_id_and_survives_bad_client
     rt.block_on(async { tokio::time::timeout(Duration::from_secs(60), scenario()).await })
         .expect("the scenario ends within 60 s");
 }
+
+/// `helper::run` on a one-node cluster: it serves the socket, a write is applied, and a stop
+/// returns 0; a conf without a cluster block is a fatal init (2).
+#[test]
+fn run_serves_until_stopped_and_refuses_a_conf_without_a_cluster() {
+    let root = std::env::temp_dir().join(format!("cluster-helper-run-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&root);
+    fs::create_dir_all(&root).expect("temp dir");
+    let root = TempDir(root);
+    let secret = root.0.join("cluster.secret");
+    fs::write(&secret, format!("{SECRET}\n")).expect("secret");
+    fs::set_permissions(&secret, fs::Permissions::from_mode(0o600)).expect("chmod");
+    let free = || {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    };
+    let (client, peer) = (free(), free());
+    let text = format!(
+        "listen 127.0.0.1:{client};\ndata_dir {};\nmap_size 64m;\ncluster {{\n    name test;\n    node_id n0;\n    node n0 127.0.0.1:{client} 127.0.0.1:{peer};\n    groups 2;\n    replicas 1;\n    secret {};\n    timeout 2s;\n    election_timeout 300ms;\n}}\n",
+        root.0.display(),
+        secret.display()
+    );
+    let conf = conf::parse_str(&text, &root.0.join("n0.conf")).expect("conf");
+
+    let mut plain = conf.clone();
+    plain.cluster = None;
+    let (_keep, never) = watch::channel(false);
+    assert_eq!(cluster::helper::run(&plain, never), 2);
+
+    let (stop, stopped) = watch::channel(false);
+    let runner = {
+        let conf = conf.clone();
+        std::thread::spawn(move || cluster::helper::run(&conf, stopped))
+    };
+    let until = Instant::now() + Duration::from_secs(20);
+    let answer = loop {
+        assert!(
+            Instant::now() < until,
+            "no write applied through run's socket"
+        );
+        let Ok(stream) = UnixStream::connect(root.0.join(SOCKET)) else {
+            std::thread::sleep(Duration::from_millis(20));
+            continue;
+        };
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        let mut cl = Client {
+            stream,
+            buf: Vec::new(),
+        };
+        match cl.ask(&[propose(5, 0, &put("run", "ok"))]).remove(&5) {
+            Some(Message::Unavailable { .. }) => std::thread::sleep(Duration::from_millis(20)),
+            m => break m,
+        }
+    };
+    assert_eq!(answer, Some(Message::Applied(Applied::Written { ver: 1 })));
+    let _ = stop.send(true);
+    assert_eq!(runner.join().expect("run returns"), 0);
+}
