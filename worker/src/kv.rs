@@ -86,8 +86,8 @@ impl KvService {
     }
 }
 
-/// The cluster helper's socket, in the data folder.
-pub const CLUSTER_SOCKET: &str = "cluster.sock";
+/// The cluster helper's socket, in the data folder (the helper's own name for it).
+pub const CLUSTER_SOCKET: &str = cluster::helper::SOCKET;
 
 /// A kv endpoint. kv answers at once: it never parks, so it needs no connection.
 pub type Handler = fn(&mut KvService, &Request<'_>, &mut Pass<'_, '_>) -> Check<Response>;

@@ -23,8 +23,9 @@ pub struct WorkerArgs {
 
 pub use metrics::SharedMetrics;
 
-/// Exit code of a worker that failed to initialise; the master does not respawn it.
-pub const EXIT_FATAL_INIT: i32 = 2;
+/// Exit code of a worker that failed to initialise; the master does not respawn it. The
+/// cluster helper process exits with the same code for the same reason.
+pub const EXIT_FATAL_INIT: i32 = cluster::helper::EXIT_FATAL_INIT;
 
 /// Prepares the data folder before workers start (called by the master, never by a worker):
 /// creates it and checks that it is writable; with `empty_cache` (a fresh start, not a reload)
