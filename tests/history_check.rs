@@ -546,7 +546,7 @@ fn a_simulated_store_serving_stale_reads_is_caught() {
 /// Past its step budget the search says so instead of passing or failing.
 #[test]
 fn a_search_past_its_budget_is_undecided_not_passed() {
-    let (h, _, _) = simulate(true, 21);
+    let (h, _, _) = simulate(false, 21);
     match check_key_histories_with_budget(&h, 5) {
         Err(Violation::Undecided { budget: 5, ops, .. }) => assert!(ops > 0),
         other => panic!("expected Undecided, got {other:?}"),

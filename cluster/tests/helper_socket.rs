@@ -86,6 +86,9 @@ async fn start() -> Cluster {
     fs::set_permissions(&secret, fs::Permissions::from_mode(0o600)).expect("chmod");
     let mut listeners = Vec::new();
     let mut ports = Vec::new();
+    // The client addresses are only named in the confs, never bound by a node: their probe
+    // sockets stay open until every port is chosen, so no later bind of port 0 gets one again.
+    let mut client_probes = Vec::new();
     for _ in 0..NODES {
         let peer = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -94,6 +97,7 @@ async fn start() -> Cluster {
         let client_port = client.local_addr().expect("addr").port();
         ports.push((client_port, peer.local_addr().expect("addr").port()));
         listeners.push(peer);
+        client_probes.push(client);
     }
     let (stop, stopped) = watch::channel(false);
     let mut confs = Vec::new();

@@ -98,6 +98,9 @@ impl Cluster {
         fs::set_permissions(&secret, fs::Permissions::from_mode(0o600)).expect("chmod");
         let mut listeners = Vec::new();
         let mut ports = Vec::new();
+        // Client addresses are only named in the confs: their probes stay open until every port
+        // is chosen, so no later bind of port 0 gets one of them again.
+        let mut client_probes = Vec::new();
         for _ in 0..NODES {
             let peer = tokio::net::TcpListener::bind("127.0.0.1:0")
                 .await
@@ -106,7 +109,9 @@ impl Cluster {
             let port = |a: std::io::Result<SocketAddr>| a.expect("addr").port();
             ports.push((port(client.local_addr()), port(peer.local_addr())));
             listeners.push(peer);
+            client_probes.push(client);
         }
+        drop(client_probes);
         let mut confs = Vec::new();
         for i in 0..NODES {
             let dir = root.0.join(format!("n{i}"));
