@@ -10,7 +10,7 @@ use std::fs;
 use std::io::{Read, Write as _};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -23,50 +23,9 @@ use openraft::ServerState;
 use storage::{Command, Store, StoreOptions, Write};
 use tokio::sync::watch;
 
-const NODES: usize = 3;
-const GROUPS: u32 = 4;
-const NOW: u64 = 1_700_000_000_000;
-const SECRET: &str = "0123456789abcdef0123";
+mod common;
 
-/// A folder removed on drop.
-struct TempDir(PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
-
-fn conf_text(i: usize, dir: &Path, secret: &Path, ports: &[(u16, u16)]) -> String {
-    let mut s = format!(
-        "listen 127.0.0.1:{};\ndata_dir {};\nmap_size 64m;\ncluster {{\n    name test;\n    node_id n{i};\n",
-        ports[i].0,
-        dir.display()
-    );
-    for (n, (client, peer)) in ports.iter().enumerate() {
-        s.push_str(&format!(
-            "    node n{n} 127.0.0.1:{client} 127.0.0.1:{peer};\n"
-        ));
-    }
-    s.push_str(&format!(
-        "    groups {GROUPS};\n    replicas 3;\n    secret {};\n    timeout 2s;\n    election_timeout 300ms;\n}}\n",
-        secret.display()
-    ));
-    s
-}
-
-fn open_store(conf: &conf::Conf) -> Arc<Store> {
-    let store = Store::open(&StoreOptions {
-        data_dir: conf.data_dir.join("db"),
-        map_size: conf.map_size,
-        sync_writes: false,
-        cache_dir: conf.data_dir.join("cache"),
-        cache_size: 8 << 20,
-        write_map: true,
-    })
-    .expect("store");
-    Arc::new(store)
-}
+use common::{open_store, TempDir, GROUPS, NODES, NOW, SECRET};
 
 struct Cluster {
     root: TempDir,
@@ -77,36 +36,13 @@ struct Cluster {
 }
 
 async fn start() -> Cluster {
-    let root = std::env::temp_dir().join(format!("cluster-helper-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&root);
-    fs::create_dir_all(&root).expect("temp dir");
-    let root = TempDir(root);
-    let secret = root.0.join("cluster.secret");
-    fs::write(&secret, format!("{SECRET}\n")).expect("secret");
-    fs::set_permissions(&secret, fs::Permissions::from_mode(0o600)).expect("chmod");
-    let mut listeners = Vec::new();
-    let mut ports = Vec::new();
-    // The client addresses are only named in the confs, never bound by a node: their probe
-    // sockets stay open until every port is chosen, so no later bind of port 0 gets one again.
-    let mut client_probes = Vec::new();
-    for _ in 0..NODES {
-        let peer = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let client = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let client_port = client.local_addr().expect("addr").port();
-        ports.push((client_port, peer.local_addr().expect("addr").port()));
-        listeners.push(peer);
-        client_probes.push(client);
-    }
+    let root = TempDir::new("helper");
+    let (all_confs, listeners) = common::confs(&root).await;
     let (stop, stopped) = watch::channel(false);
     let mut confs = Vec::new();
     let mut nodes = Vec::new();
-    for (i, listener) in listeners.into_iter().enumerate() {
-        let dir = root.0.join(format!("n{i}"));
-        fs::create_dir_all(&dir).expect("node dir");
-        let text = conf_text(i, &dir, &secret, &ports);
-        let conf = conf::parse_str(&text, &root.0.join(format!("n{i}.conf"))).expect("conf");
+    for (conf, listener) in all_confs.into_iter().zip(listeners) {
+        let dir = conf.data_dir.clone();
         let store = open_store(&conf);
         let node = Arc::new(
             Node::start_on(&conf, store.clone(), listener)

@@ -7,8 +7,6 @@
 
 use std::fs;
 use std::net::SocketAddr;
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -20,67 +18,16 @@ use cluster::raft::rpc_codec;
 use cluster::raft::Applied;
 use openraft::raft::VoteRequest;
 use openraft::{CommittedLeaderId, LogId, ServerState, Vote};
-use storage::{Command, Store, StoreOptions, Write};
+use storage::{Command, Store, Write};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-const NODES: usize = 3;
-const GROUPS: u32 = 4;
-const NOW: u64 = 1_700_000_000_000;
-const SECRET: &str = "0123456789abcdef0123";
+mod common;
 
-/// A folder removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let p = std::env::temp_dir().join(format!("cluster-{tag}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&p);
-        fs::create_dir_all(&p).expect("temp dir");
-        TempDir(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
+use common::{open_store, TempDir, GROUPS, NODES, NOW};
 
 fn deadline(secs: u64) -> Instant {
     Instant::now() + Duration::from_secs(secs)
-}
-
-/// The conf of node `i`, whose folder is `dir`.
-fn conf_text(i: usize, dir: &Path, secret: &Path, ports: &[(u16, u16)]) -> String {
-    let mut s = format!(
-        "listen 127.0.0.1:{};\ndata_dir {};\nmap_size 64m;\ncluster {{\n    name test;\n    node_id n{i};\n",
-        ports[i].0,
-        dir.display()
-    );
-    for (n, (client, peer)) in ports.iter().enumerate() {
-        s.push_str(&format!(
-            "    node n{n} 127.0.0.1:{client} 127.0.0.1:{peer};\n"
-        ));
-    }
-    s.push_str(&format!(
-        "    groups {GROUPS};\n    replicas 3;\n    secret {};\n    timeout 2s;\n    election_timeout 300ms;\n}}\n",
-        secret.display()
-    ));
-    s
-}
-
-fn open_store(conf: &conf::Conf) -> Arc<Store> {
-    let store = Store::open(&StoreOptions {
-        data_dir: conf.data_dir.join("db"),
-        map_size: conf.map_size,
-        sync_writes: false,
-        cache_dir: conf.data_dir.join("cache"),
-        cache_size: 8 << 20,
-        write_map: true,
-    })
-    .expect("store");
-    Arc::new(store)
 }
 
 struct Cluster {
@@ -93,33 +40,7 @@ struct Cluster {
 impl Cluster {
     async fn start() -> Cluster {
         let root = TempDir::new("three-nodes");
-        let secret = root.0.join("cluster.secret");
-        fs::write(&secret, format!("{SECRET}\n")).expect("secret");
-        fs::set_permissions(&secret, fs::Permissions::from_mode(0o600)).expect("chmod");
-        let mut listeners = Vec::new();
-        let mut ports = Vec::new();
-        // Client addresses are only named in the confs: their probes stay open until every port
-        // is chosen, so no later bind of port 0 gets one of them again.
-        let mut client_probes = Vec::new();
-        for _ in 0..NODES {
-            let peer = tokio::net::TcpListener::bind("127.0.0.1:0")
-                .await
-                .expect("bind");
-            let client = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-            let port = |a: std::io::Result<SocketAddr>| a.expect("addr").port();
-            ports.push((port(client.local_addr()), port(peer.local_addr())));
-            listeners.push(peer);
-            client_probes.push(client);
-        }
-        drop(client_probes);
-        let mut confs = Vec::new();
-        for i in 0..NODES {
-            let dir = root.0.join(format!("n{i}"));
-            fs::create_dir_all(&dir).expect("node dir");
-            let text = conf_text(i, &dir, &secret, &ports);
-            let path = root.0.join(format!("n{i}.conf"));
-            confs.push(conf::parse_str(&text, &path).expect("conf"));
-        }
+        let (confs, listeners) = common::confs(&root).await;
         let placement = Placement::from_conf(confs[0].cluster.as_ref().expect("cluster"));
         let mut nodes = Vec::new();
         for (conf, listener) in confs.iter().zip(listeners) {
