@@ -245,8 +245,13 @@ fn apply(pass: &mut Pass<'_, '_>, write: Write<'_>) -> Response {
         now_ms: pass.now_ms,
         write,
     };
-    if let (Replication::Wanted { groups }, Some(target)) = (&pass.replication, target(&write)) {
-        let group = group_of_slot(slot_of(target), *groups);
+    let replicated = match pass.replication {
+        // A single node never looks at placement.
+        Replication::Wanted { groups } => target(&write).map(|t| (t, groups)),
+        _ => None,
+    };
+    if let Some((target, groups)) = replicated {
+        let group = group_of_slot(slot_of(target), groups);
         let mut bytes = Vec::new();
         command.encode(&mut bytes);
         pass.replication = Replication::Proposed {

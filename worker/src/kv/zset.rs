@@ -23,12 +23,11 @@ pub fn zadd(_: &mut KvService, req: &Request, pass: &mut Pass) -> Check<Response
     };
     let (t, ve) = (ttl(req)?, ver(req)?);
     let expires_at = expires_at(t, pass.now_ms);
-    let member = m;
     Ok(apply(
         pass,
         Write::Zadd {
             tb,
-            member,
+            member: m,
             score,
             mode,
             expires_at,
