@@ -14,3 +14,4 @@ pub mod node;
 pub mod peer;
 pub mod placement;
 pub mod raft;
+pub mod report;
