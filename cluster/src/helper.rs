@@ -15,12 +15,8 @@ use storage::{Command, Store};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::unix::OwnedWriteHalf;
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
-
-/// The stop channel of [`run`], re-exported so that the process that forks the helper (the
-/// master, which has no async runtime and does not depend on tokio) can make one.
-pub use tokio::sync::watch;
 
 use crate::local::{decode_prefix, Frame, Message};
 use crate::node::{Node, WriteError};
@@ -32,7 +28,8 @@ pub const SOCKET: &str = "cluster.sock";
 /// worker's `EXIT_FATAL_INIT`).
 pub const EXIT_FATAL_INIT: i32 = 2;
 
-/// Runs the helper until `stop` turns `true` (or its sender is dropped): 0 after a clean
+/// Runs the helper until `stop` turns `true` (or its sender is dropped; the master makes the
+/// channel with [`crate::watch`]): 0 after a clean
 /// stop (the Node shut down), [`EXIT_FATAL_INIT`] when it could not start (logged). `ready`
 /// is called once, when the Node runs and the local socket is served (the master's
 /// readiness byte).
