@@ -236,6 +236,8 @@ fn a_helper_that_cannot_start_fails_the_start_with_one_line() {
         )
     );
     let log = nodes[0].error_log();
+    // It tried again for a while first (a helper still stopping holds the port a moment).
+    assert!(log.contains("trying again in 500ms"), "{log}");
     assert!(
         log.contains("fatal init error, not respawned until the next reload"),
         "{log}"
