@@ -55,8 +55,8 @@ fn helper_pid(server: &Server) -> Option<i32> {
     let log = server.error_log();
     let pid: i32 = log
         .lines()
-        .filter_map(|l| l.split("started cluster helper ").nth(1))
-        .last()?
+        .rev()
+        .find_map(|l| l.split("started cluster helper ").nth(1))?
         .trim()
         .parse()
         .ok()?;
