@@ -11,6 +11,7 @@ mod cluster;
 mod cycle;
 mod daemon;
 mod error;
+mod limits;
 mod listen;
 mod logs;
 mod notify;
@@ -158,6 +159,7 @@ fn run(path: &Path) -> i32 {
     // A master started by a binary upgrade is the old master's child: while that one lives,
     // systemd may still take it for the main process (a rollback).
     let upgraded_from = upgrading.then(nix::unistd::getppid);
+    limits::set_nofile(&conf);
     let table = process::Table::new(conf, listeners, user, signals, reporter, metrics);
     let upgrade = upgrade::Upgrade::new(binary, upgraded_from);
     cycle::Master::new(table, upgrade, notifier).run()
