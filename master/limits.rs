@@ -12,8 +12,8 @@ pub fn set_nofile(conf: &Conf) {
         return;
     };
     let limit = libc::rlimit {
-        rlim_cur: wanted as libc::rlim_t,
-        rlim_max: wanted as libc::rlim_t,
+        rlim_cur: wanted,
+        rlim_max: wanted,
     };
     // SAFETY: setrlimit reads the one struct passed by reference; it touches no other memory.
     if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } == 0 {
@@ -39,7 +39,7 @@ pub fn current_nofile() -> Option<(u64, u64)> {
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
         return None;
     }
-    Some((limit.rlim_cur as u64, limit.rlim_max as u64))
+    Some((limit.rlim_cur, limit.rlim_max))
 }
 
 #[cfg(test)]
