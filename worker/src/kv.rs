@@ -708,7 +708,7 @@ mod cluster_tests {
         let mut kv = KvService {
             node: "127.0.0.1:8082".into(),
             next_purge: Instant::now() + PURGE_EVERY,
-            cluster: Some(Replicated::for_test(
+            cluster: Some(replicated::for_test(
                 crate::cluster_link::Link::new(sock),
                 cluster::placement::Placement::new(1, 4, 1),
                 0,
