@@ -418,12 +418,15 @@ fn a_read_of_another_group_is_forwarded_to_its_members_in_turn() {
     );
 }
 
+/// A replica's scripted answer: status (0: none), version, value.
+type Scripted = (u16, &'static str, &'static [u8]);
+
 #[test]
 fn get2_compares_every_replica() {
     // Three nodes, one group of three: this node (0) and two others.
-    let (tx, rx) = mpsc::channel::<Vec<(u16, &'static str, &'static [u8])>>();
+    let (tx, rx) = mpsc::channel::<Vec<Scripted>>();
     let rx = Mutex::new(rx);
-    let script: Arc<Mutex<Vec<(u16, &'static str, &'static [u8])>>> = Arc::default();
+    let script: Arc<Mutex<Vec<Scripted>>> = Arc::default();
     let script2 = script.clone();
     let answer: Answerer = Box::new(move |m| {
         let Message::Fetch { .. } = m else {
