@@ -11,6 +11,7 @@
 //! placeholder, the plan is left in [`Replicated::plan`] and [`call`] parks the request in an
 //! owned form. At wake-up ([`tick`]) the row's handler runs again with the gates open.
 
+use super::stat::Part;
 use super::{bad, replicated, Check, Handler, KvService};
 use crate::cluster_link::{Answer, Link};
 use crate::conn::Outcome;
@@ -25,6 +26,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 mod answers;
+mod gather;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
@@ -86,6 +88,11 @@ enum Work {
         kind: Compare,
         answers: Vec<Option<Plain>>,
     },
+    /// Every group's part of `/stat` (or, `all`, `/stat_all`), by group.
+    Gather {
+        all: bool,
+        parts: Vec<Option<Part>>,
+    },
 }
 
 /// What a read handler asked for.
@@ -104,6 +111,9 @@ enum Plan {
         target: Vec<u8>,
     },
     Report(Report),
+    Gather {
+        all: bool,
+    },
 }
 
 /// A request kept while it is parked.
@@ -307,6 +317,19 @@ pub fn report(kv: &mut KvService, what: Report) -> Check<()> {
     Err(placeholder())
 }
 
+/// The cluster's totals of `/stat` (`all`: `/stat_all`), gathered from every group; `Ok` on
+/// a single node (its own are the whole).
+pub fn gather(kv: &mut KvService, all: bool) -> Check<()> {
+    let Some(c) = kv.cluster.as_mut() else {
+        return Ok(());
+    };
+    if c.open {
+        return Ok(());
+    }
+    c.plan = Some(Plan::Gather { all });
+    Err(placeholder())
+}
+
 /// `path?query` for another node: the request's parameters, a POST body as `key` when it
 /// stands for it, and `consistency=local` when `local`.
 fn target(path: &str, req: &Request<'_>, body_key: bool, local: bool) -> Vec<u8> {
@@ -407,6 +430,7 @@ pub fn call(
             c.pending.insert(id, Waiting::Job(j));
             park
         }
+        Some(Plan::Gather { all }) => gather::start(kv, all, who, req, pass),
         Some(Plan::Compare {
             group,
             kind,
@@ -588,6 +612,9 @@ fn finish(
 /// Replica `i`'s answer of compare job `j`.
 fn part(c: &mut Replicated, j: u64, i: usize, answer: Answer) -> Option<(ConnRef, Response)> {
     let job = c.jobs.get_mut(&j)?;
+    if matches!(job.work, Work::Gather { .. }) {
+        return gather::part(c, j, i, answer);
+    }
     let Work::Compare { kind, answers } = &mut job.work else {
         return None;
     };
