@@ -19,7 +19,7 @@ use crate::http::{Method, Response};
 use crate::query::{self, Params};
 use crate::service::{ConnRef, Pass, Replication, Request};
 pub use answers::Compare;
-use answers::{compose, plain_of, plain_of_reply, relay, unavailable, Plain};
+use answers::{compose, plain_of, unavailable, Plain};
 use cluster::placement::{NodeIndex, Placement, Target};
 use cluster::report::Report;
 use std::collections::HashMap;
@@ -29,6 +29,7 @@ mod answers;
 mod gather;
 #[cfg(test)]
 mod tests;
+mod wake;
 #[cfg(test)]
 pub use tests::for_test;
 
@@ -524,127 +525,16 @@ pub fn tick(kv: &mut KvService, pass: &mut Pass<'_, '_>, wakeups: &mut Vec<(Conn
             }
             Waiting::Job(j) => {
                 if let Some(job) = c.jobs.remove(&j) {
-                    if let Some(resp) = finish(kv, j, job, answer, pass) {
+                    if let Some(resp) = wake::finish(kv, j, job, answer, pass) {
                         wakeups.push(resp);
                     }
                 }
             }
             Waiting::Part(j, i) => {
-                if let Some(resp) = part(c, j, i, answer) {
+                if let Some(resp) = wake::part(c, j, i, answer) {
                     wakeups.push(resp);
                 }
             }
-        }
-    }
-}
-
-/// One answer of a job's one request: the wakeup, or `None` when the job goes on.
-fn finish(
-    kv: &mut KvService,
-    j: u64,
-    job: Job,
-    answer: Answer,
-    pass: &mut Pass<'_, '_>,
-) -> Option<(ConnRef, Response)> {
-    let who = job.who;
-    let resp = match (job.work, answer) {
-        (Work::Barrier { handler, req }, Answer::ReadReady) => {
-            run_here(kv, handler, &req.request(), pass)
-        }
-        (
-            Work::Relay {
-                target,
-                authorization,
-                mut next,
-            },
-            answer,
-        ) => {
-            // A member that cannot answer (down, or its group unavailable): the next one.
-            let retry = match &answer {
-                Answer::Reply { status, .. } => *status == 503,
-                _ => true,
-            };
-            if retry && !next.is_empty() {
-                let c = kv.cluster.as_mut()?;
-                let node = next.remove(0);
-                let id = c.fetch(node, target.clone(), authorization.clone());
-                let work = Work::Relay {
-                    target,
-                    authorization,
-                    next,
-                };
-                c.jobs.insert(j, Job { who, work });
-                c.pending.insert(id, Waiting::Job(j));
-                return None;
-            }
-            match answer {
-                Answer::Reply {
-                    status,
-                    headers,
-                    body,
-                } => relay(status, headers, body),
-                Answer::Unavailable(why) | Answer::Unknown(why) => unavailable(&why),
-                other => {
-                    log::error!(
-                        "cluster helper: an answer of the wrong kind to a fetch: {other:?}"
-                    );
-                    Response::empty(500)
-                }
-            }
-        }
-        (
-            Work::Report,
-            Answer::Reply {
-                status,
-                headers,
-                body,
-            },
-        ) => relay(status, headers, body),
-        (_, Answer::Unavailable(why) | Answer::Unknown(why)) => unavailable(&why),
-        (_, other) => {
-            log::error!("cluster helper: an answer of the wrong kind to a read: {other:?}");
-            Response::empty(500)
-        }
-    };
-    Some((who, resp))
-}
-
-/// Replica `i`'s answer of compare job `j`.
-fn part(c: &mut Replicated, j: u64, i: usize, answer: Answer) -> Option<(ConnRef, Response)> {
-    let job = c.jobs.get_mut(&j)?;
-    if matches!(job.work, Work::Gather { .. }) {
-        return gather::part(c, j, i, answer);
-    }
-    let Work::Compare { kind, answers } = &mut job.work else {
-        return None;
-    };
-    let kind = *kind;
-    match answer {
-        Answer::Reply {
-            status,
-            headers,
-            body,
-        } => {
-            *answers.get_mut(i)? = Some(plain_of_reply(status, &headers, body));
-            if answers.iter().any(Option::is_none) {
-                return None;
-            }
-            let all: Vec<Plain> = answers.iter().flatten().cloned().collect();
-            let who = c.jobs.remove(&j)?.who;
-            Some((who, compose(kind, &all)))
-        }
-        Answer::Unavailable(why) | Answer::Unknown(why) => {
-            // The other replicas' answers find no job and are dropped.
-            let who = c.jobs.remove(&j)?.who;
-            Some((
-                who,
-                unavailable(&format!("a replica did not answer: {why}")),
-            ))
-        }
-        other => {
-            let who = c.jobs.remove(&j)?.who;
-            log::error!("cluster helper: an answer of the wrong kind to a fetch: {other:?}");
-            Some((who, Response::empty(500)))
         }
     }
 }
