@@ -301,6 +301,10 @@ async fn follower_reads_are_linearizable_and_reports_follow_the_writes() {
 
     // Cut from the leader (and from the majority): an error, never a stale success.
     let cut = f;
+    let led: Vec<u32> = (c.node(cut).status().await.into_iter())
+        .filter(|s| s.state == ServerState::Leader)
+        .map(|s| s.group)
+        .collect();
     for i in 0..3 {
         if i != cut {
             c.stop(i).await;
@@ -317,11 +321,27 @@ async fn follower_reads_are_linearizable_and_reports_follow_the_writes() {
             "group {g}: {r:?}"
         );
     }
-    // And a write now is refused as certainly not applied, or unknown: never a success.
-    let key = key_of(&c.placement, group, "alone");
-    let cmd = put(&key, "x", 0);
-    let w = tokio::time::timeout(Duration::from_secs(10), c.node(cut).write(group, &cmd));
-    assert!(w.await.expect("ends").is_err());
+    // A write now never succeeds; once the leader (this node, for some groups) has heard
+    // from no majority for two election timeouts, it refuses before appending: certainly
+    // not applied (503), not a timeout (504).
+    for g in 0..GROUPS {
+        let key = key_of(&c.placement, g, "alone");
+        let cmd = put(&key, "x", 0);
+        let until = deadline(10);
+        loop {
+            let w = tokio::time::timeout(Duration::from_secs(1), c.node(cut).write(g, &cmd));
+            match w.await {
+                Ok(Ok(a)) => panic!("group {g}: applied without a majority: {a:?}"),
+                Ok(Err(e)) if e.certainly_not_applied() => {
+                    if led.contains(&g) {
+                        assert_eq!(e, WriteError::NoQuorum, "group {g}");
+                    }
+                    break;
+                }
+                Ok(Err(_)) | Err(_) => assert!(Instant::now() < until, "group {g}: no 503"),
+            }
+        }
+    }
     c.stop(cut).await;
 }
 
