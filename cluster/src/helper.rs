@@ -21,7 +21,8 @@ use tokio::task::JoinHandle;
 
 use crate::fetch::Fetcher;
 use crate::local::{decode_prefix, Frame, Message};
-use crate::node::{Node, WriteError};
+use crate::metrics::Refusal;
+use crate::node::Node;
 use crate::report::Report;
 
 /// The socket's name in the data folder; the worker's `kv::CLUSTER_SOCKET` names the same.
@@ -313,24 +314,32 @@ async fn answer(ctx: &Ctx, message: Message) -> Message {
                     why: "undecodable command".into(),
                 };
             };
-            match tokio::time::timeout(timeout, node.write(group, &cmd)).await {
-                Ok(Ok(applied)) => Message::Applied(applied),
-                Ok(Err(e @ WriteError::Fatal(_))) => Message::Unknown { why: e.to_string() },
-                Ok(Err(e)) => Message::Unavailable { why: e.to_string() },
+            let answer = match tokio::time::timeout(timeout, node.write(group, &cmd)).await {
+                Ok(Ok(applied)) => return Message::Applied(applied),
+                Ok(Err(e)) if e.certainly_not_applied() => {
+                    Message::Unavailable { why: e.to_string() }
+                }
+                Ok(Err(e)) => Message::Unknown { why: e.to_string() },
                 Err(_) => Message::Unknown {
                     why: format!("no answer from group {group} within {timeout:?}"),
                 },
-            }
+            };
+            node.count_refusal(match answer {
+                Message::Unavailable { .. } => Refusal::Unavailable,
+                _ => Refusal::Unknown,
+            });
+            answer
         }
         Message::ReadBarrier { group } => {
             // A barrier changes nothing: whatever stops it, the read may simply be retried.
-            match tokio::time::timeout(timeout, node.linearizable_read_barrier(group)).await {
-                Ok(Ok(())) => Message::ReadReady,
-                Ok(Err(e)) => Message::Unavailable { why: e.to_string() },
-                Err(_) => Message::Unavailable {
-                    why: format!("no read barrier of group {group} within {timeout:?}"),
-                },
-            }
+            let why =
+                match tokio::time::timeout(timeout, node.linearizable_read_barrier(group)).await {
+                    Ok(Ok(())) => return Message::ReadReady,
+                    Ok(Err(e)) => e.to_string(),
+                    Err(_) => format!("no read barrier of group {group} within {timeout:?}"),
+                };
+            node.count_refusal(Refusal::Unavailable);
+            Message::Unavailable { why }
         }
         Message::Fetch {
             node,

@@ -466,16 +466,26 @@ impl Service for KvService {
     }
 
     fn tick(&mut self, pass: &mut Pass<'_, '_>, wakeups: &mut Vec<(ConnRef, Response)>) {
-        if self.cluster.is_some() {
+        let clustered = self.cluster.is_some();
+        if clustered {
             replicated::tick(self, pass, wakeups);
-            // Expiry is a replicated command in cluster mode (`cluster.md` §3), not a
-            // worker's local purge.
-            return;
         }
         if pass.now < self.next_purge {
             return;
         }
         self.next_purge = pass.now + PURGE_EVERY;
+        if clustered {
+            // The store's expiry is a replicated command in cluster mode (`cluster.md` §3:
+            // each group's leader proposes it); the cache is this node's own (not in the log).
+            let purge = Command {
+                now_ms: pass.now_ms,
+                write: Write::CachePurgeExpired { max: PURGE_BATCH },
+            };
+            if let Err(e) = pass.batch.apply(&purge) {
+                log::error!("purging expired cache entries failed: {e}");
+            }
+            return;
+        }
         match pass.batch.purge_expired(pass.now_ms, PURGE_BATCH) {
             Ok(n) if n > 0 => log::debug!("purged {n} expired records"),
             Ok(_) => {}
@@ -484,9 +494,10 @@ impl Service for KvService {
     }
 
     fn next_deadline(&self) -> Option<Instant> {
+        let purge = Some(self.next_purge);
         match &self.cluster {
-            Some(c) => c.next_deadline(),
-            None => Some(self.next_purge),
+            Some(c) => c.next_deadline().min(purge).or(purge),
+            None => purge,
         }
     }
 
