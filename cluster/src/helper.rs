@@ -15,8 +15,12 @@ use storage::{Command, Store};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::unix::OwnedWriteHalf;
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+
+/// The stop channel of [`run`], re-exported so that the process that forks the helper (the
+/// master, which has no async runtime and does not depend on tokio) can make one.
+pub use tokio::sync::watch;
 
 use crate::local::{decode_prefix, Frame, Message};
 use crate::node::{Node, WriteError};
@@ -29,8 +33,10 @@ pub const SOCKET: &str = "cluster.sock";
 pub const EXIT_FATAL_INIT: i32 = 2;
 
 /// Runs the helper until `stop` turns `true` (or its sender is dropped): 0 after a clean
-/// stop (the Node shut down), [`EXIT_FATAL_INIT`] when it could not start (logged).
-pub fn run(conf: &conf::Conf, stop: watch::Receiver<bool>) -> i32 {
+/// stop (the Node shut down), [`EXIT_FATAL_INIT`] when it could not start (logged). `ready`
+/// is called once, when the Node runs and the local socket is served (the master's
+/// readiness byte).
+pub fn run(conf: &conf::Conf, stop: watch::Receiver<bool>, ready: impl FnOnce()) -> i32 {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -60,7 +66,7 @@ pub fn run(conf: &conf::Conf, stop: watch::Receiver<bool>) -> i32 {
             return EXIT_FATAL_INIT;
         }
     };
-    let code = runtime.block_on(serve(conf, store.clone(), stop));
+    let code = runtime.block_on(serve(conf, store.clone(), stop, ready));
     if code == 0 && !conf.sync_writes {
         if let Err(e) = store.sync() {
             log::error!("cluster helper: could not flush the store to disk: {e}");
@@ -70,7 +76,12 @@ pub fn run(conf: &conf::Conf, stop: watch::Receiver<bool>) -> i32 {
 }
 
 /// Starts the node and the local server, waits for `stop`, then shuts both down.
-async fn serve(conf: &conf::Conf, store: Arc<Store>, mut stop: watch::Receiver<bool>) -> i32 {
+async fn serve(
+    conf: &conf::Conf,
+    store: Arc<Store>,
+    mut stop: watch::Receiver<bool>,
+    ready: impl FnOnce(),
+) -> i32 {
     let node = match Node::start(conf, store).await {
         Ok(n) => Arc::new(n),
         Err(e) => {
@@ -95,6 +106,7 @@ async fn serve(conf: &conf::Conf, store: Arc<Store>, mut stop: watch::Receiver<b
             return EXIT_FATAL_INIT;
         }
     };
+    ready();
     while !*stop.borrow_and_update() {
         if stop.changed().await.is_err() {
             break;
