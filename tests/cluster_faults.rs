@@ -15,7 +15,7 @@ use common::cluster::{workload, ClusterOpts, TestCluster};
 use common::history::{Key, Record};
 
 /// How long a fresh cluster may take to elect every group's leader and take writes.
-const FIRST_WRITABLE: Duration = Duration::from_secs(30);
+const FIRST_WRITABLE: Duration = Duration::from_secs(20);
 /// The generous bound on a failover (the spec's aim is a few election timeouts).
 const FAILOVER_BOUND: Duration = Duration::from_secs(15);
 /// How long a node that came back may take to hold every acknowledged write.
@@ -248,6 +248,10 @@ fn a_node_restarted_on_a_wiped_disk_is_refilled() {
     let mut acked = write_batch(&cluster, &[0, 1, 2], "before", 30);
     cluster.kill9(node);
     cluster.wipe(node);
+    // Node 2 led group 2: the others elect a new leader first.
+    if let Err(e) = cluster.wait_writable(FAILOVER_BOUND) {
+        panic!("with node {node} down: {e}");
+    }
     acked.extend(write_batch(&cluster, &[0, 1], "while-down", 9));
     cluster.restart(node);
     let caught = assert_caught_up(&cluster, node, &acked);
