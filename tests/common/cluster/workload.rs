@@ -47,22 +47,45 @@ impl Stats {
     }
 }
 
-/// Runs `clients` client threads on `keys` until `stop` is set or `duration` passed; client
-/// `c`'s k-th op goes to node `(c + k) % n`. Returns the sum of their stats.
+/// How the clients run.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The records, renamed each epoch (see [`at_epoch`]).
+    pub keys: Vec<Key>,
+    pub clients: usize,
+    pub duration: Duration,
+    /// How long the clients stay on one generation of the records. Each key's history is then
+    /// a few seconds long, with the few unknown writes of at most a fault or two: the
+    /// linearizability search is exponential in the unknown writes pending together on a key
+    /// (Jepsen's "independent keys" for the same reason).
+    pub epoch: Duration,
+    /// The pause of a client after a failed or unknown op (a client backs off).
+    pub backoff: Duration,
+}
+
+/// `key` of epoch `e`: `k0` becomes `k0-e<e>`, a field of table `jt` one of `jte<e>` (a table
+/// name is letters, digits and `_`).
+pub fn at_epoch(key: &Key, e: u64) -> Key {
+    match key {
+        Key::Kv(k) => Key::kv(&format!("{k}-e{e}")),
+        Key::Field { tb, field } => Key::field(&format!("{tb}e{e}"), field),
+    }
+}
+
+/// Runs `plan.clients` client threads until `stop` is set or the plan's duration passed;
+/// client `c`'s k-th op goes to node `(c + k) % n`. Returns the sum of their stats.
 pub fn run_clients(
     cluster: &TestCluster,
     history: &History,
-    keys: &[Key],
-    clients: usize,
-    duration: Duration,
+    plan: &Plan,
     stop: &AtomicBool,
 ) -> Stats {
     let total = Mutex::new(Stats::default());
     std::thread::scope(|scope| {
-        for c in 0..clients {
+        for c in 0..plan.clients {
             let total = &total;
             scope.spawn(move || {
-                let stats = client(cluster, history, keys, c, duration, stop);
+                let stats = client(cluster, history, plan, c, stop);
                 total.lock().unwrap_or_else(|e| e.into_inner()).add(&stats);
             });
         }
@@ -73,9 +96,8 @@ pub fn run_clients(
 fn client(
     cluster: &TestCluster,
     history: &History,
-    keys: &[Key],
+    plan: &Plan,
     c: usize,
-    duration: Duration,
     stop: &AtomicBool,
 ) -> Stats {
     let start = Instant::now();
@@ -84,11 +106,14 @@ fn client(
     let mut stats = Stats::default();
     let mut node = c % cluster.len();
     let mut n = 0u64;
-    while start.elapsed() < duration && !stop.load(Ordering::Relaxed) {
+    let epoch_ms = plan.epoch.as_millis().max(1) as u64;
+    while start.elapsed() < plan.duration && !stop.load(Ordering::Relaxed) {
         n += 1;
-        let key = &keys[rng.below(keys.len() as u64) as usize];
+        let e = start.elapsed().as_millis() as u64 / epoch_ms;
+        let base = &plan.keys[rng.below(plan.keys.len() as u64) as usize];
+        let key = &at_epoch(base, e);
         let op = pick(&mut rng, key, c, n, seen.get(key).copied());
-        let id = history.invoke(c, op.clone());
+        let id = history.invoke_on(c, Some(node), op.clone());
         let exchange = call(cluster, node, &op);
         let outcome = outcome(&op, exchange);
         match &outcome {
@@ -117,8 +142,8 @@ fn client(
             }
         }
         if !matches!(outcome, Answer::Ret(_)) {
-            // A dead or stopped node fails fast or hangs: do not hammer it.
-            std::thread::sleep(Duration::from_millis(30));
+            // A dead or leaderless node fails fast: do not hammer it.
+            std::thread::sleep(plan.backoff);
         }
         node = (node + 1) % cluster.len();
     }
