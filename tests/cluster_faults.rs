@@ -106,21 +106,11 @@ fn assert_caught_up(cluster: &TestCluster, i: usize, acked: &Acked) -> Duration 
 /// Puts to a key of group `g` through `via` in turn until one is acknowledged; how long since
 /// `since`, or panics past [`FAILOVER_BOUND`].
 fn wait_group_writable(cluster: &TestCluster, g: u32, via: &[usize], since: Instant) -> Duration {
-    let key = cluster.key_in_group(g, "failover-");
-    let mut last = String::new();
-    for k in 0.. {
-        if since.elapsed() > FAILOVER_BOUND {
-            panic!("group {g} took no write within {FAILOVER_BOUND:?}; last: {last}");
-        }
-        let node = via[k % via.len()];
-        match cluster.put(node, &key, "x") {
-            Ok(r) if r.status == 200 => return since.elapsed(),
-            Ok(r) => last = format!("node {node}: {} {:?}", r.status, r.headers),
-            Err(e) => last = format!("node {node}: {e}"),
-        }
-        std::thread::sleep(Duration::from_millis(20));
+    let left = FAILOVER_BOUND.saturating_sub(since.elapsed());
+    match cluster.wait_group_writable(g, via, left) {
+        Ok(_) => since.elapsed(),
+        Err(e) => panic!("{e}"),
     }
-    unreachable!()
 }
 
 fn others(cluster: &TestCluster, but: &[usize]) -> Vec<usize> {

@@ -14,12 +14,10 @@ mod common;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use common::cluster::verdict;
 use common::cluster::workload::{self, Plan, Stats};
 use common::cluster::{ClusterOpts, TestCluster};
-use common::history::{
-    check_acknowledged_writes, check_key_histories, check_replicas_agree, check_versions_grow,
-    Call, History, Key, Outcome,
-};
+use common::history::History;
 
 const CLIENTS: usize = 5;
 const RUN: Duration = Duration::from_secs(16);
@@ -86,26 +84,6 @@ fn faults(cluster: &TestCluster, start: Instant) -> Vec<String> {
     done
 }
 
-/// The keys with unknown writes (the search's cost grows with those): ops, unknown, failed.
-fn per_key(history: &History) -> String {
-    history
-        .by_key()
-        .iter()
-        .map(|(key, ops)| {
-            let unknown = ops
-                .iter()
-                .filter(|o| o.indefinite() && !matches!(o.op.call, Call::Get))
-                .count();
-            let failed = ops.iter().filter(|o| o.outcome == Outcome::Failed).count();
-            (key, ops.len(), unknown, failed)
-        })
-        .filter(|(_, _, unknown, _)| *unknown > 0)
-        .map(|(key, n, unknown, failed)| {
-            format!("{key}: {n} ops, {unknown} unknown writes, {failed} failed\n")
-        })
-        .collect()
-}
-
 #[test]
 fn concurrent_clients_under_faults_keep_every_key_linearizable() {
     let cluster = TestCluster::start(ClusterOpts {
@@ -154,46 +132,5 @@ fn concurrent_clients_under_faults_keep_every_key_linearizable() {
         stats.acked_writes
     );
 
-    if let Err(e) = cluster.wait_writable(SETTLE) {
-        panic!("the cluster did not settle after the faults: {e}");
-    }
-    let t = Instant::now();
-    if let Err(v) = check_key_histories(&history) {
-        // Which kind of op it takes: the writes alone (reads dropped) checked again.
-        let writes = history.filtered(|o| !matches!(o.op.call, Call::Get));
-        let without_reads = match check_key_histories(&writes) {
-            Ok(()) => "linearizable: the reads are what no order explains".to_string(),
-            Err(w) => format!("also refused: {w}"),
-        };
-        panic!(
-            "{v}\nkeys with unknown writes:\n{}the writes alone: {without_reads}",
-            per_key(&history)
-        );
-    }
-    println!("linearizability checked in {:?}", t.elapsed());
-    if let Err(v) = check_versions_grow(&history) {
-        panic!("{v}");
-    }
-    let keys: Vec<Key> = history.by_key().into_keys().collect();
-    let groups = workload::settled_replicas(&cluster, &keys, SETTLE)
-        .unwrap_or_else(|e| panic!("reading the replicas: {e}"));
-    assert_eq!(
-        groups.values().map(|g| g.len()).sum::<usize>(),
-        keys.iter()
-            .map(|k| workload::group_of(&cluster, k))
-            .collect::<std::collections::BTreeSet<_>>()
-            .into_iter()
-            .map(|g| cluster.members(g).len())
-            .sum::<usize>(),
-        "every member of every group was read"
-    );
-    for (g, replicas) in &groups {
-        let mine = history.filtered(|o| workload::group_of(&cluster, &o.op.key) == *g);
-        if let Err(v) = check_acknowledged_writes(&mine, replicas) {
-            panic!("group {g}: {v}");
-        }
-        if let Err(v) = check_replicas_agree(replicas) {
-            panic!("group {g}: {v}");
-        }
-    }
+    verdict::check_history(&cluster, &history, SETTLE);
 }

@@ -10,6 +10,7 @@
 
 #![allow(dead_code)] // each cluster test file uses a part of it
 
+pub mod verdict;
 pub mod workload;
 
 use std::fs;
@@ -537,6 +538,34 @@ impl TestCluster {
         Err(format!(
             "through node {via} after {timeout:?}: {}",
             last.join("; ")
+        ))
+    }
+
+    /// Puts to a key of group `g` through the nodes of `via` in turn until one is acknowledged,
+    /// up to `timeout`: Ok(how long it took), or Err(the last failure).
+    pub fn wait_group_writable(
+        &self,
+        g: u32,
+        via: &[usize],
+        timeout: Duration,
+    ) -> Result<Duration, String> {
+        let start = Instant::now();
+        let key = self.key_in_group(g, "failover-");
+        let mut last = String::from("no attempt");
+        for k in 0.. {
+            if start.elapsed() > timeout {
+                break;
+            }
+            let node = via[k % via.len()];
+            match self.put(node, &key, "x") {
+                Ok(r) if r.status == 200 => return Ok(start.elapsed()),
+                Ok(r) => last = format!("node {node}: {} {:?}", r.status, r.headers),
+                Err(e) => last = format!("node {node}: {e}"),
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Err(format!(
+            "group {g} took no write within {timeout:?}; last: {last}"
         ))
     }
 
