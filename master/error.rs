@@ -12,7 +12,7 @@ pub enum MasterError {
     /// The conf file is bad (its own message already names file and line).
     Conf(conf::ConfError),
     /// A reload would change what a running cluster node cannot change by HUP
-    /// (`cluster.md` §1): `what` names it (the block added or removed, or the directives).
+    /// (`cluster.md` §1): `what` says what (the block added or removed, or the directives).
     ClusterReload {
         file: PathBuf,
         what: String,
@@ -90,11 +90,9 @@ impl fmt::Display for MasterError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             MasterError::Conf(e) => write!(f, "{e}"),
-            MasterError::ClusterReload { file, what } => write!(
-                f,
-                "conf {}: {what} cannot change by a reload; restart the node",
-                file.display()
-            ),
+            MasterError::ClusterReload { file, what } => {
+                write!(f, "conf {}: {what}", file.display())
+            }
             MasterError::AlreadyRunning { pid, pid_file } => write!(
                 f,
                 "already running: master {pid} is alive (pid file {})",

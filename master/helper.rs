@@ -12,7 +12,7 @@
 use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
 
-use cluster::helper::watch;
+use cluster::watch;
 use nix::sys::signal::{SigSet, Signal};
 use nix::unistd;
 

@@ -15,12 +15,8 @@ use storage::{Command, Store};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::unix::OwnedWriteHalf;
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
-
-/// The stop channel of [`run`], re-exported so that the process that forks the helper (the
-/// master, which has no async runtime and does not depend on tokio) can make one.
-pub use tokio::sync::watch;
 
 use crate::local::{decode_prefix, Frame, Message};
 use crate::node::{Node, WriteError};
@@ -32,7 +28,8 @@ pub const SOCKET: &str = "cluster.sock";
 /// worker's `EXIT_FATAL_INIT`).
 pub const EXIT_FATAL_INIT: i32 = 2;
 
-/// Runs the helper until `stop` turns `true` (or its sender is dropped): 0 after a clean
+/// Runs the helper until `stop` turns `true` (or its sender is dropped; the master makes the
+/// channel with [`crate::watch`]): 0 after a clean
 /// stop (the Node shut down), [`EXIT_FATAL_INIT`] when it could not start (logged). `ready`
 /// is called once, when the Node runs and the local socket is served (the master's
 /// readiness byte).
@@ -82,7 +79,7 @@ async fn serve(
     mut stop: watch::Receiver<bool>,
     ready: impl FnOnce(),
 ) -> i32 {
-    let node = match Node::start(conf, store).await {
+    let node = match start_node(conf, store).await {
         Ok(n) => Arc::new(n),
         Err(e) => {
             log::error!("cluster helper: could not start the node: {e}");
@@ -115,6 +112,34 @@ async fn serve(
     let _ = server.await;
     shut_down(node, timeout).await;
     0
+}
+
+/// How often, and how far apart, the helper tries to take its peer port and its consensus
+/// log: a helper that is still stopping (its master was killed, and a new master started at
+/// once) holds them for a moment, as a dying tree holds the client port (the master's
+/// `listen` retries the same way).
+const START_TRIES: u32 = 10;
+const START_PAUSE: Duration = Duration::from_millis(500);
+
+/// [`Node::start`], tried again while the peer port is in use or the log is locked.
+async fn start_node(conf: &conf::Conf, store: Arc<Store>) -> io::Result<Node> {
+    let mut tries = 1;
+    loop {
+        match Node::start(conf, store.clone()).await {
+            Err(e)
+                if tries < START_TRIES
+                    && matches!(
+                        e.kind(),
+                        io::ErrorKind::AddrInUse | io::ErrorKind::WouldBlock
+                    ) =>
+            {
+                log::warn!("cluster helper: {e}; trying again in {START_PAUSE:?}");
+                tries += 1;
+                tokio::time::sleep(START_PAUSE).await;
+            }
+            r => return r,
+        }
+    }
 }
 
 /// Shuts the node down once the requests still running let go of it (each is bounded by
