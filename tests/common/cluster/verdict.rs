@@ -2,12 +2,12 @@
 //! every node that answers), the checks of tests/common/history.rs over the whole history,
 //! each failure a panic naming the ops or replicas that show it.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use super::super::history::{
     check_acknowledged_writes, check_key_histories, check_replicas_agree, check_versions_grow,
-    Call, History, Key, Outcome,
+    Call, History, Key, Outcome, Replicas, Violation,
 };
 use super::workload::{group_of, settled_replicas};
 use super::TestCluster;
@@ -59,6 +59,35 @@ pub fn check_history(cluster: &TestCluster, history: &History, settle: Duration)
             panic!("group {g}: {v}");
         }
     }
+    assert!(
+        a_lost_write_is_caught(cluster, history, &groups),
+        "no record of any replica was needed by an acknowledged write: the checks proved nothing"
+    );
+}
+
+/// The checks are not vacuous on this very run: removing one record from one replica's final
+/// state (as a node that lost an acknowledged write would show) makes the acknowledged-writes
+/// check fail, for at least one record.
+fn a_lost_write_is_caught(
+    cluster: &TestCluster,
+    history: &History,
+    groups: &BTreeMap<u32, Replicas>,
+) -> bool {
+    groups.iter().any(|(g, replicas)| {
+        let mine = history.filtered(|o| group_of(cluster, &o.op.key) == *g);
+        replicas.iter().any(|(name, records)| {
+            records.keys().any(|key| {
+                let mut lossy = replicas.clone();
+                if let Some(r) = lossy.get_mut(name) {
+                    r.remove(key);
+                }
+                matches!(
+                    check_acknowledged_writes(&mine, &lossy),
+                    Err(Violation::LostWrite { .. })
+                )
+            })
+        })
+    })
 }
 
 /// The keys with unknown writes (the search's cost grows with those): ops, unknown, failed.
