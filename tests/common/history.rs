@@ -288,6 +288,8 @@ pub enum Outcome {
 pub struct OpRecord {
     pub id: OpId,
     pub client: Client,
+    /// The node the request went to, when the recorder says (for people reading a violation).
+    pub node: Option<usize>,
     pub op: Op,
     pub outcome: Outcome,
     pub inv_seq: u64,
@@ -318,11 +320,11 @@ impl OpRecord {
 
 impl fmt::Display for OpRecord {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(
-            f,
-            "op #{} client {} {} -> ",
-            self.id.0, self.client, self.op
-        )?;
+        write!(f, "op #{} client {} {}", self.id.0, self.client, self.op)?;
+        if let Some(node) = self.node {
+            write!(f, " on node {node}")?;
+        }
+        write!(f, " -> ")?;
         match &self.outcome {
             Outcome::Pending => write!(f, "pending")?,
             Outcome::Ok(r) => write!(f, "{r}")?,
@@ -367,6 +369,11 @@ impl History {
 
     /// Records an invocation; call it just before the request is sent.
     pub fn invoke(&self, client: Client, op: Op) -> OpId {
+        self.invoke_on(client, None, op)
+    }
+
+    /// [`History::invoke`] of a request sent to `node` (shown with the op).
+    pub fn invoke_on(&self, client: Client, node: Option<usize>, op: Op) -> OpId {
         let mut inner = self.lock();
         let inv_seq = inner.tick();
         let id = OpId(inner.ops.len());
@@ -374,6 +381,7 @@ impl History {
         inner.ops.push(OpRecord {
             id,
             client,
+            node,
             op,
             outcome: Outcome::Pending,
             inv_seq,
@@ -411,6 +419,20 @@ impl History {
             keys.entry(op.op.key.clone()).or_default().push(op);
         }
         keys
+    }
+
+    /// The ops `keep` selects, ids and real-time order kept (for the end checks, called once
+    /// per group with the ops on the keys that group owns; or to tell which kind of op a
+    /// violation needs). Not for recording further.
+    pub fn filtered(&self, keep: impl Fn(&OpRecord) -> bool) -> History {
+        let inner = self.lock();
+        History {
+            start: self.start,
+            inner: Mutex::new(Inner {
+                seq: inner.seq,
+                ops: inner.ops.iter().filter(|o| keep(o)).cloned().collect(),
+            }),
+        }
     }
 
     fn finish(&self, id: OpId, outcome: Outcome) {

@@ -680,6 +680,7 @@ fn err_text(e: io::Error) -> String {
     e.to_string()
 }
 
+pub mod cluster;
 pub mod history;
 pub mod kv;
 pub mod netns;
