@@ -58,6 +58,7 @@ pub(crate) fn options_with(
         cache_dir: dir.join("cache"),
         cache_size,
         write_map,
+        fail_stop: Default::default(),
     }
 }
 

@@ -2,7 +2,7 @@
 //! its replies may leave (commit, journal flush), and what its timers mean.
 
 use super::*;
-use crate::flusher::Tickets;
+use crate::flusher::{Committed, Tickets};
 
 const LIMITS: Limits = Limits {
     max_body: 1 << 20,
@@ -64,6 +64,11 @@ impl Peer {
     }
 
     fn after_commit(&mut self, committed: bool, tickets: Tickets) -> AfterCommit {
+        let committed = if committed {
+            Committed::Yes
+        } else {
+            Committed::Failed(500)
+        };
         self.conn.after_commit(committed, &tickets, &self.metrics)
     }
 
