@@ -390,7 +390,7 @@ fn checkpoint<'e>(env: &'e Environment, ctx: &Checkpointer) -> Result<(RoTransac
     let data = ctx.dir.parent().unwrap_or(&ctx.dir).join("data.mdb");
     if let Err(e) = synced {
         ctx.fail
-            .trip("the checkpoint sync", &data, &e, Some(&ctx.dir));
+            .trip("the checkpoint msync", &data, &e, Some(&ctx.dir));
     }
     // Tripped by this sync or by another process meanwhile: a success now proves nothing.
     if ctx.fail.is_tripped() {

@@ -274,7 +274,7 @@ impl Journal {
                     // Records of acknowledged passes may be gone with it.
                     let path = segment_path(&self.dir, pos.gen);
                     self.fail
-                        .trip("the flush of journal segment", &path, &e, Some(&self.dir));
+                        .trip("the journal fdatasync", &path, &e, Some(&self.dir));
                     return Err(StorageError::Stopped { committed: false });
                 }
                 pos = Position {
@@ -351,7 +351,7 @@ impl JournalFlush {
         if let Err(e) = synced {
             let path = segment_path(&self.dir, self.gen);
             self.fail
-                .trip("the flush of journal segment", &path, &e, Some(&self.dir));
+                .trip("the journal fdatasync", &path, &e, Some(&self.dir));
         }
         if self.fail.is_tripped() {
             return Err(StorageError::Stopped { committed: true });
