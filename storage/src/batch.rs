@@ -303,6 +303,10 @@ impl<'s> Batch<'s> {
     pub fn purge_expired(&mut self, now_ms: u64, max: usize) -> Result<usize> {
         let mut n = 0;
         let s = self.store;
+        if s.fail_stop.is_tripped() {
+            // Nothing commits any more: a purge would turn the pass's replies into 503s.
+            return Ok(0);
+        }
         // The periodic call is also the moment to free reader slots of killed workers.
         for (env, what) in [(&*s.env, "data"), (&s.cache, "cache")] {
             if let Err(e) = reader_check(env, what) {

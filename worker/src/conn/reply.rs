@@ -74,7 +74,9 @@ impl Conn {
             Committed::Unacknowledged if self.pass.is_some() => return AfterCommit::FlushFailed,
             Committed::Unacknowledged => {}
         }
-        if self.pass.is_some() && tickets.issued > tickets.durable {
+        // Over, not durable: after a failed flush (fail-stop) no flush follows, and replies of
+        // later passes (reads, 503s) must not wait for one, nor be taken for the failed pass's.
+        if self.pass.is_some() && tickets.issued > tickets.over() {
             self.hold = tickets.issued;
         }
         if self.hold != 0 {
