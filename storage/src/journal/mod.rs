@@ -41,9 +41,10 @@
 //!
 //! # Files
 //!
-//! This file writes records ([`Journal::append`]) and replays them ([`replay`]); `record`
-//! holds their format, the journal's position and the segment files; `checkpoint` the
-//! checkpoint file and thread. The journal sits on the bottom layer (environments, the
+//! This file opens the journal and writes records ([`Journal::append`]); `replay` replays
+//! them up to the first hole; `record` holds their format, the journal's position and the
+//! segment files; `checkpoint` the checkpoint file and thread; `fail_stop` what a failed
+//! flush stops (no write acknowledged, no checkpoint, recovery at the next start). The journal sits on the bottom layer (environments, the
 //! change record [`Ops`] a pass's write transaction fills) and knows no operation, record
 //! layout of the store, or batch.
 

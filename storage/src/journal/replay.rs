@@ -43,10 +43,7 @@ pub(crate) fn replay(
     let mut last = ck.txnid;
     let mut count = 0u64;
     let mut hole = false;
-    let mut data = match read_segment(dir, pos.gen)? {
-        Some(d) => d,
-        None => Vec::new(),
-    };
+    let mut data: Vec<u8> = read_segment(dir, pos.gen)?.unwrap_or_default();
     loop {
         let mut off = usize::try_from(pos.off)
             .unwrap_or(usize::MAX)
