@@ -113,6 +113,7 @@ fn open_store(dir: &Path, sync_writes: bool, write_map: bool) -> Store {
         cache_dir: dir.join("cache"),
         cache_size: 16 << 20,
         write_map,
+        fail_stop: Default::default(),
     };
     match Store::open(&opts) {
         Ok(s) => s,

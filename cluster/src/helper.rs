@@ -57,6 +57,7 @@ pub fn run(conf: &conf::Conf, stop: watch::Receiver<bool>, ready: impl FnOnce())
         cache_dir: conf.data_dir.join("cache"),
         cache_size: conf.cache_size,
         write_map: conf.mode == conf::Mode::Kv,
+        fail_stop: Default::default(),
     }) {
         Ok(s) => Arc::new(s),
         Err(e) => {

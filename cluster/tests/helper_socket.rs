@@ -207,6 +207,7 @@ fn local_answers(dir: &Path, cmds: &[Command<'_>]) -> Vec<Applied> {
         cache_dir: dir.join("cache"),
         cache_size: 8 << 20,
         write_map: true,
+        fail_stop: Default::default(),
     })
     .expect("local store");
     cmds.iter()

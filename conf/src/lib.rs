@@ -136,6 +136,11 @@ pub struct Conf {
     pub auth_basic_user_file: Option<PathBuf>,
     /// Test-only endpoints such as `/debug/sleep?ms=` (`debug_endpoints on;`), off by default.
     pub debug_endpoints: bool,
+    /// Test-only (`debug_fail_flush N;`, with `debug_endpoints on` before it): the daemon's
+    /// nth journal flush fails with `EIO`; 0 (the default): never.
+    pub debug_fail_flush: u64,
+    /// Test-only (`debug_fail_checkpoint N;`): the nth checkpoint sync fails; 0: never.
+    pub debug_fail_checkpoint: u64,
     pub mq: MqConf,
     /// The `cluster { }` block (`cluster.md` §1); `None`: the single-node daemon.
     pub cluster: Option<ClusterConf>,
@@ -208,6 +213,8 @@ impl Conf {
             cache_size: 2 << 30,
             auth_basic_user_file: None,
             debug_endpoints: false,
+            debug_fail_flush: 0,
+            debug_fail_checkpoint: 0,
             mq: MqConf::default(),
             cluster: None,
         }

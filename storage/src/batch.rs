@@ -216,6 +216,12 @@ impl<'s> Batch<'s> {
             return Err(StorageError::Lmdb(e));
         }
         let store = self.store;
+        if self.writes > 0 && store.fail_stop.is_tripped() {
+            // Nothing more is committed once a flush failed (see `FailStop`).
+            self.data.abort();
+            self.cache.abort();
+            return Err(StorageError::Stopped { committed: false });
+        }
         let mut result = Ok(());
         let mut appended = None;
         if let Some(mut rw) = self.data.take_rw() {
@@ -255,8 +261,23 @@ impl<'s> Batch<'s> {
         }
         result?;
         if store.journal.is_none() && store.sync_writes && self.writes > 0 {
-            // The meta page of the commit above (see NO_META_SYNC in `Store::open`).
-            store.env.sync(true)?;
+            // The meta page of the commit above (see NO_META_SYNC in `Store::open`). The
+            // commit is visible to every worker: a failure cannot be undone, so the daemon
+            // fail-stops and the pass's replies are not sent (`committed: true`).
+            let fail = &store.fail_stop;
+            let synced = match fail.flush_fault() {
+                Some(e) => Err(StorageError::Lmdb(lmdb::Error::Other(
+                    e.raw_os_error().unwrap_or(libc::EIO),
+                ))),
+                None => store.env.sync(true).map_err(StorageError::from),
+            };
+            if let Err(e) = synced {
+                let data = store.data_dir.join("data.mdb");
+                fail.trip("the commit sync", &data, &e, None);
+            }
+            if fail.is_tripped() {
+                return Err(StorageError::Stopped { committed: true });
+            }
         }
         let micros = if self.writes == 0 {
             0
@@ -267,7 +288,7 @@ impl<'s> Batch<'s> {
             writes: self.writes,
             micros,
         };
-        Ok((stats, appended.map(|(_, a)| a.flush())))
+        Ok((stats, appended.map(|(j, a)| a.flush(j))))
     }
 
     /// True once a write of this pass has been attempted (the replies of this pass must then
@@ -282,6 +303,10 @@ impl<'s> Batch<'s> {
     pub fn purge_expired(&mut self, now_ms: u64, max: usize) -> Result<usize> {
         let mut n = 0;
         let s = self.store;
+        if s.fail_stop.is_tripped() {
+            // Nothing commits any more: a purge would turn the pass's replies into 503s.
+            return Ok(0);
+        }
         // The periodic call is also the moment to free reader slots of killed workers.
         for (env, what) in [(&*s.env, "data"), (&s.cache, "cache")] {
             if let Err(e) = reader_check(env, what) {

@@ -64,6 +64,9 @@ pub struct StoreOptions {
     /// in kv mode; the queue crate relies on [`Batch::write`] undoing a failed closure alone,
     /// which only `false` provides.
     pub write_map: bool,
+    /// The daemon's fail-stop flag (shared by its workers) and the test-only fault switch;
+    /// `FailStop::default()` is one of this process alone.
+    pub fail_stop: FailStop,
 }
 
 /// Every way a storage call can fail. Callers map them to HTTP in one place.
@@ -85,6 +88,10 @@ pub enum StorageError {
     Invalid(&'static str),
     /// Any other LMDB failure; the write did not happen.
     Lmdb(lmdb::Error),
+    /// The daemon is fail-stopped: a flush failed (now or earlier, see [`FailStop`]). With
+    /// `committed` false nothing of the pass was written; with `committed` true the pass is
+    /// committed (visible) but may not be on disk, and no reply of it may leave.
+    Stopped { committed: bool },
 }
 
 impl fmt::Display for StorageError {
@@ -100,6 +107,15 @@ impl fmt::Display for StorageError {
             StorageError::TooLarge => write!(f, "value too large"),
             StorageError::Invalid(why) => write!(f, "invalid argument: {why}"),
             StorageError::Lmdb(e) => write!(f, "lmdb: {e}"),
+            StorageError::Stopped { committed: false } => {
+                write!(f, "fail-stopped after a failed flush: nothing written")
+            }
+            StorageError::Stopped { committed: true } => {
+                write!(
+                    f,
+                    "fail-stopped after a failed flush: committed, maybe not on disk"
+                )
+            }
         }
     }
 }
@@ -274,7 +290,7 @@ mod store;
 
 pub use batch::Batch;
 pub use command::{expires_at, Command, Outcome, Write};
-pub use journal::JournalFlush;
+pub use journal::{FailState, FailStop, JournalFlush};
 pub use reads::{InPlace, ReplyValue};
 pub use store::Store;
 

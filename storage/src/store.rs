@@ -27,6 +27,8 @@ pub struct Store {
     pub(crate) journal: Option<Journal>,
     /// Folder of the persistent environment.
     pub(crate) data_dir: std::path::PathBuf,
+    /// The daemon's fail-stop flag (see `journal::fail_stop`).
+    pub(crate) fail_stop: crate::FailStop,
     pub(crate) env: Arc<Environment>,
     pub(crate) cache: Environment,
     pub(crate) db: Dbs,
@@ -106,7 +108,7 @@ impl Store {
             Ok((Arc::new(env), db, room))
         };
         let (journal, (env, db, room)) = if journaled {
-            let (j, opened) = Journal::open(&opts.data_dir, boot, open_data)?;
+            let (j, opened) = Journal::open(&opts.data_dir, boot, opts.fail_stop, open_data)?;
             (Some(j), opened)
         } else {
             journal::forget(&opts.data_dir);
@@ -133,6 +135,7 @@ impl Store {
             write_map: opts.write_map,
             journal,
             data_dir: opts.data_dir.clone(),
+            fail_stop: opts.fail_stop,
             env,
             cache,
             db,
@@ -154,6 +157,12 @@ impl Store {
         if let Some(j) = self.journal.as_mut() {
             j.stop_as_in_a_crash();
         }
+    }
+
+    /// True once a flush of this daemon failed (see [`crate::FailStop`]): writes are refused
+    /// (`StorageError::Stopped`), reads go on from what is committed.
+    pub fn fail_stopped(&self) -> bool {
+        self.fail_stop.is_tripped()
     }
 
     /// Flushes the persistent environment to disk (`sync_writes off`: every `sync_interval`).

@@ -14,6 +14,7 @@ mod nested;
 #[allow(clippy::duplicate_mod)]
 mod write_map;
 
+mod fail_stop;
 mod journal;
 // The tests' shorthand for commands (the old write methods of `Batch`).
 mod shorthand;
@@ -58,6 +59,7 @@ pub(crate) fn options_with(
         cache_dir: dir.join("cache"),
         cache_size,
         write_map,
+        fail_stop: Default::default(),
     }
 }
 

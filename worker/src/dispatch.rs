@@ -7,7 +7,7 @@
 
 use crate::access_log::{self, AccessLog};
 use crate::conn::Outcome;
-use crate::http::Head;
+use crate::http::{Head, Response};
 use crate::metrics::{Label, SharedMetrics, OTHER};
 use crate::routes::{self, Handler, Kind, Route};
 use crate::service::{ConnRef, Pass, Service};
@@ -105,6 +105,11 @@ fn route_and_serve(
         Ok(p) => p,
         Err(_) => return reply(service.bad_request("malformed % escape in the query")),
     };
+    if route.kind == Kind::Write && ctx.store.fail_stopped() {
+        // Fail-stop (a flush failed, see `storage::FailStop`): no write is acknowledged until
+        // a restart; no `Retry-After`, as retrying this daemon cannot succeed.
+        return reply(Response::empty(503));
+    }
     let req = crate::service::Request {
         method: head.method,
         params: &params,

@@ -9,7 +9,7 @@ use crate::accept_gate::AcceptGate;
 use crate::access_log::AccessLog;
 use crate::conn::{AfterCommit, Conn, Expiry, Limits, Served};
 use crate::dispatch::{account, dispatch, DispatchCtx, ParkedRequests, PassLog, Serving};
-use crate::flusher::Flushes;
+use crate::flusher::{Committed, Flushes};
 use crate::http::{Head, Response};
 use crate::metrics::SharedMetrics;
 use crate::routes::{self, Route};
@@ -223,7 +223,7 @@ impl EventLoop {
                 // (large GET values then go from the map straight into the sockets), and what
                 // the sockets did not take is copied before the batch ends.
                 self.release_held();
-                self.flush_dirty(true, service);
+                self.flush_dirty(Committed::Yes, service);
                 self.own_lent();
                 drop(batch);
             }
@@ -546,7 +546,7 @@ impl EventLoop {
 
     /// Writes the pass's replies (after the commit), or turns them into `500`s if it failed,
     /// as far as each connection's answer lets it (`Conn::after_commit`).
-    fn flush_dirty(&mut self, committed: bool, service: &mut dyn Service) {
+    fn flush_dirty(&mut self, committed: Committed, service: &mut dyn Service) {
         let mut dirty = std::mem::take(&mut self.dirty);
         dirty.sort_unstable();
         dirty.dedup();
@@ -561,7 +561,7 @@ impl EventLoop {
                     continue;
                 }
                 AfterCommit::FlushFailed => {
-                    log::error!("closing a connection whose writes' journal flush failed");
+                    log::error!("closing a connection whose pass's flush failed");
                     self.close(key, service);
                     continue;
                 }

@@ -12,6 +12,21 @@ use std::sync::mpsc::{SendError, Sender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// What became of a pass's commit ([`Flushes::commit`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Committed {
+    /// Committed; its replies leave once its journal flush is durable (if any).
+    Yes,
+    /// Nothing of the pass was written: its replies become this status (500, or 503 when the
+    /// daemon is fail-stopped), and their connections close after them.
+    Failed(u16),
+    /// Committed, but its flush failed (mq mode's sync after the commit): the change is kept
+    /// and may be lost in a machine crash, so neither a 200 nor an error is true. The
+    /// connections with replies of the pass close without them, as after a failed journal
+    /// flush.
+    Unacknowledged,
+}
+
 /// Where the journal flushes stand, as a connection with held replies needs to know it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Tickets {
@@ -78,33 +93,41 @@ impl Flushes {
         }
     }
 
-    /// Commits the pass's batch and hands its journal flush over; `false` when the commit
-    /// failed (the pass's requests are then answered with `500`). Values the batch lent must
+    /// Commits the pass's batch and hands its journal flush over. Values the batch lent must
     /// be copied before (`Conn::own_lent`): the commit ends its read transaction.
     pub fn commit(
         &mut self,
         batch: storage::Batch<'_>,
         registry: &mio::Registry,
         metrics: &SharedMetrics,
-    ) -> bool {
+    ) -> Committed {
         match batch.commit_deferred() {
             Ok((stats, flush)) => {
                 self.stats.record(stats);
                 metrics.commit(stats);
-                match flush {
-                    Some(flush) => self.hand_over(registry, flush),
-                    None => true,
+                // A flush done here that failed leaves a committed pass: not acknowledged.
+                match flush.map(|flush| self.hand_over(registry, flush)) {
+                    Some(false) => Committed::Unacknowledged,
+                    _ => Committed::Yes,
                 }
             }
+            Err(storage::StorageError::Stopped { committed: true }) => {
+                log::error!(
+                    "the pass is committed but its flush failed: closing its connections \
+                     without their replies"
+                );
+                Committed::Unacknowledged
+            }
+            Err(storage::StorageError::Stopped { committed: false }) => Committed::Failed(503),
             Err(e) => {
                 log::error!("commit failed, answering the pass's requests with 500: {e}");
-                false
+                Committed::Failed(500)
             }
         }
     }
 
-    /// Hands a committed pass's journal flush to the flusher; `false` (the pass is answered
-    /// as a failed commit) if the flusher cannot start, after flushing here.
+    /// Hands a committed pass's journal flush to the flusher; if the flusher cannot start it
+    /// flushes here, and `false` says that flush failed (the pass is not acknowledged).
     fn hand_over(&mut self, registry: &mio::Registry, flush: storage::JournalFlush) -> bool {
         if self.flusher.is_none() {
             let started = mio::Waker::new(registry, self.token).and_then(Flusher::start);

@@ -403,6 +403,8 @@ fn plain_error(e: StorageError) -> Response {
         StorageError::MapFull => Response::empty(507),
         StorageError::TooLarge => Response::empty(413),
         StorageError::Invalid(_) => Response::empty(400),
+        // Fail-stopped after a failed flush (see `storage::FailStop`): nothing was written.
+        StorageError::Stopped { .. } => Response::empty(503),
         e @ (StorageError::VersionMismatch { .. } | StorageError::Lmdb(_)) => {
             log::error!("storage failure: {e}");
             Response::empty(500)
@@ -713,6 +715,7 @@ mod cluster_tests {
             cache_dir: dir.join("cache"),
             cache_size: 16 << 20,
             write_map: true,
+            fail_stop: Default::default(),
         })
         .unwrap();
         let timeout = Duration::from_secs(3);

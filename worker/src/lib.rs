@@ -120,6 +120,8 @@ pub fn run(args: WorkerArgs) -> i32 {
         cache_dir: cache_dir(&conf),
         cache_size: conf.cache_size,
         write_map: conf.mode == conf::Mode::Kv,
+        fail_stop: storage::FailStop::shared(args.metrics.fail_state())
+            .with_faults(conf.debug_fail_flush, conf.debug_fail_checkpoint),
     }) {
         Ok(s) => s,
         Err(e) => {

@@ -6,10 +6,12 @@
 //! syscall, nothing on the request path touches LMDB); whichever worker serves `/metrics` adds
 //! up all regions. Counting in the LMDB environment instead would turn every request into a
 //! write. A respawned worker keeps its slot's region, so counters never go backwards; during a
-//! reload an old and a new worker may share a region, which atomics make harmless.
+//! reload an old and a new worker may share a region, which atomics make harmless. The same
+//! mapping ends with the daemon's fail-stop flag ([`SharedMetrics::fail_state`]).
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use storage::FailState;
 
 /// Regions in the mapping; slot `s` uses region `s % REGIONS`.
 const REGIONS: usize = 64;
@@ -63,7 +65,7 @@ pub const OTHER: Label = LABELS - 1;
 impl SharedMetrics {
     /// Maps the zeroed shared region; call once in the master, before forking.
     pub fn create() -> std::io::Result<SharedMetrics> {
-        let len = REGIONS * std::mem::size_of::<Region>();
+        let len = REGIONS * std::mem::size_of::<Region>() + std::mem::size_of::<FailState>();
         // SAFETY: an anonymous shared mapping with no address hint; the kernel returns
         // zeroed, page-aligned memory or MAP_FAILED, which is checked. It is never unmapped,
         // so every pointer derived from it stays valid for the life of the process.
@@ -98,6 +100,15 @@ impl SharedMetrics {
         // SAFETY: `base` points to REGIONS zero-initialised `Region`s (all-zero is a valid
         // value of every atomic) that live as long as the process; only atomics are accessed.
         unsafe { std::slice::from_raw_parts(self.base, REGIONS) }
+    }
+
+    /// The daemon's fail-stop state (`storage::FailStop`), after the regions: every worker,
+    /// respawned ones too, sees the flag a failed flush sets.
+    pub fn fail_state(&self) -> &'static FailState {
+        // SAFETY: the mapping holds REGIONS regions and then one zero-initialised
+        // `FailState` (atomics only, valid when all zero); `Region` is 8-aligned, so the end
+        // of the regions is aligned for it. The mapping is never unmapped: 'static holds.
+        unsafe { &*self.base.add(REGIONS).cast::<FailState>() }
     }
 
     fn mine(&self) -> &Region {

@@ -187,6 +187,7 @@ fn response(reply: Reply) -> Response {
         Reply::Timeout => Response::empty(408),
         Reply::Busy => Response::empty(503),
         Reply::Storage(storage::StorageError::MapFull) => Response::empty(507),
+        Reply::Storage(storage::StorageError::Stopped { .. }) => Response::empty(503),
         Reply::Storage(_) => Response::empty(500),
     }
 }

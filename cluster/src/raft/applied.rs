@@ -47,8 +47,8 @@ pub enum Applied {
 }
 
 impl Applied {
-    /// The answer of `storage::Batch::apply`'s result; `None` for an LMDB failure, which is
-    /// no answer (the caller stops the group).
+    /// The answer of `storage::Batch::apply`'s result; `None` for an LMDB failure or a
+    /// fail-stopped store, which is no answer (the caller stops the group).
     pub fn of(result: Result<Outcome, StorageError>) -> Option<Applied> {
         Some(match result {
             Ok(Outcome::Written(Written { ver })) => Applied::Written { ver },
@@ -65,7 +65,7 @@ impl Applied {
             Err(StorageError::MapFull) => Applied::MapFull,
             Err(StorageError::TooLarge) => Applied::TooLarge,
             Err(StorageError::Invalid(why)) => Applied::Invalid(why.to_string()),
-            Err(StorageError::Lmdb(_)) => return None,
+            Err(StorageError::Lmdb(_) | StorageError::Stopped { .. }) => return None,
         })
     }
 

@@ -92,6 +92,7 @@ pub fn open_store(conf: &conf::Conf) -> Arc<Store> {
         cache_dir: conf.data_dir.join("cache"),
         cache_size: 8 << 20,
         write_map: true,
+        fail_stop: Default::default(),
     })
     .expect("store");
     Arc::new(store)

@@ -3,10 +3,10 @@
 //! generic checks live in [`table`](super::table); each `set` here only says what its values
 //! mean.
 
-use super::args::Bad;
+use super::args::{Args, Bad};
 use super::table::{Context, Directive};
 use super::values::parse_listen;
-use crate::{Listen, LogLevel, LogTarget, Mode, WorkerCount};
+use crate::{Conf, Listen, LogLevel, LogTarget, Mode, WorkerCount};
 use std::time::Duration;
 
 /// Every directive, in the order of the shipped conf and the man page.
@@ -355,6 +355,34 @@ pub static DIRECTIVES: &[Directive] = &[
         },
     },
     Directive {
+        name: "debug_fail_flush",
+        min_args: 1,
+        max_args: 1,
+        multi: false,
+        context: Context::Both,
+        syntax: "number",
+        default: "0",
+        help: "test-only: the daemon's nth journal flush fails with EIO (0: never)",
+        set: |c, a| {
+            c.debug_fail_flush = debug_count(c, a)?;
+            Ok(())
+        },
+    },
+    Directive {
+        name: "debug_fail_checkpoint",
+        min_args: 1,
+        max_args: 1,
+        multi: false,
+        context: Context::Both,
+        syntax: "number",
+        default: "0",
+        help: "test-only: the daemon's nth checkpoint sync fails with EIO (0: never)",
+        set: |c, a| {
+            c.debug_fail_checkpoint = debug_count(c, a)?;
+            Ok(())
+        },
+    },
+    Directive {
         name: "long_polling_timeout",
         min_args: 1,
         max_args: 1,
@@ -524,3 +552,13 @@ pub static DIRECTIVES: &[Directive] = &[
         },
     },
 ];
+
+/// A fault switch's count: above 0 only after `debug_endpoints on` (a test conf), so that a
+/// production conf cannot turn it on.
+fn debug_count(c: &Conf, a: &Args<'_>) -> Result<u64, Bad> {
+    let n = a.number(0, 0, u64::MAX, "a number")?;
+    if n > 0 && !c.debug_endpoints {
+        return a.bad(0, "0, or a number after \"debug_endpoints on\" (test-only)");
+    }
+    Ok(n)
+}

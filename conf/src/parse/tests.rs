@@ -136,6 +136,8 @@ fn every_directive_parses_a_good_value() {
         cache_size: 16 << 20,
         auth_basic_user_file: Some("/etc/huststore/htpasswd".into()),
         debug_endpoints: true,
+        debug_fail_flush: 0,
+        debug_fail_checkpoint: 0,
         mq: MqConf {
             long_polling_timeout: secs(1),
             subscribe_timeout: secs(2),
@@ -209,6 +211,9 @@ fn every_directive_rejects_bad_values() {
         ("cache_size", &["1k", "0", "big"]),
         ("auth_basic_user_file", &["\"\"", "\"a\\\\\0b\""]),
         ("debug_endpoints", &["1", "enabled"]),
+        // Without `debug_endpoints on` before it, only 0 is accepted.
+        ("debug_fail_flush", &["x", "-1", "1"]),
+        ("debug_fail_checkpoint", &["1k", "3"]),
         ("long_polling_timeout", &["0", "x"]),
         ("subscribe_timeout", &["0s", "1x"]),
         ("do_get_timeout", &["0", "-5"]),
@@ -245,6 +250,14 @@ fn every_directive_rejects_bad_values() {
             );
         }
     }
+}
+
+#[test]
+fn fault_switches_need_debug_endpoints_before_them() {
+    let c = ok("debug_endpoints on;\ndebug_fail_flush 3;\ndebug_fail_checkpoint 2;");
+    assert_eq!((c.debug_fail_flush, c.debug_fail_checkpoint), (3, 2));
+    assert!(err("debug_fail_flush 3;\ndebug_endpoints on;").contains("debug_endpoints on"));
+    assert_eq!(ok("debug_fail_checkpoint 0;").debug_fail_checkpoint, 0);
 }
 
 #[test]

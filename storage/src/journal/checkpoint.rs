@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use lmdb::{Database, Environment, RoTransaction};
 
+use super::fail_stop::FailStop;
 use super::record::{load_position, lock, remove_segments_before, sync_dir, txn_id, Position};
 use crate::env::begin;
 use crate::{io_error, Result, StorageError};
@@ -267,6 +268,7 @@ pub(crate) struct Checkpointer {
     pub boot: String,
     /// The data file's inode.
     pub file: u64,
+    pub fail: FailStop,
 }
 
 /// Tests: journal folders whose thread takes no periodic checkpoint (only the first and the
@@ -287,44 +289,61 @@ fn periodic_held(_: &Path) -> bool {
     false
 }
 
+/// The checkpoint thread of one worker: the first checkpoint (answered on `ready`), then one
+/// every [`CHECKPOINT_EVERY`] while the store changes, and a last one when told to stop with
+/// `true`. Once the daemon is fail-stopped it takes none (a checkpoint would say the data
+/// file is on disk, and its success would drop journal segments that recovery needs): it
+/// keeps its pin, so the last good checkpoint's pages stay intact, and waits to be stopped.
 pub(crate) fn checkpoint_thread(
     ctx: Checkpointer,
     ready: mpsc::Sender<Result<()>>,
     stop: mpsc::Receiver<bool>,
 ) {
     let env = &*ctx.env;
-    let (mut pin, mut kept_from) = match checkpoint(env, &ctx) {
-        Ok((pin, needed)) => {
-            remove_segments_before(&ctx.dir, needed);
-            let _ = ready.send(Ok(()));
-            (pin, needed)
-        }
-        Err(e) => {
-            let _ = ready.send(Err(e));
-            return;
+    let (mut pin, mut kept_from) = if ctx.fail.is_tripped() {
+        (None, 0)
+    } else {
+        match checkpoint(env, &ctx) {
+            Ok((pin, needed)) => {
+                remove_segments_before(&ctx.dir, needed);
+                (Some(pin), needed)
+            }
+            // This very sync failed: the worker serves, fail-stopped.
+            Err(StorageError::Stopped { .. }) => (None, 0),
+            Err(e) => {
+                let _ = ready.send(Err(e));
+                return;
+            }
         }
     };
+    let _ = ready.send(Ok(()));
     loop {
         let stopping = match stop.recv_timeout(CHECKPOINT_EVERY) {
             Err(mpsc::RecvTimeoutError::Timeout) => false,
             Ok(false) => return,
             Ok(true) | Err(mpsc::RecvTimeoutError::Disconnected) => true,
         };
+        if ctx.fail.is_tripped() {
+            if stopping {
+                return;
+            }
+            continue;
+        }
         if !stopping && periodic_held(&ctx.dir) {
             continue;
         }
-        let changed = env
-            .info()
-            .map(|i| i.last_txnid() as u64 > txn_id(&pin))
-            .unwrap_or(true);
+        let changed = match (&pin, env.info()) {
+            (Some(p), Ok(i)) => i.last_txnid() as u64 > txn_id(p),
+            _ => true,
+        };
         if changed {
             // The new pin is taken before the old one is dropped (see the module docs).
             match checkpoint(env, &ctx) {
                 Ok((p, needed)) => {
-                    pin = p;
+                    pin = Some(p);
                     // Segments before `kept_from` are gone: list the folder only when the
                     // checkpoint moved past it.
-                    if needed > kept_from {
+                    if needed > kept_from && !ctx.fail.is_tripped() {
                         remove_segments_before(&ctx.dir, needed);
                         kept_from = needed;
                     }
@@ -362,8 +381,30 @@ fn checkpoint<'e>(env: &'e Environment, ctx: &Checkpointer) -> Result<(RoTransac
         boot: ctx.boot.clone(),
         meta,
     };
-    env.sync(true)?;
-    let best = store_checkpoint(&ctx.dir, &ck)?;
+    let synced = match ctx.fail.checkpoint_fault() {
+        Some(e) => Err(StorageError::Lmdb(lmdb::Error::Other(
+            e.raw_os_error().unwrap_or(libc::EIO),
+        ))),
+        None => env.sync(true).map_err(StorageError::from),
+    };
+    let data = ctx.dir.parent().unwrap_or(&ctx.dir).join("data.mdb");
+    if let Err(e) = synced {
+        ctx.fail
+            .trip("the checkpoint msync", &data, &e, Some(&ctx.dir));
+    }
+    // Tripped by this sync or by another process meanwhile: a success now proves nothing.
+    if ctx.fail.is_tripped() {
+        return Err(StorageError::Stopped { committed: false });
+    }
+    let best = match store_checkpoint(&ctx.dir, &ck) {
+        Ok(best) => best,
+        Err(e) => {
+            let path = checkpoint_path(&ctx.dir);
+            ctx.fail
+                .trip("the checkpoint write", &path, &e, Some(&ctx.dir));
+            return Err(e);
+        }
+    };
     Ok((pin, best.pos.gen))
 }
 

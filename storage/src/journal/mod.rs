@@ -41,34 +41,40 @@
 //!
 //! # Files
 //!
-//! This file writes records ([`Journal::append`]) and replays them ([`replay`]); `record`
-//! holds their format, the journal's position and the segment files; `checkpoint` the
-//! checkpoint file and thread. The journal sits on the bottom layer (environments, the
+//! This file opens the journal and writes records ([`Journal::append`]); `replay` replays
+//! them up to the first hole; `record` holds their format, the journal's position and the
+//! segment files; `checkpoint` the checkpoint file and thread; `fail_stop` what a failed
+//! flush stops (no write acknowledged, no checkpoint, recovery at the next start). The journal sits on the bottom layer (environments, the
 //! change record [`Ops`] a pass's write transaction fills) and knows no operation, record
 //! layout of the store, or batch.
 
 pub(crate) mod checkpoint;
+mod fail_stop;
 mod record;
+mod replay;
 
 use std::fs::{self, File, OpenOptions};
-use std::io;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
 
-use lmdb::{Database, Environment, RwTransaction, Transaction, WriteFlags};
+use lmdb::{Database, Environment, RwTransaction, WriteFlags};
 
-use crate::env::{begin, Dbs};
+use crate::env::Dbs;
 use crate::room::Room;
-use crate::txn::{decode_ops, Op, Ops};
+use crate::txn::Ops;
 use crate::{io_error, Result, StorageError};
-pub(crate) use checkpoint::{boot_id, forget, read_checkpoint, Checkpoint};
+#[cfg(test)]
+pub(crate) use checkpoint::Checkpoint;
+pub(crate) use checkpoint::{boot_id, forget, read_checkpoint};
 use checkpoint::{checkpoint_thread, discard, restore_meta, Checkpointer};
+pub use fail_stop::{FailState, FailStop};
 use record::{
-    encode_record, load_position, lock, parse_record, segment_path, sync_dir, txn_id, Position,
-    SEGMENT_BYTES, WAL_KEY,
+    encode_record, load_position, lock, segment_path, sync_dir, txn_id, Position, SEGMENT_BYTES,
+    WAL_KEY,
 };
+use replay::replay;
 
 /// The journal of an open store: the writer's side (records, segments) and the checkpoint
 /// thread.
@@ -76,6 +82,7 @@ pub(crate) struct Journal {
     dir: PathBuf,
     meta: Database,
     writer: Mutex<Writer>,
+    fail: FailStop,
     /// Tells the checkpoint thread to stop (`true`: after a last checkpoint).
     checkpointer: Option<(mpsc::Sender<bool>, thread::JoinHandle<()>)>,
 }
@@ -121,9 +128,15 @@ impl Journal {
     /// the environment not yet open. After a reboot it restores the last checkpoint's snapshot
     /// and replays the journal onto it; then it stores a fresh checkpoint and starts the
     /// checkpoint thread. Opens of all workers are serialised by `journal/open.lock`.
+    ///
+    /// Fail-stop: a daemon whose flag is set (a worker respawned after a failed flush) opens
+    /// without recovery and takes no checkpoint. A fail-stop marker left by a daemon that is
+    /// gone asks for the recovery of a reboot (the last good checkpoint, then the journal up
+    /// to its first bad record); one left by a daemon still running sets the flag.
     pub(crate) fn open(
         data_dir: &Path,
         boot: Option<String>,
+        fail: FailStop,
         open_env: impl FnOnce() -> Result<Opened>,
     ) -> Result<(Journal, Opened)> {
         let dir = data_dir.join("journal");
@@ -142,9 +155,23 @@ impl Journal {
         };
         let stored = read_checkpoint(&dir)?;
         let mut restored = None;
+        let marked = if fail.is_tripped() {
+            None
+        } else {
+            fail_stop::marker(&dir)
+        };
+        if marked == Some(true) {
+            log::error!(
+                "journal: {} is fail-stopped (its marker names a running master): this \
+                 worker acknowledges no write either",
+                dir.display()
+            );
+            fail.inherit();
+        }
+        let recover = marked == Some(false);
         if let Some(ck) = stored
             .as_ref()
-            .filter(|c| !boot.is_empty() && c.boot != boot)
+            .filter(|c| (!boot.is_empty() && c.boot != boot) || recover)
         {
             if restore_meta(data_dir, ck)? {
                 restored = Some(ck.clone());
@@ -169,14 +196,24 @@ impl Journal {
             }
         }
         if let Some(ck) = &restored {
-            let (n, pos) = replay(&env, &dbs, &dir, ck)?;
+            let r = replay(&env, &dbs, &dir, ck)?;
             conf::notice!(
-                "journal: the machine restarted; restored the data file to its checkpoint \
-                 (transaction {}) and replayed {n} transaction(s) from the journal, up to \
-                 segment {} byte {}",
+                "journal: {}; restored the data file to its checkpoint (transaction {}) and \
+                 replayed {} transaction(s) from the journal, up to segment {} byte {}{}",
+                if recover {
+                    "the last daemon stopped after a failed flush"
+                } else {
+                    "the machine restarted"
+                },
                 ck.txnid,
-                pos.gen,
-                pos.off
+                r.count,
+                r.pos.gen,
+                r.pos.off,
+                if r.hole {
+                    " (a hole: see the alert above)"
+                } else {
+                    ""
+                }
             );
         }
         let ctx = Checkpointer {
@@ -186,6 +223,7 @@ impl Journal {
             psize: room.psize,
             boot,
             file,
+            fail,
         };
         // The first checkpoint is taken before this open returns: the data file is then
         // flushed, and the journal holds nothing older than it.
@@ -202,9 +240,14 @@ impl Journal {
             dir,
             meta: dbs.meta,
             writer: Mutex::new(Writer::default()),
+            fail,
             checkpointer: Some((stop_tx, handle)),
         };
         first?;
+        if recover && !fail.is_tripped() {
+            // The first checkpoint, of the recovered store, is stored.
+            fail_stop::clear_marker(&journal.dir);
+        }
         drop(open_lock);
         Ok((journal, (env, dbs, room)))
     }
@@ -223,9 +266,18 @@ impl Journal {
             if pos.off > 0 && pos.off.saturating_add(len) > SEGMENT_BYTES {
                 // The full segment durable before the next one starts, so that an fdatasync
                 // of the new one never leaves an earlier record behind.
-                w.segment(&self.dir, pos.gen, false)?
-                    .sync_data()
-                    .map_err(io_error)?;
+                let full = w.segment(&self.dir, pos.gen, false)?;
+                let synced = match self.fail.flush_fault() {
+                    Some(e) => Err(e),
+                    None => full.sync_data(),
+                };
+                if let Err(e) = synced {
+                    // Records of acknowledged passes may be gone with it.
+                    let path = segment_path(&self.dir, pos.gen);
+                    self.fail
+                        .trip("the journal fdatasync", &path, &e, Some(&self.dir));
+                    return Err(StorageError::Stopped { committed: false });
+                }
                 pos = Position {
                     gen: pos.gen + 1,
                     off: 0,
@@ -239,7 +291,11 @@ impl Journal {
                 off: pos.off + len,
             };
             rw.put(self.meta, &WAL_KEY, &next.encode(), WriteFlags::empty())?;
-            Ok(Appended { file, at: pos.off })
+            Ok(Appended {
+                file,
+                at: pos.off,
+                gen: pos.gen,
+            })
         })();
         w.record = record;
         result
@@ -259,12 +315,18 @@ impl Journal {
 pub(crate) struct Appended {
     file: Arc<File>,
     at: u64,
+    gen: u64,
 }
 
 impl Appended {
     /// The flush that makes the record durable, once its transaction has committed.
-    pub(crate) fn flush(self) -> JournalFlush {
-        JournalFlush { segment: self.file }
+    pub(crate) fn flush(self, journal: &Journal) -> JournalFlush {
+        JournalFlush {
+            segment: self.file,
+            dir: journal.dir.clone(),
+            gen: self.gen,
+            fail: journal.fail,
+        }
     }
 }
 
@@ -272,16 +334,30 @@ impl Appended {
 /// can be sent to another thread.
 pub struct JournalFlush {
     segment: Arc<File>,
+    dir: PathBuf,
+    gen: u64,
+    fail: FailStop,
 }
 
 impl JournalFlush {
     /// `fdatasync`s the journal segment of the commit: that commit and every earlier one (of
-    /// any worker) are then on disk.
+    /// any worker) are then on disk. A failure fail-stops the daemon (see [`FailStop`]); once
+    /// it is stopped, a flush that succeeds still answers `Stopped`: Linux reports a writeback
+    /// error once, so a later success does not cover the pages lost then.
     pub fn wait(self) -> Result<()> {
-        self.segment.sync_data().map_err(|e| {
-            log::error!("could not flush the journal: {e}");
-            io_error(e)
-        })
+        let synced = match self.fail.flush_fault() {
+            Some(e) => Err(e),
+            None => self.segment.sync_data(),
+        };
+        if let Err(e) = synced {
+            let path = segment_path(&self.dir, self.gen);
+            self.fail
+                .trip("the journal fdatasync", &path, &e, Some(&self.dir));
+        }
+        if self.fail.is_tripped() {
+            return Err(StorageError::Stopped { committed: true });
+        }
+        Ok(())
     }
 }
 
@@ -308,70 +384,4 @@ impl Drop for Journal {
         // The thread takes a last checkpoint, so a clean stop leaves nothing to replay.
         self.stop(true);
     }
-}
-/// Applies the journal's records after `ck` (from `ck.pos` on, through the later segments)
-/// in one transaction; returns how many and where the journal now ends.
-fn replay(env: &Environment, dbs: &Dbs, dir: &Path, ck: &Checkpoint) -> Result<(u64, Position)> {
-    let tables = dbs.by_tag();
-    let mut rw = begin(env, |e| e.begin_rw_txn())?;
-    let mut pos = ck.pos;
-    let mut last = ck.txnid;
-    let mut count = 0u64;
-    loop {
-        let data = match fs::read(segment_path(dir, pos.gen)) {
-            Ok(d) => d,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => break,
-            Err(e) => return Err(io_error(e)),
-        };
-        let mut off = usize::try_from(pos.off)
-            .unwrap_or(usize::MAX)
-            .min(data.len());
-        while let Some((txnid, payload, taken)) = parse_record(&data[off..]) {
-            if txnid <= last {
-                break;
-            }
-            if count == 0 && txnid != last + 1 {
-                log::warn!(
-                    "journal: the first record after the checkpoint is transaction {txnid}, \
-                     not {}",
-                    last + 1
-                );
-            }
-            let ops = decode_ops(payload).ok_or(StorageError::Invalid("bad journal record"))?;
-            for op in ops {
-                match op {
-                    Op::Put(tag, k, v) => {
-                        let db = *tables
-                            .get(tag as usize)
-                            .ok_or(StorageError::Invalid("bad journal record"))?;
-                        rw.put(db, &k, &v, WriteFlags::empty())?;
-                    }
-                    Op::Del(tag, k) => {
-                        let db = *tables
-                            .get(tag as usize)
-                            .ok_or(StorageError::Invalid("bad journal record"))?;
-                        match rw.del(db, &k, None) {
-                            Ok(()) | Err(lmdb::Error::NotFound) => {}
-                            Err(e) => return Err(e.into()),
-                        }
-                    }
-                }
-            }
-            last = txnid;
-            count += 1;
-            off += taken;
-        }
-        pos.off = off as u64;
-        if !segment_path(dir, pos.gen + 1).exists() {
-            break;
-        }
-        pos = Position {
-            gen: pos.gen + 1,
-            off: 0,
-        };
-    }
-    rw.put(dbs.meta, &WAL_KEY, &pos.encode(), WriteFlags::empty())?;
-    rw.commit()?;
-    env.sync(true)?;
-    Ok((count, pos))
 }

@@ -20,7 +20,7 @@ fn open_on(d: &TempDir, boot: &str) -> Result<Store> {
 
 /// Writes of every kind over many passes: plain keys (some long, some deleted, one with a
 /// TTL), hash, set and sorted-set tables, a table emptied, several journal segments' worth.
-fn write_history(s: &Store) {
+pub(super) fn write_history(s: &Store) {
     let now = 1_000_000;
     for pass in 0..40u32 {
         with_batch(s, |b| {
@@ -67,7 +67,7 @@ fn data_mdb(d: &TempDir) -> std::fs::File {
 /// What a machine crash can leave on disk after the checkpoint: both meta pages claim a later
 /// transaction whose pages never arrived (garbage roots), and every page past the
 /// checkpoint's last page is gone.
-fn tear_data_file(d: &TempDir, ck: &journal::Checkpoint) {
+pub(super) fn tear_data_file(d: &TempDir, ck: &journal::Checkpoint) {
     let f = data_mdb(d);
     let psize = ck.psize;
     let last_pg = u64::from_le_bytes(ck.meta[136..144].try_into().unwrap());
@@ -257,7 +257,7 @@ fn a_failed_commit_is_not_replayed() {
 
 /// Keeps the periodic checkpoints off `d`'s journal, so that its passes stay in it to be
 /// replayed however slowly the machine runs the test.
-fn hold_checkpoints(d: &TempDir) {
+pub(super) fn hold_checkpoints(d: &TempDir) {
     crate::journal::checkpoint::PERIODIC_HELD
         .lock()
         .unwrap()

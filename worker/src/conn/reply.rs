@@ -5,7 +5,7 @@
 //! the loop asks at the end of a pass, or once a flush is over.
 
 use super::{Conn, State, Step};
-use crate::flusher::Tickets;
+use crate::flusher::{Committed, Tickets};
 use crate::http::Response;
 use crate::metrics::SharedMetrics;
 use crate::outq::Flushed;
@@ -57,20 +57,26 @@ impl Conn {
         self.out.own_lent();
     }
 
-    /// What the loop does with this connection at the end of a pass, `committed` or not, or
-    /// once the journal flush it held for is over. Replies queued while a journal flush is
+    /// What the loop does with this connection at the end of a pass, after what became of its
+    /// commit (`committed`), or once the journal flush it held for is over. Replies queued while a journal flush is
     /// outstanding wait for it: a write's reply for its own flush, a read's because it may have
     /// seen such a write. What it may write, it writes.
     pub fn after_commit(
         &mut self,
-        committed: bool,
+        committed: Committed,
         tickets: &Tickets,
         metrics: &SharedMetrics,
     ) -> AfterCommit {
-        if !committed {
-            self.fail_pass();
+        match committed {
+            Committed::Yes => {}
+            Committed::Failed(status) => self.fail_pass(status),
+            // Its replies (reads may have seen the change) can be neither 200 nor an error.
+            Committed::Unacknowledged if self.pass.is_some() => return AfterCommit::FlushFailed,
+            Committed::Unacknowledged => {}
         }
-        if self.pass.is_some() && tickets.issued > tickets.durable {
+        // Over, not durable: after a failed flush (fail-stop) no flush follows, and replies of
+        // later passes (reads, 503s) must not wait for one, nor be taken for the failed pass's.
+        if self.pass.is_some() && tickets.issued > tickets.over() {
             self.hold = tickets.issued;
         }
         if self.hold != 0 {
@@ -112,14 +118,15 @@ impl Conn {
         self.hold > tickets.over()
     }
 
-    /// The pass's commit failed: every reply queued in this pass becomes a `500` (reads of the
-    /// pass may have seen the uncommitted writes), and the connection closes after them.
-    fn fail_pass(&mut self) {
+    /// The pass's commit failed: every reply queued in this pass becomes a `status` (`500`, or
+    /// `503` when the daemon is fail-stopped; reads of the pass may have seen the uncommitted
+    /// writes), and the connection closes after them.
+    fn fail_pass(&mut self, status: u16) {
         let Some(pass) = self.pass else {
             return;
         };
         self.out.truncate_to(pass.mark);
-        let mut resp = Response::empty(500);
+        let mut resp = Response::empty(status);
         resp.close = true;
         for _ in 0..pass.count {
             resp.write_head(self.out.open_chunk(), false, 1);

@@ -2,7 +2,7 @@
 //! its replies may leave (commit, journal flush), and what its timers mean.
 
 use super::*;
-use crate::flusher::Tickets;
+use crate::flusher::{Committed, Tickets};
 
 const LIMITS: Limits = Limits {
     max_body: 1 << 20,
@@ -64,6 +64,11 @@ impl Peer {
     }
 
     fn after_commit(&mut self, committed: bool, tickets: Tickets) -> AfterCommit {
+        let committed = if committed {
+            Committed::Yes
+        } else {
+            Committed::Failed(500)
+        };
         self.conn.after_commit(committed, &tickets, &self.metrics)
     }
 
@@ -232,4 +237,39 @@ fn a_retiring_connection_closes_after_the_request_in_progress() {
     assert_eq!(p.get(), Served::Write);
     assert_eq!(p.after_commit(true, NO_FLUSHER), AfterCommit::Close);
     assert!(p.received().contains("Connection: close"));
+}
+
+#[test]
+fn after_a_failed_flush_later_replies_wait_for_none_and_a_stopped_pass_is_503() {
+    let failed = Tickets {
+        issued: 1,
+        durable: 0,
+        failed: 1,
+    };
+    // A reply of a later pass (a read, a 503) leaves: no flush will follow the failed one.
+    let mut p = connected();
+    p.get();
+    assert_eq!(
+        p.after_commit(true, failed),
+        AfterCommit::Sent { watch: None }
+    );
+    assert_eq!(statuses(&p.received()), ["200"]);
+    // A pass refused by the fail-stop: its replies become 503s, then the connection closes.
+    p.get();
+    let step = p
+        .conn
+        .after_commit(Committed::Failed(503), &failed, &p.metrics);
+    assert_eq!(step, AfterCommit::Close);
+    assert_eq!(statuses(&p.received()), ["503"]);
+}
+
+#[test]
+fn a_committed_pass_whose_flush_failed_is_not_answered() {
+    let mut p = connected();
+    p.get();
+    let step = p
+        .conn
+        .after_commit(Committed::Unacknowledged, &NO_FLUSHER, &p.metrics);
+    assert_eq!(step, AfterCommit::FlushFailed);
+    assert_eq!(p.received(), "", "a reply of an unflushed pass left");
 }

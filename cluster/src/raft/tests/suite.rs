@@ -24,6 +24,7 @@ pub(super) fn open_store(dir: &std::path::Path) -> storage::Result<Store> {
         cache_dir: dir.join("cache"),
         cache_size: 8 << 20,
         write_map: true,
+        fail_stop: Default::default(),
     })
 }
 
