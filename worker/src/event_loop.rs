@@ -223,7 +223,7 @@ impl EventLoop {
                 // (large GET values then go from the map straight into the sockets), and what
                 // the sockets did not take is copied before the batch ends.
                 self.release_held();
-                self.flush_dirty(true, service);
+                self.flush_dirty(Ok(()), service);
                 self.own_lent();
                 drop(batch);
             }
@@ -544,9 +544,9 @@ impl EventLoop {
         });
     }
 
-    /// Writes the pass's replies (after the commit), or turns them into `500`s if it failed,
+    /// Writes the pass's replies (after the commit), or turns them into `500`s (`507`) if it failed,
     /// as far as each connection's answer lets it (`Conn::after_commit`).
-    fn flush_dirty(&mut self, committed: bool, service: &mut dyn Service) {
+    fn flush_dirty(&mut self, committed: crate::flusher::Committed, service: &mut dyn Service) {
         let mut dirty = std::mem::take(&mut self.dirty);
         dirty.sort_unstable();
         dirty.dedup();

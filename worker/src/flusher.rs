@@ -6,6 +6,9 @@
 //! a socket.
 
 use crate::metrics::SharedMetrics;
+
+/// How a pass's commit went: `Err(status)`, the status its requests are answered with.
+pub type Committed = Result<(), u16>;
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{SendError, Sender};
@@ -78,27 +81,35 @@ impl Flushes {
         }
     }
 
-    /// Commits the pass's batch and hands its journal flush over; `false` when the commit
-    /// failed (the pass's requests are then answered with `500`). Values the batch lent must
-    /// be copied before (`Conn::own_lent`): the commit ends its read transaction.
+    /// Commits the pass's batch and hands its journal flush over; when the commit failed, the
+    /// status the pass's requests are answered with instead (`507` when the disk is full,
+    /// logged where that was found; else `500`). Values the batch lent must be copied before
+    /// (`Conn::own_lent`): the commit ends its read transaction.
     pub fn commit(
         &mut self,
         batch: storage::Batch<'_>,
         registry: &mio::Registry,
         metrics: &SharedMetrics,
-    ) -> bool {
+    ) -> Committed {
         match batch.commit_deferred() {
             Ok((stats, flush)) => {
                 self.stats.record(stats);
                 metrics.commit(stats);
-                match flush {
+                let handed = match flush {
                     Some(flush) => self.hand_over(registry, flush),
                     None => true,
+                };
+                if handed {
+                    Ok(())
+                } else {
+                    Err(500)
                 }
             }
+            // Counted in the next commit's figures.
+            Err(storage::StorageError::MapFull) => Err(507),
             Err(e) => {
                 log::error!("commit failed, answering the pass's requests with 500: {e}");
-                false
+                Err(500)
             }
         }
     }

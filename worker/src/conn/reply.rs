@@ -63,12 +63,12 @@ impl Conn {
     /// seen such a write. What it may write, it writes.
     pub fn after_commit(
         &mut self,
-        committed: bool,
+        committed: crate::flusher::Committed,
         tickets: &Tickets,
         metrics: &SharedMetrics,
     ) -> AfterCommit {
-        if !committed {
-            self.fail_pass();
+        if let Err(status) = committed {
+            self.fail_pass(status);
         }
         if self.pass.is_some() && tickets.issued > tickets.durable {
             self.hold = tickets.issued;
@@ -114,12 +114,12 @@ impl Conn {
 
     /// The pass's commit failed: every reply queued in this pass becomes a `500` (reads of the
     /// pass may have seen the uncommitted writes), and the connection closes after them.
-    fn fail_pass(&mut self) {
+    fn fail_pass(&mut self, status: u16) {
         let Some(pass) = self.pass else {
             return;
         };
         self.out.truncate_to(pass.mark);
-        let mut resp = Response::empty(500);
+        let mut resp = Response::empty(status);
         resp.close = true;
         for _ in 0..pass.count {
             resp.write_head(self.out.open_chunk(), false, 1);

@@ -63,7 +63,11 @@ impl Peer {
         })
     }
 
-    fn after_commit(&mut self, committed: bool, tickets: Tickets) -> AfterCommit {
+    fn after_commit(
+        &mut self,
+        committed: crate::flusher::Committed,
+        tickets: Tickets,
+    ) -> AfterCommit {
         self.conn.after_commit(committed, &tickets, &self.metrics)
     }
 
@@ -94,7 +98,7 @@ fn a_reply_with_no_flush_outstanding_is_written_at_the_commit() {
     let mut p = connected();
     assert_eq!(p.get(), Served::Write);
     assert_eq!(
-        p.after_commit(true, NO_FLUSHER),
+        p.after_commit(Ok(()), NO_FLUSHER),
         AfterCommit::Sent { watch: None }
     );
     assert_eq!(statuses(&p.received()), ["200"]);
@@ -104,12 +108,12 @@ fn a_reply_with_no_flush_outstanding_is_written_at_the_commit() {
 fn a_reply_queued_while_a_flush_is_outstanding_waits_until_it_is_durable() {
     let mut p = connected();
     assert_eq!(p.get(), Served::Write);
-    assert_eq!(p.after_commit(true, OUTSTANDING), AfterCommit::Hold);
+    assert_eq!(p.after_commit(Ok(()), OUTSTANDING), AfterCommit::Hold);
     assert!(p.conn.still_held(&OUTSTANDING));
     assert_eq!(p.received(), "", "a held reply left before its flush");
     assert!(!p.conn.still_held(&DURABLE));
     assert_eq!(
-        p.after_commit(true, DURABLE),
+        p.after_commit(Ok(()), DURABLE),
         AfterCommit::Sent { watch: None }
     );
     assert_eq!(statuses(&p.received()), ["200"]);
@@ -119,14 +123,14 @@ fn a_reply_queued_while_a_flush_is_outstanding_waits_until_it_is_durable() {
 fn a_failed_flush_closes_without_the_reply_even_once_a_later_one_is_durable() {
     let mut p = connected();
     p.get();
-    assert_eq!(p.after_commit(true, OUTSTANDING), AfterCommit::Hold);
+    assert_eq!(p.after_commit(Ok(()), OUTSTANDING), AfterCommit::Hold);
     let later = Tickets {
         issued: 2,
         durable: 2,
         failed: 1,
     };
     assert!(!p.conn.still_held(&later));
-    assert_eq!(p.after_commit(true, later), AfterCommit::FlushFailed);
+    assert_eq!(p.after_commit(Ok(()), later), AfterCommit::FlushFailed);
     assert_eq!(p.received(), "");
 }
 
@@ -135,7 +139,7 @@ fn a_failed_commit_turns_the_passs_replies_into_500s_and_closes() {
     let mut p = connected();
     p.get();
     p.get();
-    assert_eq!(p.after_commit(false, NO_FLUSHER), AfterCommit::Close);
+    assert_eq!(p.after_commit(Err(500), NO_FLUSHER), AfterCommit::Close);
     assert_eq!(statuses(&p.received()), ["500", "500"]);
 }
 
@@ -143,11 +147,11 @@ fn a_failed_commit_turns_the_passs_replies_into_500s_and_closes() {
 fn a_later_failed_commit_leaves_the_held_replies_of_an_earlier_pass_alone() {
     let mut p = connected();
     p.get();
-    assert_eq!(p.after_commit(true, OUTSTANDING), AfterCommit::Hold);
+    assert_eq!(p.after_commit(Ok(()), OUTSTANDING), AfterCommit::Hold);
     assert_eq!(p.get(), Served::Write);
-    assert_eq!(p.after_commit(false, OUTSTANDING), AfterCommit::Hold);
+    assert_eq!(p.after_commit(Err(500), OUTSTANDING), AfterCommit::Hold);
     // The 500 closes the connection once everything is out.
-    assert_eq!(p.after_commit(true, DURABLE), AfterCommit::Close);
+    assert_eq!(p.after_commit(Ok(()), DURABLE), AfterCommit::Close);
     assert_eq!(statuses(&p.received()), ["200", "500"]);
 }
 
@@ -158,17 +162,17 @@ fn a_reply_the_socket_does_not_take_at_once_asks_for_writability_until_it_is_out
     p.serve("GET /get?key=k HTTP/1.1\r\nHost: x\r\n\r\n", big);
     let both = Interest::READABLE | Interest::WRITABLE;
     assert_eq!(
-        p.after_commit(true, NO_FLUSHER),
+        p.after_commit(Ok(()), NO_FLUSHER),
         AfterCommit::Pending { watch: Some(both) }
     );
     let mut received = p.received().len();
-    let mut answer = p.after_commit(true, NO_FLUSHER);
+    let mut answer = p.after_commit(Ok(()), NO_FLUSHER);
     for _ in 0..10_000 {
         if answer != (AfterCommit::Pending { watch: None }) {
             break;
         }
         received += p.received().len();
-        answer = p.after_commit(true, NO_FLUSHER);
+        answer = p.after_commit(Ok(()), NO_FLUSHER);
     }
     assert_eq!(
         answer,
@@ -199,7 +203,7 @@ fn a_parked_request_times_out_at_its_own_deadline() {
     assert!(!p.conn.is_parked());
     assert_eq!(p.conn.after_serving(step), Served::Write);
     assert_eq!(
-        p.after_commit(true, NO_FLUSHER),
+        p.after_commit(Ok(()), NO_FLUSHER),
         AfterCommit::Sent { watch: None }
     );
     assert!(p.received().ends_with("slept\n"));
@@ -230,6 +234,6 @@ fn a_retiring_connection_closes_after_the_request_in_progress() {
     let mut p = connected();
     p.conn.drain();
     assert_eq!(p.get(), Served::Write);
-    assert_eq!(p.after_commit(true, NO_FLUSHER), AfterCommit::Close);
+    assert_eq!(p.after_commit(Ok(()), NO_FLUSHER), AfterCommit::Close);
     assert!(p.received().contains("Connection: close"));
 }
