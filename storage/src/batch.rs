@@ -226,11 +226,14 @@ impl<'s> Batch<'s> {
         let mut appended = None;
         if let Some(mut rw) = self.data.take_rw() {
             if let (Some(j), false) = (&store.journal, self.ops.is_empty()) {
-                match j.append(&mut rw, &self.ops) {
+                match j.append(&mut rw, &self.ops, self.data.grew()) {
                     Ok(a) => appended = Some((j, a)),
                     Err(e) => {
-                        // Nothing of the pass is written: both transactions abort on drop.
-                        log::error!("could not write the journal: {e}");
+                        // Nothing of the pass is written: both transactions abort on drop. A
+                        // full disk (MapFull) is logged, rate-limited, where it is found.
+                        if !matches!(e, StorageError::MapFull) {
+                            log::error!("could not write the journal: {e}");
+                        }
                         self.cache.abort();
                         return Err(e);
                     }
@@ -284,9 +287,12 @@ impl<'s> Batch<'s> {
         } else {
             start.elapsed().as_micros() as u64
         };
+        let (map_full, disk_full) = crate::room::take_refusals();
         let stats = CommitStats {
             writes: self.writes,
             micros,
+            map_full,
+            disk_full,
         };
         Ok((stats, appended.map(|(j, a)| a.flush(j))))
     }

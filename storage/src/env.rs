@@ -166,12 +166,17 @@ pub(crate) fn open_env(
         .open(dir)?;
     reader_check(&env, &dir.display().to_string())?;
     let psize = env.stat()?.page_size() as u64;
+    let disk = fs::File::open(dir)
+        .ok()
+        .and_then(|d| crate::room::disk_space(std::os::fd::AsRawFd::as_raw_fd(&d)))
+        .map(|(total, _)| total);
     let room = Room {
         limit,
         real,
         guard: real / 4 * 3,
         psize,
         map: map_bytes,
+        disk,
     };
     Ok((env, room))
 }

@@ -236,6 +236,10 @@ pub struct CommitStats {
     pub writes: usize,
     /// Wall time of the commit, microseconds (0 when nothing was written).
     pub micros: u64,
+    /// Writes refused (`507`) since the last commit of this process because the map is full.
+    pub map_full: u64,
+    /// ... because the disk cannot give the data file's blocks.
+    pub disk_full: u64,
 }
 
 /// Bucket of a key, `kv-api.md` §2.7: `h = h*31 + b (mod 2^32)` over unsigned bytes, mod 1024.

@@ -232,6 +232,11 @@ impl<'s> PassEnv<'s> {
         }
     }
 
+    /// Whether this pass's writes added bytes to the environment.
+    pub(crate) fn grew(&self) -> bool {
+        self.pass.mark() > 0
+    }
+
     /// Runs `f` on the open write transaction: in a nested transaction without `write_map`,
     /// else straight, after the file's blocks are allocated, any failure of `f` poisoning.
     pub fn run_raw<T>(

@@ -544,7 +544,7 @@ impl EventLoop {
         });
     }
 
-    /// Writes the pass's replies (after the commit), or turns them into `500`s if it failed,
+    /// Writes the pass's replies (after the commit), or turns them into `500`s (`507`) if it failed,
     /// as far as each connection's answer lets it (`Conn::after_commit`).
     fn flush_dirty(&mut self, committed: Committed, service: &mut dyn Service) {
         let mut dirty = std::mem::take(&mut self.dirty);

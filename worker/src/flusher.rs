@@ -6,6 +6,7 @@
 //! a socket.
 
 use crate::metrics::SharedMetrics;
+
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{SendError, Sender};
@@ -93,7 +94,7 @@ impl Flushes {
         }
     }
 
-    /// Commits the pass's batch and hands its journal flush over. Values the batch lent must
+    /// Commits the pass's batch and hands its journal flush over (a full disk: `507`). Values the batch lent must
     /// be copied before (`Conn::own_lent`): the commit ends its read transaction.
     pub fn commit(
         &mut self,
@@ -119,6 +120,9 @@ impl Flushes {
                 Committed::Unacknowledged
             }
             Err(storage::StorageError::Stopped { committed: false }) => Committed::Failed(503),
+            // A full disk, logged (rate-limited) where it was found; counted in the next
+            // commit's figures.
+            Err(storage::StorageError::MapFull) => Committed::Failed(507),
             Err(e) => {
                 log::error!("commit failed, answering the pass's requests with 500: {e}");
                 Committed::Failed(500)

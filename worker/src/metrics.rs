@@ -48,6 +48,9 @@ struct Region {
     commit_us: AtomicU64,
     batch: [AtomicU64; BATCH_BOUNDS.len() + 1],
     commit_latency: [AtomicU64; COMMIT_BOUNDS_US.len() + 1],
+    /// Writes refused for a full map, and for a full disk.
+    map_full: AtomicU64,
+    disk_full: AtomicU64,
 }
 
 /// The shared counters. Cheap to copy: a pointer into the inherited mapping.
@@ -156,6 +159,8 @@ impl SharedMetrics {
         r.commit_us.fetch_add(stats.micros, Relaxed);
         r.batch[bucket(&BATCH_BOUNDS, stats.writes as u64)].fetch_add(1, Relaxed);
         r.commit_latency[bucket(&COMMIT_BOUNDS_US, stats.micros)].fetch_add(1, Relaxed);
+        r.map_full.fetch_add(stats.map_full, Relaxed);
+        r.disk_full.fetch_add(stats.disk_full, Relaxed);
     }
 
     /// Appends the Prometheus text of every counter, summed over all regions; `paths` are
@@ -247,6 +252,15 @@ impl SharedMetrics {
             &|i| sum(&|r| &r.commit_latency[i]),
             sum(&|r| &r.commit_us) as f64 / 1e6,
         );
+        let _ = write!(
+            out,
+            "# HELP huststore_store_full_total Writes refused with 507 for want of room, by what was full.\n\
+             # TYPE huststore_store_full_total counter\n\
+             huststore_store_full_total{{reason=\"map\"}} {}\n\
+             huststore_store_full_total{{reason=\"disk\"}} {}\n",
+            sum(&|r| &r.map_full),
+            sum(&|r| &r.disk_full)
+        );
     }
 }
 
@@ -320,6 +334,8 @@ mod tests {
         a.commit(storage::CommitStats {
             writes: 30,
             micros: 800,
+            map_full: 2,
+            disk_full: 1,
         });
         let mut out = String::new();
         let paths: Vec<&str> = crate::routes::KV_ROUTES.iter().map(|r| r.path).collect();
@@ -330,6 +346,8 @@ mod tests {
         );
         assert!(out.contains("huststore_requests_total{path=\"other\",status=\"404\"} 1\n"));
         assert!(out.contains("huststore_received_bytes_total 15\n"));
+        assert!(out.contains("huststore_store_full_total{reason=\"map\"} 2\n"));
+        assert!(out.contains("huststore_store_full_total{reason=\"disk\"} 1\n"));
         assert!(out.contains("huststore_open_connections 1\n"));
         assert!(out.contains("huststore_worker_restarts_total 1\n"));
         assert!(out.contains("huststore_request_duration_seconds_bucket{le=\"0.0001\"} 2\n"));

@@ -13,7 +13,9 @@ use std::time::Duration;
 use lmdb::{Database, Environment, RoTransaction};
 
 use super::fail_stop::FailStop;
-use super::record::{load_position, lock, remove_segments_before, sync_dir, txn_id, Position};
+use super::record::{
+    load_position, lock, remove_segments_before, segment_path, sync_dir, txn_id, Position,
+};
 use crate::env::begin;
 use crate::{io_error, Result, StorageError};
 
@@ -300,13 +302,15 @@ pub(crate) fn checkpoint_thread(
     stop: mpsc::Receiver<bool>,
 ) {
     let env = &*ctx.env;
+    let mut punch = Punch::default();
     let (mut pin, mut kept_from) = if ctx.fail.is_tripped() {
         (None, 0)
     } else {
         match checkpoint(env, &ctx) {
-            Ok((pin, needed)) => {
-                remove_segments_before(&ctx.dir, needed);
-                (Some(pin), needed)
+            Ok((pin, covered)) => {
+                remove_segments_before(&ctx.dir, covered.gen);
+                punch.covered(&ctx.dir, covered);
+                (Some(pin), covered.gen)
             }
             // This very sync failed: the worker serves, fail-stopped.
             Err(StorageError::Stopped { .. }) => (None, 0),
@@ -339,14 +343,15 @@ pub(crate) fn checkpoint_thread(
         if changed {
             // The new pin is taken before the old one is dropped (see the module docs).
             match checkpoint(env, &ctx) {
-                Ok((p, needed)) => {
+                Ok((p, covered)) => {
                     pin = Some(p);
                     // Segments before `kept_from` are gone: list the folder only when the
                     // checkpoint moved past it.
-                    if needed > kept_from && !ctx.fail.is_tripped() {
-                        remove_segments_before(&ctx.dir, needed);
-                        kept_from = needed;
+                    if covered.gen > kept_from && !ctx.fail.is_tripped() {
+                        remove_segments_before(&ctx.dir, covered.gen);
+                        kept_from = covered.gen;
                     }
+                    punch.covered(&ctx.dir, covered);
                 }
                 Err(e) => log::error!("journal checkpoint failed: {e}"),
             }
@@ -357,9 +362,41 @@ pub(crate) fn checkpoint_thread(
     }
 }
 
-/// Takes a checkpoint and returns its pin (the read transaction on its snapshot) and the
-/// oldest segment the newest stored checkpoint still needs.
-fn checkpoint<'e>(env: &'e Environment, ctx: &Checkpointer) -> Result<(RoTransaction<'e>, u64)> {
+/// The covered start of the current segment, given back to the disk (`space`).
+#[derive(Default)]
+struct Punch {
+    /// The segment, open, and how far its start is punched out.
+    segment: Option<(u64, File, u64)>,
+}
+
+impl Punch {
+    /// The newest stored checkpoint covers the journal up to `pos`.
+    fn covered(&mut self, dir: &Path, pos: Position) {
+        if self
+            .segment
+            .as_ref()
+            .is_none_or(|(gen, _, _)| *gen != pos.gen)
+        {
+            self.segment = OpenOptions::new()
+                .write(true)
+                .open(segment_path(dir, pos.gen))
+                .ok()
+                .map(|f| (pos.gen, f, 0));
+        }
+        if let Some((_, file, punched)) = self.segment.as_mut() {
+            if *punched != u64::MAX {
+                *punched = super::space::punch_covered(file, *punched, pos.off);
+            }
+        }
+    }
+}
+
+/// Takes a checkpoint and returns its pin (the read transaction on its snapshot) and where
+/// the newest stored checkpoint's journal starts (the oldest segment it still needs).
+fn checkpoint<'e>(
+    env: &'e Environment,
+    ctx: &Checkpointer,
+) -> Result<(RoTransaction<'e>, Position)> {
     // The write lock, so that no commit rewrites a meta page while it is read; the pin is
     // then the snapshot of the newest meta page.
     let rw = begin(env, |e| e.begin_rw_txn())?;
@@ -405,7 +442,7 @@ fn checkpoint<'e>(env: &'e Environment, ctx: &Checkpointer) -> Result<(RoTransac
             return Err(e);
         }
     };
-    Ok((pin, best.pos.gen))
+    Ok((pin, best.pos))
 }
 
 #[cfg(test)]

@@ -52,6 +52,7 @@ pub(crate) mod checkpoint;
 mod fail_stop;
 mod record;
 mod replay;
+mod space;
 
 use std::fs::{self, File, OpenOptions};
 use std::os::unix::fs::{FileExt, MetadataExt};
@@ -91,6 +92,8 @@ pub(crate) struct Journal {
 struct Writer {
     /// The segment last written to.
     segment: Option<(u64, Arc<File>)>,
+    /// How far this process allocated that segment's blocks (`space::ensure_room`).
+    allocated: u64,
     record: Vec<u8>,
 }
 
@@ -116,6 +119,7 @@ impl Writer {
         }
         let f = Arc::new(f);
         self.segment = Some((gen, f.clone()));
+        self.allocated = 0;
         Ok(f)
     }
 }
@@ -255,7 +259,14 @@ impl Journal {
     /// Under the write lock, just before `rw` commits: writes the record of `rw` with `ops` at
     /// the journal's tail and stores the new tail in `rw`. Returns where, with the segment to
     /// `fdatasync` once the commit is done. An error leaves `rw` to be aborted.
-    pub(crate) fn append(&self, rw: &mut RwTransaction<'_>, ops: &Ops) -> Result<Appended> {
+    /// `grows`: the pass adds data; it must then leave the journal's reserve of blocks
+    /// allocated past its record (`space`), which a pass that does not grow may use.
+    pub(crate) fn append(
+        &self,
+        rw: &mut RwTransaction<'_>,
+        ops: &Ops,
+        grows: bool,
+    ) -> Result<Appended> {
         let txnid = txn_id(rw);
         let mut pos = load_position(rw, self.meta)?;
         let mut w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
@@ -285,7 +296,11 @@ impl Journal {
                 w.segment(&self.dir, pos.gen, true)?;
             }
             let file = w.segment(&self.dir, pos.gen, false)?;
-            file.write_all_at(&record, pos.off).map_err(io_error)?;
+            if grows {
+                w.allocated = space::ensure_room(&file, w.allocated, pos.off + len)?;
+            }
+            file.write_all_at(&record, pos.off)
+                .map_err(|e| space::write_error(e, pos.off + len))?;
             let next = Position {
                 gen: pos.gen,
                 off: pos.off + len,

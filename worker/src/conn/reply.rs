@@ -118,8 +118,8 @@ impl Conn {
         self.hold > tickets.over()
     }
 
-    /// The pass's commit failed: every reply queued in this pass becomes a `status` (`500`, or
-    /// `503` when the daemon is fail-stopped; reads of the pass may have seen the uncommitted
+    /// The pass's commit failed: every reply queued in this pass becomes a `status` (`500`; `503`
+    /// when the daemon is fail-stopped, `507` when the disk is full; reads of the pass may have seen the uncommitted
     /// writes), and the connection closes after them.
     fn fail_pass(&mut self, status: u16) {
         let Some(pass) = self.pass else {

@@ -107,6 +107,7 @@ fn rig(name: &str, placement: Placement, this: NodeIndex, answer: Answerer) -> R
             cache_dir: dir.join("cache"),
             cache_size: 16 << 20,
             write_map: true,
+            fail_stop: Default::default(),
         })
         .unwrap(),
     ));
