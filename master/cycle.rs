@@ -3,8 +3,8 @@
 //! reconfigure, reopen (then the binary upgrade's USR2 and WINCH); then the timers (respawn
 //! back-off, kill deadlines, the reload's progress). It owns the master's phase (starting,
 //! running, stopping), respawning a crashed worker with back-off, the pid file's life, the
-//! exit code and what systemd is told; the process table is `process`'s, the reload
-//! `reload`'s and the binary upgrade `upgrade`'s.
+//! exit code and what systemd is told; the process table is `process`'s, the cluster helper's
+//! supervision `helper`'s, the reload `reload`'s and the binary upgrade `upgrade`'s.
 
 use std::os::fd::AsFd;
 use std::path::PathBuf;
@@ -36,7 +36,8 @@ enum Phase {
         deadline: Instant,
     },
     Running,
-    /// QUIT, TERM or a failed startup: waiting for the last worker to exit.
+    /// QUIT, TERM or a failed startup: waiting for the last worker (then the cluster
+    /// helper) to exit.
     Stopping,
 }
 
@@ -111,12 +112,17 @@ impl Master {
         self.phase = Phase::Starting {
             deadline: Instant::now() + READY_TIMEOUT,
         };
+        // The helper first: the workers' links find its socket sooner.
+        let mut started = self.table.spawn_helper();
         for slot in 0..self.table.slots.len() {
-            if let Err(e) = self.table.spawn(slot) {
-                // Stop the workers already forked, then fail.
-                self.fail(e);
+            if started.is_err() {
                 break;
             }
+            started = self.table.spawn(slot);
+        }
+        if let Err(e) = started {
+            // Stop the children already forked, then fail.
+            self.fail(e);
         }
         loop {
             let pending = self.wait();
@@ -154,7 +160,12 @@ impl Master {
                 Phase::Running => self.reload_settled(),
                 Phase::Stopping => {
                     if self.table.workers.is_empty() {
-                        return self.exit();
+                        // Graceful: the helper answered the workers' last parked writes; now
+                        // it may go (TERM has told it already).
+                        self.table.stop_helper(Signal::SIGQUIT);
+                        if self.table.helper_gone() {
+                            return self.exit();
+                        }
                     }
                 }
             }
@@ -184,6 +195,11 @@ impl Master {
                 fds.push(PollFd::new(fd.as_fd(), PollFlags::POLLIN));
             }
         }
+        let helper = self.table.helper_ready_fd();
+        if let Some(fd) = helper {
+            fds.push(PollFd::new(fd.as_fd(), PollFlags::POLLIN));
+        }
+        let helper = helper.is_some();
         match poll(&mut fds, PollTimeout::from(ms)) {
             Ok(_) | Err(Errno::EINTR) => {}
             Err(e) => conf::alert!("poll failed: {e}"),
@@ -198,6 +214,9 @@ impl Master {
             if readable[k] {
                 self.table.read_ready(i);
             }
+        }
+        if helper && readable.last() == Some(&true) {
+            self.table.read_helper_ready();
         }
         pending
     }
@@ -215,6 +234,7 @@ impl Master {
             }
         }
         at.extend(self.reload.deadline());
+        at.extend(self.table.helper_deadline());
         at.into_iter().min()
     }
 
@@ -249,6 +269,12 @@ impl Master {
                 Takeover::Reclaim => self.notifier.ready(&self.serving_status(), true),
                 Takeover::Nothing => {}
             }
+            return;
+        }
+        if self
+            .table
+            .helper_exited(pid, exit, stopping || self.phase == Phase::Stopping)
+        {
             return;
         }
         let Some(i) = self.table.workers.iter().position(|w| w.pid == pid) else {
@@ -299,7 +325,9 @@ impl Master {
     }
 
     /// QUIT (graceful) or TERM (fast): signal every worker, close the master's listening
-    /// sockets (the port is released once the last worker closes its copy), and wait.
+    /// sockets (the port is released once the last worker closes its copy), and wait. TERM
+    /// stops the cluster helper at once too; after QUIT it is asked once the last worker has
+    /// exited (see `cycle`).
     fn stop(&mut self, sig: Signal) {
         let (grace, what) = if sig == Signal::SIGQUIT {
             (self.table.conf.shutdown_timeout + QUIT_SLACK, "graceful")
@@ -325,6 +353,9 @@ impl Master {
             w.state = State::Exiting;
             w.kill_at = Some(w.kill_at.map_or(kill_at, |t| t.min(kill_at)));
         }
+        if sig != Signal::SIGQUIT {
+            self.table.stop_helper(sig);
+        }
     }
 
     /// Startup: once every slot has a ready worker (or failed for good), write the pid file
@@ -342,7 +373,7 @@ impl Master {
             LogTarget::File(p) => p.display().to_string(),
             LogTarget::Stderr => "stderr".to_string(),
         };
-        if !settled {
+        if !settled || !table.helper_settled() {
             if Instant::now() >= deadline {
                 self.fail(MasterError::NotReady {
                     secs: READY_TIMEOUT.as_secs(),
@@ -353,6 +384,10 @@ impl Master {
         }
         if !table.workers.iter().any(|w| w.state == State::Running) {
             self.fail(MasterError::WorkersFailed { log });
+            return;
+        }
+        if table.helper_failed() {
+            self.fail(MasterError::HelperFailed { log });
             return;
         }
         if let Err(err) = pidfile::write(&table.conf.pid, table.pid.as_raw()) {
@@ -372,8 +407,12 @@ impl Master {
         self.notifier.ready(&self.serving_status(), true);
         let table = &self.table;
         let addrs: Vec<&str> = table.conf.listen.iter().map(|l| l.text.as_str()).collect();
+        let helper = match table.helper_pid() {
+            Some(pid) => format!(", cluster helper {pid}"),
+            None => String::new(),
+        };
         conf::notice!(
-            "huststore started: master {}, {} workers, listening on {}",
+            "huststore started: master {}, {} workers{helper}, listening on {}",
             table.pid,
             table.workers.len(),
             addrs.join(", ")
@@ -475,6 +514,7 @@ impl Master {
                 process::signal_worker(w.pid, Signal::SIGUSR1);
             }
         }
+        self.table.reopen_helper();
     }
 
     /// Everything that happens at a time rather than on an event.
@@ -491,6 +531,8 @@ impl Master {
             }
         }
         let starting = matches!(self.phase, Phase::Starting { .. });
+        self.table
+            .helper_timers(now, self.phase != Phase::Stopping, starting);
         for w in &mut self.table.workers {
             if w.kill_at.is_some_and(|at| at <= now) {
                 log::warn!("worker {} did not exit in time, sending SIGKILL", w.pid);

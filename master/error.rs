@@ -11,10 +11,11 @@ use std::path::PathBuf;
 pub enum MasterError {
     /// The conf file is bad (its own message already names file and line).
     Conf(conf::ConfError),
-    /// The conf has a `cluster` block, which this build checks (`-t`) but cannot serve.
-    ClusterUnavailable {
+    /// A reload would change what a running cluster node cannot change by HUP
+    /// (`cluster.md` §1): `what` says what (the block added or removed, or the directives).
+    ClusterReload {
         file: PathBuf,
-        line: usize,
+        what: String,
     },
     /// Another master is alive on the same pid file.
     AlreadyRunning {
@@ -64,6 +65,10 @@ pub enum MasterError {
     WorkersFailed {
         log: String,
     },
+    /// The cluster helper exited with the fatal init code at startup.
+    HelperFailed {
+        log: String,
+    },
     /// The workers did not all report ready in time at startup.
     NotReady {
         secs: u64,
@@ -85,12 +90,9 @@ impl fmt::Display for MasterError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             MasterError::Conf(e) => write!(f, "{e}"),
-            MasterError::ClusterUnavailable { file, line } => write!(
-                f,
-                "conf {}:{line}: cluster mode is not available in this build yet \
-                 (the cluster block is checked by -t only)",
-                file.display()
-            ),
+            MasterError::ClusterReload { file, what } => {
+                write!(f, "conf {}: {what}", file.display())
+            }
             MasterError::AlreadyRunning { pid, pid_file } => write!(
                 f,
                 "already running: master {pid} is alive (pid file {})",
@@ -124,6 +126,12 @@ impl fmt::Display for MasterError {
             }
             MasterError::WorkersFailed { log } => {
                 write!(f, "no worker could start (fatal init error), see {log}")
+            }
+            MasterError::HelperFailed { log } => {
+                write!(
+                    f,
+                    "the cluster helper could not start (fatal init error), see {log}"
+                )
             }
             MasterError::NotReady { secs, log } => {
                 write!(f, "the workers were not ready within {secs} s, see {log}")

@@ -4,13 +4,15 @@
 //! does.
 //!
 //! The master never serves HTTP and never opens the database: it knows nothing about HTTP or
-//! LMDB, only `conf` (what to run) and `worker` (`prepare` and `run`).
+//! LMDB, only `conf` (what to run), `worker` (`prepare` and `run`) and, in cluster mode,
+//! `cluster::helper::run` (the body of the cluster helper process it forks beside them).
 
 mod args;
 mod cluster;
 mod cycle;
 mod daemon;
 mod error;
+mod helper;
 mod listen;
 mod logs;
 mod notify;
@@ -172,7 +174,6 @@ fn prepare(
     mut inherited: Vec<listen::Listener>,
 ) -> Result<(conf::Conf, Vec<listen::Listener>, Option<nix::unistd::User>), MasterError> {
     let conf = conf::load(path).map_err(MasterError::Conf)?;
-    cluster::refuse_cluster(path, &conf)?;
     if let Ok(pid) = pidfile::read(&conf.pid) {
         if pidfile::is_huststore_alive(pid) {
             return Err(MasterError::AlreadyRunning {

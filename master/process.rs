@@ -1,9 +1,10 @@
 //! The process table as plain data: the workers of every generation, the crash accounting of
-//! the current generation's slots, and everything a worker is forked with (the conf in force,
-//! the listening sockets, the workers' user). Also the fork itself, and what a freshly forked
-//! child does before it becomes a worker (close the master's descriptors, switch user,
-//! parent-death signal, `worker::run`). What the master does with the table (when to spawn,
-//! respawn or retire) is the cycle's and the reload's business.
+//! the current generation's slots, the cluster helper's row (cluster mode), and everything a
+//! child is forked with (the conf in force, the listening sockets, the workers' user). Also
+//! the fork itself, and what a freshly forked child does before it becomes a worker (close
+//! the master's descriptors, switch user, parent-death signal, `worker::run`); the helper's
+//! child side is `helper.rs`'s. What the master does with the table (when to spawn, respawn
+//! or retire) is the cycle's, the reload's and the helper's business.
 
 use std::ffi::CString;
 use std::fmt;
@@ -43,7 +44,8 @@ pub enum State {
     Exiting,
 }
 
-/// One row of the process table: a live child.
+/// One row of the process table: a live child (a worker, or the cluster helper, whose `slot`
+/// and `generation` mean nothing).
 #[derive(Debug)]
 pub struct Worker {
     pub slot: usize,
@@ -71,6 +73,14 @@ pub struct Slot {
     pub respawn_at: Option<Instant>,
     /// Its worker exited with the fatal init code: not respawned until the next reload.
     pub failed: bool,
+}
+
+/// The cluster helper (cluster mode only): its process while it lives, and its crash
+/// accounting, kept across reloads (a reload only clears `failed`).
+#[derive(Debug, Default)]
+pub struct Helper {
+    pub proc: Option<Worker>,
+    pub slot: Slot,
 }
 
 /// A slot whose worker dies this many times within [`CRASH_WINDOW`] is respawned with a delay.
@@ -191,6 +201,9 @@ pub struct Table {
     /// The generation of the workers that serve `conf`.
     pub generation: u64,
     pub workers: Vec<Worker>,
+    /// The cluster helper, when the conf has a cluster block (fixed for the master's life: a
+    /// reload may not add or remove the block).
+    pub helper: Option<Helper>,
     /// Crash accounting of the current generation, one per slot.
     pub slots: Vec<Slot>,
     /// This master's pid.
@@ -222,6 +235,7 @@ impl Table {
     ) -> Table {
         Table {
             slots: fresh_slots(conf.worker_count()),
+            helper: conf.cluster.as_ref().map(|_| Helper::default()),
             conf,
             user,
             listeners,
@@ -248,10 +262,13 @@ impl Table {
             .any(|w| w.generation == generation && w.state == State::Running)
     }
 
-    /// No backed-off slot is spawned again.
+    /// No backed-off slot (nor the helper) is spawned again.
     pub fn cancel_respawns(&mut self) {
         for s in &mut self.slots {
             s.respawn_at = None;
+        }
+        if let Some(h) = &mut self.helper {
+            h.slot.respawn_at = None;
         }
     }
 
@@ -272,6 +289,24 @@ impl Table {
 
     /// Forks one worker of the current generation for `slot`.
     pub fn spawn(&mut self, slot: usize) -> Result<(), MasterError> {
+        let (pid, ready) = self.fork_child("fork a worker", |table, ready| {
+            signals::reset_in_child(&nix::sys::signal::SigSet::empty());
+            table.become_worker(slot, ready)
+        })?;
+        conf::notice!("started worker {pid} in slot {slot}");
+        self.workers
+            .push(Worker::spawned(slot, self.generation, pid, ready));
+        Ok(())
+    }
+
+    /// Forks a child that runs `child` with the write end of a fresh ready pipe and exits with
+    /// the code it returns; returns the child's pid and the read end (nonblocking). In the
+    /// child the master's handled signals are still blocked: `child` resets them first.
+    pub fn fork_child(
+        &mut self,
+        what: &'static str,
+        child: impl FnOnce(&mut Table, OwnedFd) -> i32,
+    ) -> Result<(Pid, OwnedFd), MasterError> {
         let (ready_read, ready_write) = unistd::pipe2(OFlag::O_CLOEXEC)
             .map_err(|e| MasterError::os("create a ready pipe", e))?;
         fcntl(ready_read.as_raw_fd(), FcntlArg::F_SETFL(OFlag::O_NONBLOCK))
@@ -288,40 +323,37 @@ impl Table {
         match forked {
             Err(e) => {
                 signals::restore(&old_mask);
-                Err(MasterError::os("fork a worker", e))
+                Err(MasterError::os(what, e))
             }
             Ok(ForkResult::Child) => {
-                signals::reset_in_child();
                 drop(ready_read);
-                self.become_worker(slot, ready_write)
+                std::process::exit(child(self, ready_write))
             }
             Ok(ForkResult::Parent { child }) => {
                 signals::restore(&old_mask);
                 drop(ready_write);
-                conf::notice!("started worker {child} in slot {slot}");
-                self.workers.push(Worker {
-                    slot,
-                    generation: self.generation,
-                    pid: child,
-                    state: State::Spawning,
-                    spawned: Instant::now(),
-                    ready: Some(ready_read),
-                    kill_at: None,
-                    killed: false,
-                });
-                Ok(())
+                Ok((child, ready_read))
             }
         }
     }
 
-    /// In the child: close what belongs to the master (signal pipe, other workers' ready pipes,
-    /// the daemon report pipe, listeners this conf does not list), then run the worker.
-    fn become_worker(&mut self, slot: usize, ready: OwnedFd) -> ! {
+    /// In a child: close what belongs to the master (signal pipe, the other children's ready
+    /// pipes, the daemon report pipe). The listening sockets are the caller's to sort out.
+    pub fn forget_master_state(&mut self) {
         self.signals = None;
         self.reporter = None;
         for w in &mut self.workers {
             w.ready = None;
         }
+        if let Some(p) = self.helper.as_mut().and_then(|h| h.proc.as_mut()) {
+            p.ready = None;
+        }
+    }
+
+    /// In the child: close what belongs to the master and the listeners this conf does not
+    /// list, then run the worker; its exit code.
+    fn become_worker(&mut self, slot: usize, ready: OwnedFd) -> i32 {
+        self.forget_master_state();
         let mut all = std::mem::take(&mut self.listeners);
         let mut listeners = Vec::new();
         for l in &self.conf.listen {
@@ -337,25 +369,16 @@ impl Table {
             ready: Some(ready),
             metrics: self.metrics,
         };
-        run_child(args, self.user.as_ref(), self.pid)
+        let what = format!("worker slot {slot}");
+        become_child(&what, self.user.as_ref(), self.pid);
+        worker::run(args)
     }
 
-    /// The ready pipe of worker `i` is readable: a byte means it serves, EOF that it is dying
-    /// before serving (the reap will tell how).
+    /// The ready pipe of worker `i` is readable (see [`Worker::read_ready`]).
     pub fn read_ready(&mut self, i: usize) {
         let w = &mut self.workers[i];
-        let Some(fd) = &w.ready else { return };
-        let mut byte = [0u8; 1];
-        match unistd::read(fd.as_raw_fd(), &mut byte) {
-            Ok(1) => {
-                w.ready = None;
-                if w.state == State::Spawning {
-                    w.state = State::Running;
-                    log::info!("worker {} (slot {}) is ready", w.pid, w.slot);
-                }
-            }
-            Err(Errno::EAGAIN) | Err(Errno::EINTR) => {}
-            Ok(_) | Err(_) => w.ready = None,
+        if w.read_ready() {
+            log::info!("worker {} (slot {}) is ready", w.pid, w.slot);
         }
     }
 
@@ -377,6 +400,41 @@ impl Table {
     }
 }
 
+impl Worker {
+    /// The row of a child just forked, with the read end of its ready pipe.
+    pub fn spawned(slot: usize, generation: u64, pid: Pid, ready: OwnedFd) -> Worker {
+        Worker {
+            slot,
+            generation,
+            pid,
+            state: State::Spawning,
+            spawned: Instant::now(),
+            ready: Some(ready),
+            kill_at: None,
+            killed: false,
+        }
+    }
+
+    /// Its ready pipe is readable: a byte means it serves (→ true, once), EOF that it is dying
+    /// before serving (the reap will tell how).
+    pub fn read_ready(&mut self) -> bool {
+        let Some(fd) = &self.ready else { return false };
+        let mut byte = [0u8; 1];
+        match unistd::read(fd.as_raw_fd(), &mut byte) {
+            Ok(1) => {
+                self.ready = None;
+                if self.state == State::Spawning {
+                    self.state = State::Running;
+                    return true;
+                }
+            }
+            Err(Errno::EAGAIN) | Err(Errno::EINTR) => {}
+            Ok(_) | Err(_) => self.ready = None,
+        }
+        false
+    }
+}
+
 /// Sends `sig` to a worker; one that is already gone (ESRCH) is reaped soon.
 pub fn signal_worker(pid: Pid, sig: Signal) {
     match kill(pid, sig) {
@@ -385,30 +443,25 @@ pub fn signal_worker(pid: Pid, sig: Signal) {
     }
 }
 
-/// The child side of `fork`, once the master's state it must not keep is closed: switch to
-/// `user`, arm the parent-death signal (unless the `master` is gone already), run the worker,
-/// exit with its code. Never returns.
-fn run_child(args: worker::WorkerArgs, user: Option<&User>, master: Pid) -> ! {
-    let slot = args.slot;
+/// The child side of `fork` (`what` names it in log lines), once the master's state it must
+/// not keep is closed: switch to `user`, arm the parent-death signal; exits (fatal init) when
+/// the switch fails, and (0) when the `master` is gone already.
+pub fn become_child(what: &str, user: Option<&User>, master: Pid) {
     if let Some(user) = user {
         if let Err(e) = switch_user(user) {
-            conf::emerg!(
-                "worker slot {slot}: could not switch to user \"{}\": {e}",
-                user.name
-            );
+            conf::emerg!("{what}: could not switch to user \"{}\": {e}", user.name);
             std::process::exit(worker::EXIT_FATAL_INIT);
         }
     }
     // After the user switch, because a change of credentials clears the parent-death signal.
-    // SIGQUIT: the workers of a master killed with -9 finish their requests and exit.
+    // SIGQUIT: the children of a master killed with -9 finish their requests and exit.
     if let Err(e) = prctl::set_pdeathsig(Signal::SIGQUIT) {
-        log::warn!("worker slot {slot}: could not set the parent-death signal: {e}");
+        log::warn!("{what}: could not set the parent-death signal: {e}");
     }
     // The master may have died before the line above: then no signal will ever come.
     if unistd::getppid() != master {
         std::process::exit(0);
     }
-    std::process::exit(worker::run(args))
 }
 
 /// setgid, initgroups, setuid: in that order, since each needs the privileges the next drops.

@@ -1,10 +1,11 @@
-//! The reload (HUP), as nginx does it: re-read the conf (a bad one, or one with a `cluster`
-//! block, changes nothing), prepare the data folder, bind only the addresses the new conf adds
+//! The reload (HUP), as nginx does it: re-read the conf (a bad one, or one that changes what
+//! cluster mode cannot change by HUP, `cluster.rs`, changes nothing), prepare the data folder, bind only the addresses the new conf adds
 //! (the others keep their sockets and their accept queues), re-init the log, then start the new
 //! generation of workers *before* retiring the old one, so that some worker always accepts. If
 //! no new worker comes to serve, the old conf and the old workers stay. In mq mode only one
 //! worker may run: the old one goes first. A socket the conf no longer lists is closed once no
-//! worker that may use it is left.
+//! worker that may use it is left. The cluster helper is not part of a generation: it keeps
+//! running (one that failed its init is started again).
 //!
 //! The restart of the workers after WINCH (the rollback of a binary upgrade) is the upgrade's.
 
@@ -50,7 +51,7 @@ impl Reload {
         let result = conf::load(&table.conf.path)
             .map_err(MasterError::Conf)
             .and_then(|new| {
-                cluster::refuse_cluster(&table.conf.path, &new)?;
+                cluster::check_reload(&table.conf, &new, table.user.is_some())?;
                 self.apply(table, pid_file, new)
             });
         if let Err(e) = result {
@@ -110,6 +111,8 @@ impl Reload {
             "reloaded {}: starting {count} new workers",
             table.conf.path.display()
         );
+        // With the new conf in force, so that the helper starts with it.
+        table.helper_reloaded();
         if old_conf.mode == Mode::Mq || table.conf.mode == Mode::Mq {
             // Only one mq worker may run (parked clients live in its memory): retire the old
             // one first; `progress` starts the new one once it has exited.

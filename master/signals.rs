@@ -151,11 +151,13 @@ pub fn restore(old: &SigSet) {
     let _ = signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(old), None);
 }
 
-/// In a freshly forked child: every handled signal back to its default action, then an empty
-/// signal mask, so the worker starts as if exec'd and installs its own handling. SIGPIPE stays
-/// ignored, as the Rust runtime sets it for every Rust program (a worker writing to a closed
-/// socket must get EPIPE, not die).
-pub fn reset_in_child() {
+/// In a freshly forked child: every handled signal back to its default action, then the
+/// signal mask `blocked` (empty for a worker, so that it starts as if exec'd and installs its
+/// own handling; the cluster helper keeps its stop signals blocked, to `sigwait` them, with no
+/// window where their default action could kill it). SIGPIPE stays ignored, as the Rust
+/// runtime sets it for every Rust program (a worker writing to a closed socket must get EPIPE,
+/// not die).
+pub fn reset_in_child(blocked: &SigSet) {
     PIPE_WRITE.store(-1, Ordering::Relaxed);
     let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
     for sig in HANDLED {
@@ -165,5 +167,5 @@ pub fn reset_in_child() {
     let ignore = SigAction::new(SigHandler::SigIgn, SaFlags::empty(), SigSet::empty());
     // SAFETY: as above, SIG_IGN runs no code.
     let _ = unsafe { signal::sigaction(Signal::SIGPIPE, &ignore) };
-    let _ = signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
+    let _ = signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(blocked), None);
 }

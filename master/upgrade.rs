@@ -107,6 +107,15 @@ impl Upgrade {
             conf::notice!("binary upgrade (USR2) ignored: new master {pid} is running already");
             return;
         }
+        if table.conf.cluster.is_some() {
+            // The new master's helper could not run beside this one's: the consensus log's
+            // lock and the peer port are held until this helper exits.
+            conf::alert!(
+                "binary upgrade (USR2) refused in cluster mode: the cluster helper holds the \
+                 consensus log and the peer port; restart the node instead (QUIT, then start)"
+            );
+            return;
+        }
         let (Some(binary), Some(current)) = (self.binary.clone(), pid_file.clone()) else {
             conf::alert!("binary upgrade impossible: the path of the binary is unknown");
             return;

@@ -1,5 +1,7 @@
 //! The `cluster { }` block through the real binary: `-t` checks it (ok, or one line naming
-//! file:line), and since cluster mode is not built yet, a start or a HUP with one is refused.
+//! file:line); a start with one serves (the master forks the cluster helper); a HUP may change
+//! `timeout` and `reads` (the helper keeps running) but not the cluster's shape, nor add or
+//! remove the block (one log line naming what, the old conf keeps serving); USR2 is refused.
 
 mod common;
 
@@ -8,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
 
-use common::{get, wait_until, Server};
+use common::{children_of, free_port, get, is_alive, try_request, wait_until, Server};
 
 fn stderr_lines(out: &Output) -> Vec<String> {
     String::from_utf8_lossy(&out.stderr)
@@ -119,31 +121,132 @@ fn conf_test_refuses_bad_cluster_blocks_with_file_and_line() {
     }
 }
 
-const REFUSED: &str =
-    "cluster mode is not available in this build yet (the cluster block is checked by -t only)";
-
-#[test]
-fn a_start_with_a_cluster_block_is_refused_with_one_line() {
-    let server = Server::prepare(&[]);
-    let secret = secret(&server, 0o600);
-    let line = append_block(&server, &block(&server, &secret, None));
-    let out = server.command(&[]);
-    assert_eq!(out.status.code(), Some(1), "{out:?}");
-    let lines = stderr_lines(&out);
-    assert_eq!(
-        lines,
-        [format!(
-            "huststore: conf {}:{line}: {REFUSED}",
-            server.conf_path.display()
-        )]
-    );
-    assert!(!server.pid_file().exists());
-    assert!(nothing_listens(&server));
+/// A one-node cluster block (n1 on the server's own listen address, peer port `peer`,
+/// replicas 1, so that writes commit alone), `extra` lines inside it.
+fn one_node_block(server: &Server, secret: &Path, peer: u16, extra: &str) -> String {
+    format!(
+        "cluster {{\n    name test;\n    node_id n1;\n    node n1 127.0.0.1:{} 127.0.0.1:{peer};\n    groups 4;\n    replicas 1;\n    secret {};\n{extra}}}\n",
+        server.port,
+        secret.display()
+    )
 }
 
-/// Nothing answers on the server's port.
-fn nothing_listens(server: &Server) -> bool {
-    std::net::TcpStream::connect_timeout(&server.addr(), Duration::from_secs(1)).is_err()
+/// The base conf followed by `block`.
+fn with_block(base: &str, block: &str) -> String {
+    format!("{base}{block}")
+}
+
+/// The pid of the master's cluster helper: the last "started cluster helper PID" line of the
+/// error log whose process is still a child of the master (workers are the other children).
+fn helper_pid(server: &Server) -> Option<i32> {
+    let log = server.error_log();
+    let pid: i32 = log
+        .lines()
+        .filter_map(|l| l.split("started cluster helper ").nth(1))
+        .last()?
+        .trim()
+        .parse()
+        .ok()?;
+    children_of(server.master_pid())
+        .contains(&pid)
+        .then_some(pid)
+}
+
+/// POST /put?key=`key` with `value` until a 200 (bounded): the node's groups have a leader.
+fn put_until_ok(server: &Server, key: &str, value: &str) {
+    let target = format!("/put?key={key}");
+    let mut last = String::new();
+    let ok = wait_until(Duration::from_secs(30), || {
+        match try_request(
+            server.addr(),
+            "POST",
+            &target,
+            value.as_bytes(),
+            Duration::from_secs(10),
+        ) {
+            Ok(r) if r.status == 200 => true,
+            Ok(r) => {
+                last = format!("{} {:?}", r.status, r.header("Cluster-Error"));
+                std::thread::sleep(Duration::from_millis(100));
+                false
+            }
+            Err(e) => {
+                last = e.to_string();
+                false
+            }
+        }
+    });
+    assert!(ok, "no 200 for {target}: {last}\n{}", server.error_log());
+    let got = get(server.addr(), &format!("/get?key={key}"));
+    assert_eq!((got.status, got.text()), (200, value.to_string()));
+}
+
+/// A started one-node cluster, its base conf text (without the block), the secret and the
+/// peer port.
+fn start_one_node(extra: &str) -> (Server, String, PathBuf, u16) {
+    let mut server = Server::prepare(&[]);
+    let base = std::fs::read_to_string(&server.conf_path).expect("read the conf");
+    let secret = secret(&server, 0o600);
+    let peer = free_port();
+    server.write_conf_text(&with_block(
+        &base,
+        &one_node_block(&server, &secret, peer, extra),
+    ));
+    server.restart();
+    (server, base, secret, peer)
+}
+
+#[test]
+fn a_start_with_a_cluster_block_serves_with_a_helper() {
+    let (server, ..) = start_one_node("");
+    let helper = helper_pid(&server).expect("a cluster helper among the master's children");
+    // Two workers and the helper.
+    assert_eq!(children_of(server.master_pid()).len(), 3);
+    assert!(server.error_log().contains(&format!(
+        "huststore started: master {}, 2 workers, cluster helper {helper}, listening on",
+        server.master_pid()
+    )));
+    put_until_ok(&server, "k", "v1");
+}
+
+#[test]
+fn a_reload_that_changes_the_cluster_shape_is_refused_and_the_old_conf_kept() {
+    let (server, base, secret, peer) = start_one_node("");
+    put_until_ok(&server, "before", "1");
+    let children = children_of(server.master_pid());
+    let conf = server.conf_path.display().to_string();
+    let cases = [
+        (
+            with_block(&base, &one_node_block(&server, &secret, peer, "").replace("groups 4;", "groups 8;").replace("name test;", "name other;")),
+            format!("reload failed, keeping the old conf: conf {conf}: \"name\", \"groups\" cannot change by a reload in cluster mode; restart the node"),
+        ),
+        (
+            with_block(&base, &one_node_block(&server, &secret, free_port(), "    election_timeout 2s;\n")),
+            format!("reload failed, keeping the old conf: conf {conf}: \"node\", \"election_timeout\" cannot change by a reload in cluster mode; restart the node"),
+        ),
+        (
+            base.clone(),
+            format!("reload failed, keeping the old conf: conf {conf}: the cluster block cannot be removed by a reload; restart the node"),
+        ),
+    ];
+    for (text, want) in cases {
+        server.write_conf_text(&text);
+        server.signal(libc::SIGHUP);
+        assert!(
+            wait_until(Duration::from_secs(5), || server
+                .error_log()
+                .contains(&want)),
+            "{want}\n{}",
+            server.error_log()
+        );
+    }
+    assert!(
+        !server.error_log().contains("reloaded"),
+        "{}",
+        server.error_log()
+    );
+    assert_eq!(children_of(server.master_pid()), children);
+    put_until_ok(&server, "after", "2");
 }
 
 #[test]
@@ -151,10 +254,10 @@ fn a_reload_to_a_cluster_block_is_refused_and_the_old_conf_kept() {
     let server = Server::start(&[]);
     let old = server.worker_pids();
     let secret = secret(&server, 0o600);
-    let line = append_block(&server, &block(&server, &secret, None));
+    append_block(&server, &block(&server, &secret, None));
     server.signal(libc::SIGHUP);
     let want = format!(
-        "reload failed, keeping the old conf: conf {}:{line}: {REFUSED}",
+        "reload failed, keeping the old conf: conf {}: a cluster block cannot be added by a reload; restart the node",
         server.conf_path.display()
     );
     assert!(
@@ -171,4 +274,59 @@ fn a_reload_to_a_cluster_block_is_refused_and_the_old_conf_kept() {
         "{}",
         server.error_log()
     );
+}
+
+#[test]
+fn a_reload_of_timeout_and_reads_keeps_the_helper_and_renews_the_workers() {
+    let (server, base, secret, peer) = start_one_node("");
+    put_until_ok(&server, "before", "1");
+    let helper = helper_pid(&server).expect("the helper");
+    let workers: Vec<i32> = children_of(server.master_pid())
+        .into_iter()
+        .filter(|&p| p != helper)
+        .collect();
+    let extra = "    timeout 2s;\n    reads local;\n";
+    server.write_conf_text(&with_block(
+        &base,
+        &one_node_block(&server, &secret, peer, extra),
+    ));
+    server.signal(libc::SIGHUP);
+    let renewed = wait_until(Duration::from_secs(15), || {
+        let now = children_of(server.master_pid());
+        now.len() == 3 && now.contains(&helper) && workers.iter().all(|w| !now.contains(w))
+    });
+    assert!(
+        renewed,
+        "{:?}\n{}",
+        children_of(server.master_pid()),
+        server.error_log()
+    );
+    assert!(
+        server.error_log().contains("reloaded"),
+        "{}",
+        server.error_log()
+    );
+    assert!(is_alive(helper));
+    // The new workers reach the same helper.
+    put_until_ok(&server, "after", "2");
+    assert_eq!(helper_pid(&server), Some(helper));
+}
+
+#[test]
+fn a_binary_upgrade_is_refused_in_cluster_mode() {
+    let (server, ..) = start_one_node("");
+    let children = children_of(server.master_pid());
+    server.signal(libc::SIGUSR2);
+    let want = "binary upgrade (USR2) refused in cluster mode";
+    assert!(
+        wait_until(Duration::from_secs(5), || server.error_log().contains(want)),
+        "{}",
+        server.error_log()
+    );
+    let mut oldbin = server.pid_file().into_os_string();
+    oldbin.push(".oldbin");
+    assert!(!Path::new(&oldbin).exists());
+    assert!(server.pid_file().exists());
+    assert_eq!(children_of(server.master_pid()), children);
+    put_until_ok(&server, "k", "v");
 }

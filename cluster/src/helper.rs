@@ -28,9 +28,12 @@ pub const SOCKET: &str = "cluster.sock";
 /// worker's `EXIT_FATAL_INIT`).
 pub const EXIT_FATAL_INIT: i32 = 2;
 
-/// Runs the helper until `stop` turns `true` (or its sender is dropped): 0 after a clean
-/// stop (the Node shut down), [`EXIT_FATAL_INIT`] when it could not start (logged).
-pub fn run(conf: &conf::Conf, stop: watch::Receiver<bool>) -> i32 {
+/// Runs the helper until `stop` turns `true` (or its sender is dropped; the master makes the
+/// channel with [`crate::watch`]): 0 after a clean
+/// stop (the Node shut down), [`EXIT_FATAL_INIT`] when it could not start (logged). `ready`
+/// is called once, when the Node runs and the local socket is served (the master's
+/// readiness byte).
+pub fn run(conf: &conf::Conf, stop: watch::Receiver<bool>, ready: impl FnOnce()) -> i32 {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -60,7 +63,7 @@ pub fn run(conf: &conf::Conf, stop: watch::Receiver<bool>) -> i32 {
             return EXIT_FATAL_INIT;
         }
     };
-    let code = runtime.block_on(serve(conf, store.clone(), stop));
+    let code = runtime.block_on(serve(conf, store.clone(), stop, ready));
     if code == 0 && !conf.sync_writes {
         if let Err(e) = store.sync() {
             log::error!("cluster helper: could not flush the store to disk: {e}");
@@ -70,7 +73,12 @@ pub fn run(conf: &conf::Conf, stop: watch::Receiver<bool>) -> i32 {
 }
 
 /// Starts the node and the local server, waits for `stop`, then shuts both down.
-async fn serve(conf: &conf::Conf, store: Arc<Store>, mut stop: watch::Receiver<bool>) -> i32 {
+async fn serve(
+    conf: &conf::Conf,
+    store: Arc<Store>,
+    mut stop: watch::Receiver<bool>,
+    ready: impl FnOnce(),
+) -> i32 {
     let node = match Node::start(conf, store).await {
         Ok(n) => Arc::new(n),
         Err(e) => {
@@ -95,6 +103,7 @@ async fn serve(conf: &conf::Conf, store: Arc<Store>, mut stop: watch::Receiver<b
             return EXIT_FATAL_INIT;
         }
     };
+    ready();
     while !*stop.borrow_and_update() {
         if stop.changed().await.is_err() {
             break;

@@ -15,3 +15,7 @@ pub mod peer;
 pub mod placement;
 pub mod raft;
 pub mod report;
+
+/// The stop channel of `helper::run`, re-exported so that the process that forks the helper
+/// (the master, which has no async runtime and does not depend on tokio) can make one.
+pub use tokio::sync::watch;

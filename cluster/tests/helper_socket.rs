@@ -11,6 +11,7 @@ use std::io::{Read, Write as _};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -407,12 +408,14 @@ fn run_serves_until_stopped_and_refuses_a_conf_without_a_cluster() {
     let mut plain = conf.clone();
     plain.cluster = None;
     let (_keep, never) = watch::channel(false);
-    assert_eq!(cluster::helper::run(&plain, never), 2);
+    assert_eq!(cluster::helper::run(&plain, never, || {}), 2);
 
     let (stop, stopped) = watch::channel(false);
+    let ready = Arc::new(AtomicBool::new(false));
     let runner = {
-        let conf = conf.clone();
-        std::thread::spawn(move || cluster::helper::run(&conf, stopped))
+        let (conf, ready) = (conf.clone(), ready.clone());
+        let report = move || ready.store(true, Ordering::SeqCst);
+        std::thread::spawn(move || cluster::helper::run(&conf, stopped, report))
     };
     let until = Instant::now() + Duration::from_secs(20);
     let answer = loop {
@@ -437,6 +440,10 @@ fn run_serves_until_stopped_and_refuses_a_conf_without_a_cluster() {
         }
     };
     assert_eq!(answer, Some(Message::Applied(Applied::Written { ver: 1 })));
+    assert!(
+        ready.load(Ordering::SeqCst),
+        "served before reporting ready"
+    );
     let _ = stop.send(true);
     assert_eq!(runner.join().expect("run returns"), 0);
 }
