@@ -1,6 +1,7 @@
 //! The body of the cluster helper process (`cluster.md` §9): it opens the node's store, runs
 //! the [`Node`] and serves the workers' local socket (`<data_dir>/cluster.sock`), answering
-//! each [`Message::Propose`] and [`Message::ReadBarrier`] under its request id. Every request
+//! each [`Message::Propose`], [`Message::ReadBarrier`], [`Message::Fetch`] (a GET to another
+//! node's client address, `crate::fetch`) and [`Message::Report`] under its request id. Every request
 //! runs in a task of its own so that a slow group never holds up the answers of the others;
 //! answers go back in the order they are ready. A malformed frame ends its connection only,
 //! and a worker that goes away never stops the helper.
@@ -18,8 +19,10 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
+use crate::fetch::Fetcher;
 use crate::local::{decode_prefix, Frame, Message};
 use crate::node::{Node, WriteError};
+use crate::report::Report;
 
 /// The socket's name in the data folder; the worker's `kv::CLUSTER_SOCKET` names the same.
 pub const SOCKET: &str = "cluster.sock";
@@ -90,11 +93,18 @@ async fn serve(
         .cluster
         .as_ref()
         .map_or(Duration::from_secs(5), |c| c.timeout);
-    let server = match serve_local(
+    let clients = conf
+        .cluster
+        .as_ref()
+        .map(|c| c.nodes.iter().map(|n| n.client).collect())
+        .unwrap_or_default();
+    let fetcher = Arc::new(Fetcher::new(clients, timeout));
+    let server = match serve_local_with(
         &conf.data_dir.join(SOCKET),
         node.clone(),
         timeout,
         stop.clone(),
+        fetcher,
     ) {
         Ok(s) => s,
         Err(e) => {
@@ -141,6 +151,19 @@ pub fn serve_local(
     timeout: Duration,
     stop: watch::Receiver<bool>,
 ) -> io::Result<JoinHandle<()>> {
+    // No node to fetch from: every Fetch is answered Unavailable.
+    let fetcher = Arc::new(Fetcher::new(Vec::new(), timeout));
+    serve_local_with(path, node, timeout, stop, fetcher)
+}
+
+/// [`serve_local`], with the client that answers the workers' `Fetch` requests.
+pub fn serve_local_with(
+    path: &Path,
+    node: Arc<Node>,
+    timeout: Duration,
+    stop: watch::Receiver<bool>,
+    fetcher: Arc<Fetcher>,
+) -> io::Result<JoinHandle<()>> {
     let context = |what: &str, e: io::Error| {
         io::Error::new(e.kind(), format!("{what} {}: {e}", path.display()))
     };
@@ -152,15 +175,22 @@ pub fn serve_local(
     let listener = UnixListener::bind(path).map_err(|e| context("could not bind", e))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
         .map_err(|e| context("could not restrict", e))?;
-    Ok(tokio::spawn(accept(listener, node, timeout, stop)))
+    let ctx = Arc::new(Ctx {
+        node,
+        timeout,
+        fetcher,
+    });
+    Ok(tokio::spawn(accept(listener, ctx, stop)))
 }
 
-async fn accept(
-    listener: UnixListener,
+/// What answering a request needs.
+struct Ctx {
     node: Arc<Node>,
     timeout: Duration,
-    mut stop: watch::Receiver<bool>,
-) {
+    fetcher: Arc<Fetcher>,
+}
+
+async fn accept(listener: UnixListener, ctx: Arc<Ctx>, mut stop: watch::Receiver<bool>) {
     let mut connections = Vec::new();
     loop {
         if *stop.borrow_and_update() {
@@ -170,7 +200,7 @@ async fn accept(
             r = listener.accept() => match r {
                 Ok((stream, _)) => {
                     connections.retain(|c: &JoinHandle<()>| !c.is_finished());
-                    let conn = connection(stream, node.clone(), timeout, stop.clone());
+                    let conn = connection(stream, ctx.clone(), stop.clone());
                     connections.push(tokio::spawn(conn));
                 }
                 Err(e) => {
@@ -188,12 +218,7 @@ async fn accept(
 }
 
 /// Reads one worker's frames until it closes, sends a malformed frame, or the helper stops.
-async fn connection(
-    stream: UnixStream,
-    node: Arc<Node>,
-    timeout: Duration,
-    mut stop: watch::Receiver<bool>,
-) {
+async fn connection(stream: UnixStream, ctx: Arc<Ctx>, mut stop: watch::Receiver<bool>) {
     let (mut read, write) = stream.into_split();
     let (answers, queue) = mpsc::unbounded_channel();
     let writer = tokio::spawn(write_answers(write, queue));
@@ -212,9 +237,9 @@ async fn connection(
             match decode_prefix(&buf[at..]) {
                 Ok(Some((frame, used))) => {
                     at += used;
-                    let (node, answers) = (node.clone(), answers.clone());
+                    let (ctx, answers) = (ctx.clone(), answers.clone());
                     tokio::spawn(async move {
-                        let message = answer(&node, frame.message, timeout).await;
+                        let message = answer(&ctx, frame.message).await;
                         // The worker may be gone: its answer goes nowhere.
                         let _ = answers.send(Frame {
                             id: frame.id,
@@ -251,7 +276,8 @@ async fn write_answers(mut write: OwnedWriteHalf, mut queue: mpsc::UnboundedRece
 }
 
 /// The answer to one request from a worker.
-async fn answer(node: &Node, message: Message, timeout: Duration) -> Message {
+async fn answer(ctx: &Ctx, message: Message) -> Message {
+    let (node, timeout) = (&*ctx.node, ctx.timeout);
     match message {
         Message::Propose { group, command } => {
             let Ok(cmd) = Command::decode(&command) else {
@@ -278,6 +304,37 @@ async fn answer(node: &Node, message: Message, timeout: Duration) -> Message {
                 },
             }
         }
+        Message::Fetch {
+            node,
+            target,
+            authorization,
+        } => match ctx.fetcher.get(node, &target, &authorization).await {
+            Ok(r) => Message::Reply {
+                status: r.status,
+                headers: r.headers,
+                body: r.body,
+            },
+            Err(why) => Message::Unavailable {
+                why: format!("node {node}: {why}"),
+            },
+        },
+        Message::Report { what } => {
+            let Some(report) = Report::from_code(what) else {
+                return Message::Unavailable {
+                    why: format!("no report {what}"),
+                };
+            };
+            match tokio::time::timeout(timeout, node.report(report)).await {
+                Ok(body) => Message::Reply {
+                    status: 200,
+                    headers: vec![("Content-Type".into(), report.content_type().into())],
+                    body: body.into_bytes(),
+                },
+                Err(_) => Message::Unavailable {
+                    why: format!("no report within {timeout:?}"),
+                },
+            }
+        }
         // Answers are the helper's to send, never a worker's.
         other => Message::Unavailable {
             why: format!("not a request: {}", kind_name(&other)),
@@ -293,5 +350,8 @@ fn kind_name(m: &Message) -> &'static str {
         Message::ReadReady => "read ready",
         Message::Unavailable { .. } => "unavailable",
         Message::Unknown { .. } => "unknown",
+        Message::Fetch { .. } => "fetch",
+        Message::Report { .. } => "report",
+        Message::Reply { .. } => "reply",
     }
 }

@@ -7,6 +7,7 @@
 //! It runs in the cluster helper process (an async runtime lives there only). It must never
 //! know HTTP's client API (the worker's), and the worker must never wait on it inside a pass.
 
+pub mod fetch;
 pub mod helper;
 pub mod local;
 pub mod net;

@@ -1,12 +1,29 @@
 //! The local protocol between a worker and the node's cluster helper process (`cluster.md` §9):
-//! workers hand the helper replicated writes ([`Message::Propose`]) and read barriers
-//! ([`Message::ReadBarrier`]) over a Unix socket, and the helper answers each by its request
-//! id, in any order. Pure (no runtime, no I/O) so that the worker's mio loop and the helper's
-//! async side share the one codec.
+//! workers hand the helper replicated writes ([`Message::Propose`]), read barriers
+//! ([`Message::ReadBarrier`]), reads to forward to another node ([`Message::Fetch`]) and
+//! report requests ([`Message::Report`]) over a Unix socket, and the helper answers each by
+//! its request id, in any order. Pure (no runtime, no I/O) so that the worker's mio loop and
+//! the helper's async side share the one codec.
 //!
 //! A frame is `u32 BE length | u8 kind | u64 BE request id | payload`, the length counting
 //! everything after itself. The decoder is streaming ([`decode_prefix`]): it answers `None`
 //! until a whole frame is buffered, and an error (never a panic) on bytes that are no frame.
+//!
+//! Payloads (all integers big-endian):
+//!
+//! | kind | message | payload |
+//! |---|---|---|
+//! | 1 | `Propose` | `u32 group \| command bytes` |
+//! | 2 | `ReadBarrier` | `u32 group` |
+//! | 3 | `Applied` | `raft::Applied::encode` |
+//! | 4 | `ReadReady` | empty |
+//! | 5 | `Unavailable` | UTF-8 reason |
+//! | 6 | `Unknown` | UTF-8 reason |
+//! | 7 | `Fetch` | `u32 node \| u32 n \| n bytes target \| authorization bytes (the rest)` |
+//! | 8 | `Report` | `u8 what` (`report::Report::code`) |
+//! | 9 | `Reply` | `u16 status \| u16 count \| count × (u16 n, n bytes name, u32 m, m bytes value) \| body (the rest)` |
+//!
+//! Header names and values of a `Reply` are UTF-8.
 
 use std::fmt;
 
@@ -26,6 +43,11 @@ const APPLIED: u8 = 3;
 const READ_READY: u8 = 4;
 const UNAVAILABLE: u8 = 5;
 const UNKNOWN: u8 = 6;
+const FETCH: u8 = 7;
+const REPORT: u8 = 8;
+const REPLY: u8 = 9;
+/// The last kind byte.
+const LAST_KIND: u8 = REPLY;
 
 /// One frame: the request id the worker chose, and what it says.
 #[derive(Debug, Clone, PartialEq)]
@@ -34,7 +56,8 @@ pub struct Frame {
     pub message: Message,
 }
 
-/// What a frame says. The first two go worker -> helper, the others helper -> worker.
+/// What a frame says. `Propose`, `ReadBarrier`, `Fetch` and `Report` go worker -> helper,
+/// the others helper -> worker.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Message {
     /// Replicate `command` (the bytes of `storage::Command::encode`) through `group`; the
@@ -51,6 +74,23 @@ pub enum Message {
     Unavailable { why: String },
     /// The outcome is unknown (a timeout, a leader lost after the append): it may be applied.
     Unknown { why: String },
+    /// GET `target` (an HTTP request target, `path?query`) from the client address of node
+    /// `node` (its index in the conf's node lines), marked as forwarded, with the client's
+    /// `Authorization` header value (empty for none); answered by `Reply`, or `Unavailable`
+    /// when that node could not be asked.
+    Fetch {
+        node: u32,
+        target: Vec<u8>,
+        authorization: Vec<u8>,
+    },
+    /// The report `what` (`report::Report::code`) of this node; answered by `Reply`.
+    Report { what: u8 },
+    /// An HTTP answer: a `Fetch`'s response, or a report (`Content-Type` among the headers).
+    Reply {
+        status: u16,
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+    },
 }
 
 /// Why bytes are not a frame. Any of these ends the connection: the stream is out of step.
@@ -88,6 +128,9 @@ impl Frame {
             Message::ReadReady => READ_READY,
             Message::Unavailable { .. } => UNAVAILABLE,
             Message::Unknown { .. } => UNKNOWN,
+            Message::Fetch { .. } => FETCH,
+            Message::Report { .. } => REPORT,
+            Message::Reply { .. } => REPLY,
         };
         out.push(kind);
         out.extend_from_slice(&self.id.to_be_bytes());
@@ -102,12 +145,104 @@ impl Frame {
             Message::Unavailable { why } | Message::Unknown { why } => {
                 out.extend_from_slice(why.as_bytes())
             }
+            Message::Fetch {
+                node,
+                target,
+                authorization,
+            } => {
+                out.extend_from_slice(&node.to_be_bytes());
+                out.extend_from_slice(&len32(target.len()).to_be_bytes());
+                out.extend_from_slice(target);
+                out.extend_from_slice(authorization);
+            }
+            Message::Report { what } => out.push(*what),
+            Message::Reply {
+                status,
+                headers,
+                body,
+            } => {
+                out.extend_from_slice(&status.to_be_bytes());
+                // More headers, or longer names, than a u16 counts are the writer's bug;
+                // what does not fit is left out rather than corrupt the frame.
+                let count = headers.len().min(u16::MAX as usize);
+                out.extend_from_slice(&(count as u16).to_be_bytes());
+                for (name, value) in &headers[..count] {
+                    let name = &name.as_bytes()[..name.len().min(u16::MAX as usize)];
+                    out.extend_from_slice(&(name.len() as u16).to_be_bytes());
+                    out.extend_from_slice(name);
+                    out.extend_from_slice(&len32(value.len()).to_be_bytes());
+                    out.extend_from_slice(value.as_bytes());
+                }
+                out.extend_from_slice(body);
+            }
         }
         // A frame over the cap is the writer's bug (the worker caps bodies far below it);
         // it is written anyway and the reader refuses it, which ends the connection.
         let len = u32::try_from(out.len() - start - 4).unwrap_or(u32::MAX);
         out[start..start + 4].copy_from_slice(&len.to_be_bytes());
     }
+}
+
+/// A length as a u32 field (frames are far below 4 GiB: [`MAX_FRAME`]).
+fn len32(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+/// A cursor over a payload: every take is checked, none panics.
+struct Cursor<'p>(&'p [u8]);
+
+impl<'p> Cursor<'p> {
+    fn take(&mut self, n: usize) -> Option<&'p [u8]> {
+        if self.0.len() < n {
+            return None;
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Some(head)
+    }
+
+    fn u16(&mut self) -> Option<u16> {
+        Some(u16::from_be_bytes(self.take(2)?.try_into().ok()?))
+    }
+
+    fn u32(&mut self) -> Option<u32> {
+        Some(u32::from_be_bytes(self.take(4)?.try_into().ok()?))
+    }
+
+    fn text(&mut self, n: usize) -> Option<String> {
+        String::from_utf8(self.take(n)?.to_vec()).ok()
+    }
+}
+
+fn decode_fetch(p: &[u8]) -> Option<Message> {
+    let mut c = Cursor(p);
+    let node = c.u32()?;
+    let n = c.u32()? as usize;
+    let target = c.take(n)?.to_vec();
+    Some(Message::Fetch {
+        node,
+        target,
+        authorization: c.0.to_vec(),
+    })
+}
+
+fn decode_reply(p: &[u8]) -> Option<Message> {
+    let mut c = Cursor(p);
+    let status = c.u16()?;
+    let count = c.u16()? as usize;
+    // Each header takes at least 6 bytes: a count beyond that is garbage, not an allocation.
+    let mut headers = Vec::with_capacity(count.min(c.0.len() / 6));
+    for _ in 0..count {
+        let n = c.u16()? as usize;
+        let name = c.text(n)?;
+        let m = c.u32()? as usize;
+        headers.push((name, c.text(m)?));
+    }
+    Some(Message::Reply {
+        status,
+        headers,
+        body: c.0.to_vec(),
+    })
 }
 
 /// The first frame of `buf`, and how many bytes it took; `None` while it is incomplete.
@@ -120,7 +255,7 @@ pub fn decode_prefix(buf: &[u8]) -> Result<Option<(Frame, usize)>, Error> {
         return Err(Error::Length(len));
     }
     let kind = buf.get(4).copied();
-    if let Some(k) = kind.filter(|k| !(PROPOSE..=UNKNOWN).contains(k)) {
+    if let Some(k) = kind.filter(|k| !(PROPOSE..=LAST_KIND).contains(k)) {
         // Refused before the rest arrives: a garbage stream need not be buffered.
         return Err(Error::Kind(k));
     }
@@ -151,6 +286,9 @@ pub fn decode_prefix(buf: &[u8]) -> Result<Option<(Frame, usize)>, Error> {
         UNKNOWN => Message::Unknown {
             why: text(payload)?,
         },
+        FETCH => decode_fetch(payload).ok_or_else(bad)?,
+        REPORT if payload.len() == 1 => Message::Report { what: payload[0] },
+        REPLY => decode_reply(payload).ok_or_else(bad)?,
         _ => return Err(bad()),
     };
     let frame = Frame {
@@ -183,6 +321,30 @@ mod tests {
                 why: "no leader".into(),
             },
             Message::Unknown { why: String::new() },
+            Message::Fetch {
+                node: 4,
+                target: b"/get?key=a%20b&consistency=local".to_vec(),
+                authorization: b"Basic dTpw".to_vec(),
+            },
+            Message::Fetch {
+                node: 0,
+                target: Vec::new(),
+                authorization: Vec::new(),
+            },
+            Message::Report { what: 3 },
+            Message::Reply {
+                status: 409,
+                headers: vec![
+                    ("Version1".into(), "2".into()),
+                    ("Val-Offset".into(), String::new()),
+                ],
+                body: b"v1v2".to_vec(),
+            },
+            Message::Reply {
+                status: 200,
+                headers: Vec::new(),
+                body: Vec::new(),
+            },
         ];
         messages
             .into_iter()
@@ -234,6 +396,15 @@ mod tests {
             (READ_BARRIER, &[0, 0, 0, 1, 2][..]),
             (APPLIED, &[200][..]),
             (UNKNOWN, &[0xff, 0xfe][..]),
+            // A Fetch whose target runs past the payload, a short one, an empty Report.
+            (FETCH, &[0, 0, 0, 1, 0, 0, 0, 9, b'/'][..]),
+            (FETCH, &[0, 0, 0][..]),
+            (REPORT, &[][..]),
+            (REPORT, &[1, 2][..]),
+            // A Reply counting a header it does not have; one whose name is not UTF-8.
+            (REPLY, &[0, 200, 0, 1][..]),
+            (REPLY, &[0, 200, 0, 1, 0, 1, 0xff, 0, 0, 0, 0][..]),
+            (REPLY, &[0][..]),
         ] {
             let mut f = ((FIXED + payload.len()) as u32).to_be_bytes().to_vec();
             f.push(kind);

@@ -1,6 +1,7 @@
 //! The worker's link to the node's cluster helper process (`cluster.md` §9): one nonblocking
 //! Unix socket, registered with the loop's poll under its own token, over which the worker
-//! hands replicated writes and read barriers to the helper (`cluster::local`'s frames) and
+//! hands replicated writes, read barriers, forwarded reads and report requests to the helper
+//! (`cluster::local`'s frames) and
 //! gets their answers back by request id, in any order. It never blocks: what the socket does
 //! not take waits for the next writable event, and half a frame read waits for the rest.
 //!
@@ -31,6 +32,12 @@ pub enum Answer {
     Applied(Applied),
     /// A read barrier is passed.
     ReadReady,
+    /// An HTTP answer: a forwarded read's, or a report.
+    Reply {
+        status: u16,
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+    },
     /// Certainly not applied: the client may retry (`503`).
     Unavailable(String),
     /// It may or may not have been applied (`504`).
@@ -104,11 +111,24 @@ impl Link {
     }
 
     /// Asks for a read barrier on `group` (answered [`Answer::ReadReady`]).
-    // The linearizable reads of `cluster.md` §4 will use it; kv reads do not go through the
-    // link yet.
-    #[allow(dead_code)]
     pub fn read_barrier(&mut self, group: u32) -> u64 {
         self.request(Message::ReadBarrier { group })
+    }
+
+    /// Asks the helper to GET `target` (`path?query`) from node `node`'s client address with
+    /// the client's `authorization` (answered [`Answer::Reply`] or `Unavailable`).
+    pub fn fetch(&mut self, node: u32, target: Vec<u8>, authorization: Vec<u8>) -> u64 {
+        self.request(Message::Fetch {
+            node,
+            target,
+            authorization,
+        })
+    }
+
+    /// Asks for the report `what` (`cluster::report::Report::code`; answered
+    /// [`Answer::Reply`]).
+    pub fn report(&mut self, what: u8) -> u64 {
+        self.request(Message::Report { what })
     }
 
     fn request(&mut self, message: Message) -> u64 {
@@ -259,7 +279,19 @@ impl Link {
                         Message::ReadReady => Answer::ReadReady,
                         Message::Unavailable { why } => Answer::Unavailable(why),
                         Message::Unknown { why } => Answer::Unknown(why),
-                        Message::Propose { .. } | Message::ReadBarrier { .. } => {
+                        Message::Reply {
+                            status,
+                            headers,
+                            body,
+                        } => Answer::Reply {
+                            status,
+                            headers,
+                            body,
+                        },
+                        Message::Propose { .. }
+                        | Message::ReadBarrier { .. }
+                        | Message::Fetch { .. }
+                        | Message::Report { .. } => {
                             break Err("the cluster helper sent a request".to_string())
                         }
                     };

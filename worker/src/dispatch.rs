@@ -109,6 +109,8 @@ fn route_and_serve(
         method: head.method,
         params: &params,
         body,
+        authorization: head.authorization.as_deref(),
+        forwarded: head.forwarded,
     };
     let outcome = handler.call(&req, who, service, pass);
     (label, outcome, route.kind == Kind::Debug)

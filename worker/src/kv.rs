@@ -8,7 +8,7 @@
 //! request parks, and the helper's answer becomes the reply (`cluster.md` §3), through the
 //! same mapping as a local write's. The cache stays local (§3).
 
-use crate::cluster_link::{Answer, Link};
+use crate::cluster_link::Answer;
 use crate::conn::Outcome;
 use crate::http::Response;
 use crate::query::{parse_bool, parse_i64, parse_u64, valid_name};
@@ -17,7 +17,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use cluster::placement::{group_of_slot, slot_of, Target};
 use cluster::raft::Applied;
-use std::collections::HashMap;
+use replicated::{Forgot, Replicated};
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 use storage::{Command, ListItem, ListQuery, ListValue, Listing, StorageError, Write, Written};
@@ -25,6 +25,7 @@ use storage::{Command, ListItem, ListQuery, ListValue, Listing, StorageError, Wr
 pub mod admin;
 pub mod cache;
 pub mod hash;
+pub mod replicated;
 pub mod set;
 pub mod stat;
 pub mod strings;
@@ -47,26 +48,6 @@ pub struct KvService {
     cluster: Option<Replicated>,
 }
 
-/// The cluster side of a kv worker: the link to the helper and the requests parked on it.
-struct Replicated {
-    link: Link,
-    groups: u32,
-    /// How long a write may wait for its group (the conf's cluster `timeout`).
-    timeout: Duration,
-    /// Proposals in flight, by request id: the connection each answers.
-    pending: HashMap<u64, ConnRef>,
-}
-
-impl Replicated {
-    /// Forgets what `who` waits for: its answer, if it comes, is dropped (the write may
-    /// still happen: nothing is cancelled remotely).
-    fn forget(&mut self, who: ConnRef) -> bool {
-        let before = self.pending.len();
-        self.pending.retain(|_, w| *w != who);
-        self.pending.len() != before
-    }
-}
-
 impl KvService {
     pub fn new(conf: &conf::Conf) -> KvService {
         KvService {
@@ -75,13 +56,7 @@ impl KvService {
                 .first()
                 .map_or_else(|| "127.0.0.1:8082".to_string(), |l| l.text.clone()),
             next_purge: Instant::now() + PURGE_EVERY,
-            cluster: conf.cluster.as_ref().map(|c| Replicated {
-                link: Link::new(conf.data_dir.join(CLUSTER_SOCKET)),
-                // The conf checks 1..=1024.
-                groups: u32::try_from(c.groups).unwrap_or(cluster::placement::SLOTS),
-                timeout: c.timeout,
-                pending: HashMap::new(),
-            }),
+            cluster: conf.cluster.as_ref().map(|c| Replicated::new(conf, c)),
         }
     }
 }
@@ -93,7 +68,8 @@ pub const CLUSTER_SOCKET: &str = cluster::helper::SOCKET;
 pub type Handler = fn(&mut KvService, &Request<'_>, &mut Pass<'_, '_>) -> Check<Response>;
 
 /// Runs a kv row's handler. In cluster mode a replicated write parks the request (`who`)
-/// until the helper answers it, or the cluster `timeout` passes.
+/// until the helper answers it, or the cluster `timeout` passes; so does a read that waits for
+/// a barrier or another node (`replicated::call`).
 pub fn call(
     handler: Handler,
     kv: &mut KvService,
@@ -101,22 +77,10 @@ pub fn call(
     who: ConnRef,
     pass: &mut Pass,
 ) -> Outcome {
-    let Some(groups) = kv.cluster.as_ref().map(|c| c.groups) else {
+    if kv.cluster.is_none() {
         return Outcome::Reply(handler(kv, req, pass).unwrap_or_else(|r| r));
-    };
-    pass.replication = Replication::Wanted { groups };
-    let resp = handler(kv, req, pass).unwrap_or_else(|r| r);
-    let proposed = std::mem::take(&mut pass.replication);
-    match (proposed, kv.cluster.as_mut()) {
-        (Replication::Proposed { group, command }, Some(c)) => {
-            let id = c.link.propose(group, command);
-            c.pending.insert(id, who);
-            Outcome::Park {
-                deadline: pass.now + c.timeout,
-            }
-        }
-        _ => Outcome::Reply(resp),
     }
+    replicated::call(handler, kv, req, who, pass)
 }
 
 /// A parameter problem: the response to send instead (`400`, or `413` for an oversized value).
@@ -211,6 +175,34 @@ fn only_zero(req: &Request<'_>, name: &str) -> Check<()> {
     optional_u64(req, name, 0, 0).map(|_| ())
 }
 
+/// `peer`: a group in cluster mode (`0..groups`, `cluster.md` §5), only 0 on a single node.
+fn peer(kv: &KvService, req: &Request<'_>) -> Check<Option<u32>> {
+    let max = kv
+        .cluster
+        .as_ref()
+        .map_or(0, |c| c.groups.saturating_sub(1));
+    match req.params.get("peer") {
+        None => Ok(None),
+        Some(v) => parse_u64(v)
+            .filter(|&n| n <= u64::from(max))
+            .map(|n| Some(n as u32))
+            .ok_or_else(bad),
+    }
+}
+
+/// The group of what a read is placed by (0 on a single node, which never looks).
+fn group_of(kv: &KvService, target: Target<'_>) -> u32 {
+    kv.cluster.as_ref().map_or(0, |c| c.group_of(target))
+}
+
+/// A listing with nothing in it (a `peer` that holds none of it).
+fn empty_listing() -> Response {
+    listing(Ok(Listing {
+        items: Vec::new(),
+        total: 0,
+    }))
+}
+
 fn list_query(req: &Request<'_>) -> Check<ListQuery> {
     let offset = required_u64(req, "offset", MAX_OFFSET)?;
     let size = required_u64(req, "size", MAX_SIZE)?;
@@ -296,6 +288,7 @@ fn replicated(answer_of: Answer) -> Response {
         }
         Answer::Unknown(why) => return cluster_error(504, &why),
         Answer::ReadReady => Err("a read barrier's answer to a write"),
+        Answer::Reply { .. } => Err("an HTTP reply to a write"),
         Answer::Applied(applied) => match applied {
             Applied::Written { ver } => Ok(Ok(O::Written(w(ver)))),
             Applied::Counted { ver, value } => Ok(Ok(O::Counted(w(ver), value))),
@@ -457,11 +450,13 @@ impl Service for KvService {
     }
 
     fn park_timeout(&mut self, who: ConnRef, _pass: &mut Pass<'_, '_>) -> Response {
-        // A replicated write may still be applied: its outcome is unknown.
-        if self.cluster.as_mut().is_some_and(|c| c.forget(who)) {
-            return cluster_error(504, "timeout");
+        match self.cluster.as_mut().map(|c| c.forget(who)) {
+            // A replicated write may still be applied: its outcome is unknown.
+            Some(Forgot::Write) => cluster_error(504, "timeout"),
+            // A read changed nothing: it may simply be retried.
+            Some(Forgot::Read) => cluster_error(503, "timeout").header("Retry-After", 1),
+            _ => Response::empty(404),
         }
-        Response::empty(404)
     }
 
     fn park_cancel(&mut self, who: ConnRef) {
@@ -471,14 +466,8 @@ impl Service for KvService {
     }
 
     fn tick(&mut self, pass: &mut Pass<'_, '_>, wakeups: &mut Vec<(ConnRef, Response)>) {
-        if let Some(c) = self.cluster.as_mut() {
-            c.link.tick(pass.now);
-            for (id, answer) in c.link.take_answers() {
-                // Not pending: its client left or timed out; the answer is dropped.
-                if let Some(who) = c.pending.remove(&id) {
-                    wakeups.push((who, replicated(answer)));
-                }
-            }
+        if self.cluster.is_some() {
+            replicated::tick(self, pass, wakeups);
             // Expiry is a replicated command in cluster mode (`cluster.md` §3), not a
             // worker's local purge.
             return;
@@ -496,8 +485,15 @@ impl Service for KvService {
 
     fn next_deadline(&self) -> Option<Instant> {
         match &self.cluster {
-            Some(c) => c.link.next_deadline(),
+            Some(c) => c.next_deadline(),
             None => Some(self.next_purge),
+        }
+    }
+
+    /// Cluster mode: the helper's consensus lines (`cluster.md` §5).
+    fn metrics(&mut self, pass: &mut Pass<'_, '_>, out: &mut String) {
+        if let Some(c) = &self.cluster {
+            c.metrics(pass.now, out);
         }
     }
 
@@ -674,8 +670,11 @@ mod cluster_tests {
             while groups.len() < 2 {
                 if let Some((f, used)) = decode_prefix(&buf).unwrap() {
                     buf.drain(..used);
-                    let Message::Propose { group, .. } = f.message else {
-                        panic!("not a proposal: {f:?}");
+                    let group = match f.message {
+                        Message::Propose { group, .. } => group,
+                        // The worker's periodic ask for the `/metrics` report: unanswered.
+                        Message::Report { .. } => continue,
+                        _ => panic!("not a proposal: {f:?}"),
                     };
                     groups.push(group);
                     let mut out = Vec::new();
@@ -709,12 +708,13 @@ mod cluster_tests {
         let mut kv = KvService {
             node: "127.0.0.1:8082".into(),
             next_purge: Instant::now() + PURGE_EVERY,
-            cluster: Some(Replicated {
-                link: Link::new(sock),
-                groups: 4,
+            cluster: Some(replicated::for_test(
+                crate::cluster_link::Link::new(sock),
+                cluster::placement::Placement::new(1, 4, 1),
+                0,
+                conf::Reads::Linearizable,
                 timeout,
-                pending: HashMap::new(),
-            }),
+            )),
         };
         let mut poll = mio::Poll::new().unwrap();
         kv.attach(poll.registry(), TOKEN, Instant::now());
@@ -727,6 +727,8 @@ mod cluster_tests {
             method: Method::Get,
             params: &params,
             body: b"",
+            authorization: None,
+            forwarded: false,
         };
         let mut batch = store.batch();
         let mut pass = Pass {
@@ -776,6 +778,8 @@ mod cluster_tests {
             method: Method::Get,
             params: &table,
             body: b"",
+            authorization: None,
+            forwarded: false,
         };
         assert!(matches!(
             call(hash::hset, &mut kv, &req, other, &mut pass),

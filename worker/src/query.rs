@@ -54,9 +54,27 @@ impl Params {
             .map(|(_, v)| v.as_slice())
     }
 
+    /// The non-empty pairs, in query order (each name once: its first value).
+    pub fn pairs(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.pairs.iter().map(|(n, v)| (n.as_slice(), v.as_slice()))
+    }
+
     /// True when `name` appeared at all, even with an empty value.
     pub fn has(&self, name: &str) -> bool {
         self.contains_name(name.as_bytes())
+    }
+}
+
+/// Percent-encodes one name or value for a query (every byte but the unreserved ones), so that
+/// [`decode`] gives it back.
+pub fn encode(raw: &[u8], out: &mut Vec<u8>) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    for &b in raw {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b);
+        } else {
+            out.extend_from_slice(&[b'%', HEX[(b >> 4) as usize], HEX[(b & 15) as usize]]);
+        }
     }
 }
 

@@ -43,6 +43,10 @@ pub struct Request<'r> {
     pub method: Method,
     pub params: &'r Params,
     pub body: &'r [u8],
+    /// The client's `Authorization` header (cluster mode hands it on with a forwarded read).
+    pub authorization: Option<&'r [u8]>,
+    /// Forwarded by another node of the cluster (`Hust-Forwarded`): never forwarded again.
+    pub forwarded: bool,
 }
 
 impl Request<'_> {

@@ -36,6 +36,9 @@ pub struct Head {
     pub keep_alive: bool,
     pub expect_continue: bool,
     pub authorization: Option<Vec<u8>>,
+    /// `Hust-Forwarded` was present: another node of the cluster forwarded the request, so it
+    /// is answered here or refused, never forwarded again (`cluster::fetch`).
+    pub forwarded: bool,
     pub framing: BodyFraming,
     /// What the access log needs, captured only while one is configured.
     pub access: Option<Box<AccessHead>>,
@@ -158,6 +161,7 @@ fn interpret(req: &httparse::Request<'_, '_>) -> Result<Head, FramingError> {
         keep_alive: minor >= 1,
         expect_continue: false,
         authorization: None,
+        forwarded: false,
         framing: BodyFraming::None,
         access: None,
     };
@@ -194,6 +198,8 @@ fn interpret(req: &httparse::Request<'_, '_>) -> Result<Head, FramingError> {
             head.expect_continue = trim(h.value).eq_ignore_ascii_case(b"100-continue");
         } else if name.eq_ignore_ascii_case("authorization") && head.authorization.is_none() {
             head.authorization = Some(h.value.to_vec());
+        } else if name.eq_ignore_ascii_case(cluster::fetch::FORWARDED) {
+            head.forwarded = true;
         }
     }
     head.framing = match (chunked, length) {

@@ -1,20 +1,31 @@
 //! Statistics (`kv-api.md` §7): `/stat`, `/stat_all`, `/file_count`, and their JSON.
 
-use super::{only_zero, plain_error, table, Check, KvService};
+use super::replicated::gate;
+use super::{group_of, peer, plain_error, table, Check, KvService};
 use crate::http::Response;
 use crate::service::{Pass, Request};
+use cluster::placement::Target;
 use std::fmt::Write as _;
 use storage::{TableStat, Totals, Usage};
 
-/// The totals, or one table with `tb`.
-pub fn stat(_: &mut KvService, req: &Request, pass: &mut Pass) -> Check<Response> {
-    only_zero(req, "peer")?;
+/// The totals, or one table with `tb`. In a cluster a table is read in its group (and
+/// `peer=g` of another group has no such table: `404`); the totals are this node's store's.
+pub fn stat(kv: &mut KvService, req: &Request, pass: &mut Pass) -> Check<Response> {
+    let only = peer(kv, req)?;
     let mut out = String::new();
     match req.params.get("tb") {
-        Some(_) => match pass.batch.table_stat(table(req)?, pass.now_ms) {
-            Ok(t) => table_json(&mut out, &t),
-            Err(e) => return Ok(plain_error(e)),
-        },
+        Some(_) => {
+            let tb = table(req)?;
+            let group = group_of(kv, Target::Table(tb));
+            if only.is_some_and(|g| g != group) {
+                return Ok(Response::empty(404));
+            }
+            gate(kv, req, "/stat", group, false)?;
+            match pass.batch.table_stat(tb, pass.now_ms) {
+                Ok(t) => table_json(&mut out, &t),
+                Err(e) => return Ok(plain_error(e)),
+            }
+        }
         None => match pass.batch.totals() {
             Ok(t) => totals_json(&mut out, &t),
             Err(e) => return Ok(plain_error(e)),
@@ -23,8 +34,8 @@ pub fn stat(_: &mut KvService, req: &Request, pass: &mut Pass) -> Check<Response
     Ok(Response::text(out))
 }
 
-pub fn stat_all(_: &mut KvService, req: &Request, pass: &mut Pass) -> Check<Response> {
-    only_zero(req, "peer")?;
+pub fn stat_all(kv: &mut KvService, req: &Request, pass: &mut Pass) -> Check<Response> {
+    peer(kv, req)?;
     let b = &mut *pass.batch;
     let (totals, tables) = match b.totals().and_then(|t| Ok((t, b.all_tables(pass.now_ms)?))) {
         Ok(x) => x,
@@ -40,9 +51,9 @@ pub fn stat_all(_: &mut KvService, req: &Request, pass: &mut Pass) -> Check<Resp
     Ok(Response::text(out))
 }
 
-/// One node has one partition.
-pub fn file_count(_: &mut KvService, req: &Request, _: &mut Pass) -> Check<Response> {
-    only_zero(req, "peer")?;
+/// One node has one partition; so has each group of a cluster (`peer` is a group there).
+pub fn file_count(kv: &mut KvService, req: &Request, _: &mut Pass) -> Check<Response> {
+    peer(kv, req)?;
     Ok(Response::text("1"))
 }
 

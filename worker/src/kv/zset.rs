@@ -1,12 +1,14 @@
 //! Sorted sets (`kv-api.md` §6): `/zadd`, `/zrem`, `/zismember`, `/zscore` (and `/zscore2`),
 //! `/zrangebyrank`, `/zrangebyscore`.
 
+use super::replicated::{compare, gate, Compare};
 use super::{
-    apply, bad, key_or_body, list_query, listing, present, read_error, read_ok, required_i64,
-    table, ttl, ver, Check, KvService,
+    apply, bad, group_of, key_or_body, list_query, listing, present, read_error, read_ok,
+    required_i64, table, ttl, ver, Check, KvService,
 };
 use crate::http::Response;
 use crate::service::{Pass, Request};
+use cluster::placement::Target;
 use storage::ZaddMode;
 use storage::{expires_at, Write};
 
@@ -48,32 +50,56 @@ pub fn zrem(_: &mut KvService, req: &Request, pass: &mut Pass) -> Check<Response
     ))
 }
 
-pub fn zismember(_: &mut KvService, req: &Request, pass: &mut Pass) -> Check<Response> {
+pub fn zismember(kv: &mut KvService, req: &Request, pass: &mut Pass) -> Check<Response> {
     let (tb, m) = (table(req)?, key_or_body(req)?);
+    gate(kv, req, "/zismember", group_of(kv, Target::Table(tb)), true)?;
     Ok(present(pass.batch.zismember(tb, m, pass.now_ms)))
 }
 
-pub fn zscore(_: &mut KvService, req: &Request, pass: &mut Pass) -> Check<Response> {
+pub fn zscore(kv: &mut KvService, req: &Request, pass: &mut Pass) -> Check<Response> {
     let (tb, m) = (table(req)?, key_or_body(req)?);
+    gate(kv, req, "/zscore", group_of(kv, Target::Table(tb)), true)?;
     Ok(match pass.batch.zscore(tb, m, pass.now_ms) {
         Ok((v, s)) => read_ok(v, s.to_string().into_bytes()),
         Err(e) => read_error(e),
     })
 }
 
-pub fn zrangebyrank(_: &mut KvService, req: &Request, pass: &mut Pass) -> Check<Response> {
+/// `/zscore` on a single node; every replica's, compared, in a cluster.
+pub fn zscore2(kv: &mut KvService, req: &Request, pass: &mut Pass) -> Check<Response> {
+    let (tb, _) = (table(req)?, key_or_body(req)?);
+    let group = group_of(kv, Target::Table(tb));
+    compare(kv, req, "/zscore", group, Compare::Value, zscore)?;
+    zscore(kv, req, pass)
+}
+
+pub fn zrangebyrank(kv: &mut KvService, req: &Request, pass: &mut Pass) -> Check<Response> {
     let tb = table(req)?;
     let q = list_query(req)?;
+    gate(
+        kv,
+        req,
+        "/zrangebyrank",
+        group_of(kv, Target::Table(tb)),
+        false,
+    )?;
     Ok(listing(pass.batch.zrange_by_rank(tb, &q, pass.now_ms)))
 }
 
-pub fn zrangebyscore(_: &mut KvService, req: &Request, pass: &mut Pass) -> Check<Response> {
+pub fn zrangebyscore(kv: &mut KvService, req: &Request, pass: &mut Pass) -> Check<Response> {
     let tb = table(req)?;
     let (min, max) = (required_i64(req, "min")?, required_i64(req, "max")?);
     if min > max {
         return Err(bad());
     }
     let q = list_query(req)?;
+    gate(
+        kv,
+        req,
+        "/zrangebyscore",
+        group_of(kv, Target::Table(tb)),
+        false,
+    )?;
     Ok(listing(pass.batch.zrange_by_score(
         tb,
         min,

@@ -111,6 +111,12 @@ fn every_documented_path_has_a_row_and_every_row_is_documented() {
             documented.len() > 10,
             "{spec} §1 lists only {documented:?}: has its format changed?"
         );
+        if mode == "kv" {
+            // cluster.md §5: the HA administration paths of a cluster (`/cluster/status`).
+            let cluster = paths(section(&read(dir, "cluster.md"), "5."));
+            assert!(cluster.contains("/cluster/status"), "cluster.md §5 changed");
+            documented.extend(cluster);
+        }
         documented.extend(shared.iter().cloned());
         check(mode, table, &documented);
     }
