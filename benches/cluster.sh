@@ -21,6 +21,9 @@
 #   get       linearizable GET of a random preloaded key (huststore: GET /get?key=..., which is
 #             linearizable in the cluster by `reads linearizable`; etcd: POST /v3/kv/range,
 #             linearizable by default)
+#   local     GET as above but not linearizable: huststore `consistency=local` (the receiving
+#             node's replica), etcd `"serializable":true` (the member's own state); what the
+#             read barrier costs
 #   failover  (cluster only) `kill -9` of every process of the node that leads group
 #             FAILOVER_GROUP (from /cluster/status, else the placement's preferred leader), then
 #             a PUT of a key of that group through another node every 10 ms (each try on its own
@@ -28,11 +31,12 @@
 #             answer, against 3 x election_timeout
 # Every put/get row runs three wrk processes in parallel, `wrk -t1 -c<CONNS/3> -d<DUR> --latency`,
 # one per node (the single node gets all three), with the same Lua script (cluster/kv.lua) and
-# arguments; the row's rate is the sum of the three, its p50 and p99 the worst of the three.
+# arguments; the row's rate is the sum of the three rates of 2xx answers, its p50 and p99 the
+# worst of the three.
 #
 # Options (each also settable through the environment variable in brackets):
 #   -d DUR       wrk duration per row, 1s..60s                 [DUR=10s]
-#   -r "ROWS"    subset of "put get failover"                  [ROWS=all of them]
+#   -r "ROWS"    subset of "put get local failover"            [ROWS=all of them]
 #   -s "SIZES"   value sizes                                   [SIZES="256 4096"]
 #   Environment only: SYSTEMS="etcd cluster single" (which to measure), KEYS=10000, CONNS=100,
 #   WORKERS=1 (per cluster node), SINGLE_WORKERS=2, CLUSTER_GROUPS=16, ELECTION=1s, TIMEOUT=5s,
@@ -61,7 +65,7 @@ CMDLINE="${ENV_SET:-}$CMDLINE"
 
 DUR=${DUR:-10s}
 SIZES=${SIZES:-"256 4096"}
-ROWS=${ROWS:-"put get failover"}
+ROWS=${ROWS:-"put get local failover"}
 SYSTEMS=${SYSTEMS:-"etcd cluster single"}
 KEYS=${KEYS:-10000}
 CONNS=${CONNS:-100}
@@ -421,7 +425,7 @@ helper_pids() {
 # ---------------------------------------------------------------- wrk, in parallel
 # run_par SECS MARKER SCRIPT ARGS...: one wrk per URL of TARGETS (-t1, CONNS shared out), all at
 # once; in ARGS, @K@ becomes the wrk's index (0..). Sets PAR_RES to "qps p50_us p99_us non2xx
-# sockerr reqs secs" (rates summed, latencies the worst, secs the shortest) or FAIL, and
+# sockerr reqs secs" (qps: the rate of 2xx answers; rates summed, latencies the worst, secs the shortest) or FAIL, and
 # PAR_PRELOAD to "sent bad" summed over the HB_PRELOAD lines. With a MARKER, wrk k is ended
 # (SIGINT: it still reports) once MARKER.k.1 exists. Bounded by SECS + 30 s.
 run_par() {
@@ -468,6 +472,7 @@ run_par() {
     [ "$PAR_RES" = FAIL ] && continue
     PAR_RES=$(printf '%s\n' "$line" | awk -v prev="$PAR_RES" -v dur="$secs" '{for(i=2;i<=NF;i++){split($i,a,"=");v[a[1]]=a[2]}
       if (v["secs"] == "") v["secs"] = dur
+      if (v["reqs"] > 0) v["qps"] = v["qps"] * (v["reqs"] - v["non2xx"]) / v["reqs"] # 2xx only
       if (prev == "") { print v["qps"], v["p50_us"], v["p99_us"], v["non2xx"], v["sockerr"], v["reqs"], v["secs"]; exit }
       split(prev, p, " ")
       printf "%.1f %d %d %d %d %d %.2f\n", p[1] + v["qps"], (v["p50_us"] > p[2] ? v["p50_us"] : p[2]),
@@ -640,7 +645,7 @@ failover() {
   wait "${NODE_PIDS[leader]}" 2>/dev/null
   NODE_KIDS[leader]=""
   log "failover: $line"
-  ms=$(sed -n 's/.*ms=\([0-9]*\) .*/\1/p' <<< "$line" | head -1)
+  ms=$(sed -n 's/^FAILOVER ms=\([0-9]*\) .*/\1/p' <<< "$line" | head -1)
   FAILOVER_RES=${ms:-none}
   local after newl
   after=$(curl -s --max-time 3 "${NODE_URLS[poll]}/cluster/status" 2>/dev/null)
@@ -668,6 +673,14 @@ errs_of() { # errs_of RES: "" or "N not 2xx, M socket errors"
   echo "$s"
 }
 
+row_name() {
+  case "$1" in
+    put) echo "PUT, durable" ;;
+    get) echo "GET, linearizable" ;;
+    local) echo "GET, local (etcd: serializable)" ;;
+  esac
+}
+
 report() {
   local op size sys r q p50 p99 cells note rq e c s
   echo "# huststore cluster benchmark (issue 11), $(date -u +%Y-%m-%dT%H:%M:%SZ)"
@@ -682,7 +695,7 @@ report() {
   has cluster && echo "- cluster: 3 nodes on 127.0.0.1, $WORKERS worker(s) each plus the cluster helper, groups $CLUSTER_GROUPS, replicas 3, election_timeout $ELECTION, timeout $TIMEOUT, reads linearizable"
   has single && echo "- single node: $SINGLE_WORKERS workers, no cluster block"
   has etcd && echo "- etcd: $("$ETCD_BIN" --version 2>/dev/null | head -1 | sed 's/etcd Version: //'), 3 members on 127.0.0.1 (own client and peer ports and data folders, --initial-cluster, defaults otherwise: fsync on); requests through its JSON gateway"
-  echo "- load: per row and system, 3 wrk processes at once (\`wrk -t1 -c$((CONNS / 3))..$(( (CONNS + 2) / 3 )) -d$DUR --latency\`, $CONNS connections in all), one per node (all three against the single node), the same Lua script (benches/cluster/kv.lua) and arguments; rate = the sum of the three; p50 and p99 = the worst of the three runs' own percentiles"
+  echo "- load: per row and system, 3 wrk processes at once (\`wrk -t1 -c$((CONNS / 3))..$(( (CONNS + 2) / 3 )) -d$DUR --latency\`, $CONNS connections in all), one per node (all three against the single node), the same Lua script (benches/cluster/kv.lua) and arguments; rate = the sum of the three wrk runs' rates of 2xx answers; p50 and p99 = the worst of the three runs' own percentiles"
   echo "- keys: $KEYS keys per size, preloaded; PUT overwrites a random one (durable: huststore \`sync_writes on\` / the cluster's fsynced log; etcd's WAL fsync), GET reads a random one (linearizable in the cluster and in etcd)"
   local bad=0 f
   for f in "$TMP"/cluster/n*/error.log "$TMP"/single/error.log; do
@@ -693,7 +706,7 @@ report() {
   echo
   echo "| row | size | etcd (3 members) | p50 | p99 | cluster (3 nodes) | p50 | p99 | single node | p50 | p99 | cluster / etcd | cluster / single | note |"
   echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
-  for op in put get; do
+  for op in put get local; do
     want "$op" || continue
     for size in $SIZES; do
       cells=""; note=""
@@ -710,7 +723,7 @@ report() {
       [ -z "${CPU_NOTE[$op,$size]:-}" ] || note+="${note:+; }cluster ${CPU_NOTE[$op,$size]}"
       q=${RES[$op,$size,cluster]:-}; q=${q%% *}
       r=${RES[$op,$size,etcd]:-}; s=${RES[$op,$size,single]:-}
-      echo "| $( [ "$op" = put ] && echo "PUT, durable" || echo "GET, linearizable") | $(fmt_size "$size") $cells| $(ratio_of "$q" "${r%% *}") | $(ratio_of "$q" "${s%% *}") | $note |"
+      echo "| $(row_name "$op") | $(fmt_size "$size") $cells| $(ratio_of "$q" "${r%% *}") | $(ratio_of "$q" "${s%% *}") | $note |"
     done
   done
   echo
@@ -749,10 +762,10 @@ has etcd && etcd_start
 has single && single_start
 has cluster && cluster_start
 for size in $SIZES; do
-  if want put || want get; then
+  if want put || want get || want local; then
     for sys in etcd cluster single; do has "$sys" && system_up "$sys" && preload "$sys" "$size"; done
   fi
-  for op in put get; do
+  for op in put get local; do
     want "$op" || continue
     for sys in etcd cluster single; do has "$sys" && system_up "$sys" && measure "$op" "$size" "$sys"; done
   done

@@ -4,6 +4,8 @@
 -- SYSTEM etcd: PUT = POST /v3/kv/put {"key":b64(<PREFIX><i>),"value":b64(body)} (etcd's JSON
 --              gateway); GET = POST /v3/kv/range {"key":b64(<PREFIX><i>)}, linearizable (etcd's
 --              default: no "serializable").
+-- OP local: a GET that is not linearizable: hs GET /get?key=...&consistency=local (the
+--              receiving node's replica), etcd /v3/kv/range with "serializable":true.
 -- i is uniform in [0, NKEYS): PUTs overwrite keys that preload.lua wrote, GETs read them.
 -- Requests are pre-formatted in init() (as ../put.lua and ../get.lua do, so that wrk's Lua is
 -- not what a row measures): GET one per key; PUT a pool of up to 2*NKEYS requests and POOL_MB
@@ -30,16 +32,18 @@ function init(args)
    math.random(); math.random()
    local host = hb.host()
    reqs = {}
-   if op == "get" then
+   if op == "get" or op == "local" then
+      local qs = op == "local" and "&consistency=local" or ""
+      local ser = op == "local" and ',"serializable":true' or ""
       n = nkeys
       for i = 0, n - 1 do
          if system == "etcd" then
-            local body = '{"key":"' .. b64.encode(prefix .. i) .. '"}'
+            local body = '{"key":"' .. b64.encode(prefix .. i) .. '"' .. ser .. '}'
             reqs[i + 1] = "POST /v3/kv/range HTTP/1.1\r\nHost: " .. host ..
                           "\r\nContent-Type: application/json\r\nContent-Length: " .. #body ..
                           "\r\n\r\n" .. body
          else
-            reqs[i + 1] = "GET /get?key=" .. prefix .. i .. " HTTP/1.1\r\nHost: " .. host .. "\r\n\r\n"
+            reqs[i + 1] = "GET /get?key=" .. prefix .. i .. qs .. " HTTP/1.1\r\nHost: " .. host .. "\r\n\r\n"
          end
       end
    else
