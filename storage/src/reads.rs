@@ -183,6 +183,13 @@ impl Batch<'_> {
         })
     }
 
+    /// The totals of the records of `slots` alone (a cluster group's, `cluster.md` §5); one
+    /// walk of the range.
+    pub fn totals_of_slots(&mut self, slots: std::ops::Range<u32>) -> Result<Totals> {
+        let cx = self.store.data_ctx();
+        slots::totals_of(&self.reader()?, &cx, slots)
+    }
+
     /// One live table's statistics; `NotFound` when it does not exist.
     pub fn table_stat(&mut self, tb: &str, now_ms: u64) -> Result<TableStat> {
         let cx = self.store.data_ctx();

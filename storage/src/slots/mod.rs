@@ -137,6 +137,36 @@ pub(crate) fn export<T: Transaction>(
     Ok(w.finish())
 }
 
+/// The `/stat` totals of `slots` alone (a cluster group's part of the store), counted as the
+/// store's own totals count (`kv::put`, `members`): every plain record and every member of a
+/// hash table, expired or not yet purged. One walk of the range (`cluster.md` §5).
+pub(crate) fn totals_of<T: Transaction>(
+    txn: &T,
+    cx: &DataCtx<'_>,
+    slots: Range<u32>,
+) -> Result<crate::Totals> {
+    check_range(&slots)?;
+    let mut t = crate::Totals::default();
+    let mut hash = false;
+    walk(txn, cx, &slots, |item| {
+        match item {
+            Item::Kv(ek, v) => {
+                let o = old_of(&read_rec(v, is_long(ek))?, ek, v.len(), None)?;
+                usage_add(&mut t.kv, (o.klen + o.plen) as u64);
+            }
+            Item::Table(_, meta) => hash = TableMeta::decode(meta)?.kind == TableType::Hash,
+            Item::Member(_, ek, v) if hash => {
+                let kind = Some(TableType::Hash);
+                let o = old_of(&read_rec(v, is_long(ek))?, ek, v.len(), kind)?;
+                usage_add(&mut t.hash, (o.klen + o.plen) as u64);
+            }
+            Item::Member(..) => {}
+        }
+        Ok(())
+    })?;
+    Ok(t)
+}
+
 /// A record of a snapshot, checked: its ekey, its stored value, what accounting needs.
 struct NewRec<'a> {
     ek: &'a [u8],

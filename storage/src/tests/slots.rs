@@ -330,3 +330,28 @@ fn records_are_checked_behind_a_valid_crc() {
     // Most changes hit a value's bytes, which make another valid record; the others refuse.
     assert!(refusals > 20, "{refusals}");
 }
+
+/// `Batch::totals_of_slots`: a range's totals are those of a store holding that range only,
+/// the whole range's are the store's, and ranges that split it sum to it.
+#[test]
+fn a_ranges_totals_are_a_store_of_that_range_alone() {
+    let dirs: Vec<TempDir> = (0..2).map(|_| TempDir::new("slots")).collect();
+    let [all, low] = [0, 1].map(|i| open(&dirs[i]));
+    let log = log_of(7, 100);
+    replay(&all, &log, |_| true);
+    replay(&low, &log, |s| s < 300);
+    let totals_of = |s: &Store, r: std::ops::Range<u32>| s.batch().totals_of_slots(r).unwrap();
+    let whole = all.batch().totals().unwrap();
+    assert!(whole.kv.count > 0 && whole.hash.count > 0, "{whole:?}");
+    assert_eq!(totals_of(&all, 0..1024), whole);
+    assert_eq!(totals_of(&all, 0..300), low.batch().totals().unwrap());
+    let (a, b) = (totals_of(&all, 0..300), totals_of(&all, 300..1024));
+    let sum = |x: Usage, y: Usage| Usage {
+        count: x.count + y.count,
+        size: x.size + y.size,
+        capacity: x.capacity + y.capacity,
+    };
+    assert_eq!(sum(a.kv, b.kv), whole.kv);
+    assert_eq!(sum(a.hash, b.hash), whole.hash);
+    assert!(all.batch().totals_of_slots(5..5).is_err());
+}

@@ -11,6 +11,7 @@
 //! placeholder, the plan is left in [`Replicated::plan`] and [`call`] parks the request in an
 //! owned form. At wake-up ([`tick`]) the row's handler runs again with the gates open.
 
+use super::stat::Part;
 use super::{bad, replicated, Check, Handler, KvService};
 use crate::cluster_link::{Answer, Link};
 use crate::conn::Outcome;
@@ -18,15 +19,17 @@ use crate::http::{Method, Response};
 use crate::query::{self, Params};
 use crate::service::{ConnRef, Pass, Replication, Request};
 pub use answers::Compare;
-use answers::{compose, plain_of, plain_of_reply, relay, unavailable, Plain};
+use answers::{compose, plain_of, unavailable, Plain};
 use cluster::placement::{NodeIndex, Placement, Target};
 use cluster::report::Report;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 mod answers;
+mod gather;
 #[cfg(test)]
 mod tests;
+mod wake;
 #[cfg(test)]
 pub use tests::for_test;
 
@@ -86,6 +89,11 @@ enum Work {
         kind: Compare,
         answers: Vec<Option<Plain>>,
     },
+    /// Every group's part of `/stat` (or, `all`, `/stat_all`), by group.
+    Gather {
+        all: bool,
+        parts: Vec<Option<Part>>,
+    },
 }
 
 /// What a read handler asked for.
@@ -104,6 +112,9 @@ enum Plan {
         target: Vec<u8>,
     },
     Report(Report),
+    Gather {
+        all: bool,
+    },
 }
 
 /// A request kept while it is parked.
@@ -307,6 +318,19 @@ pub fn report(kv: &mut KvService, what: Report) -> Check<()> {
     Err(placeholder())
 }
 
+/// The cluster's totals of `/stat` (`all`: `/stat_all`), gathered from every group; `Ok` on
+/// a single node (its own are the whole).
+pub fn gather(kv: &mut KvService, all: bool) -> Check<()> {
+    let Some(c) = kv.cluster.as_mut() else {
+        return Ok(());
+    };
+    if c.open {
+        return Ok(());
+    }
+    c.plan = Some(Plan::Gather { all });
+    Err(placeholder())
+}
+
 /// `path?query` for another node: the request's parameters, a POST body as `key` when it
 /// stands for it, and `consistency=local` when `local`.
 fn target(path: &str, req: &Request<'_>, body_key: bool, local: bool) -> Vec<u8> {
@@ -407,6 +431,7 @@ pub fn call(
             c.pending.insert(id, Waiting::Job(j));
             park
         }
+        Some(Plan::Gather { all }) => gather::start(kv, all, who, req, pass),
         Some(Plan::Compare {
             group,
             kind,
@@ -500,124 +525,16 @@ pub fn tick(kv: &mut KvService, pass: &mut Pass<'_, '_>, wakeups: &mut Vec<(Conn
             }
             Waiting::Job(j) => {
                 if let Some(job) = c.jobs.remove(&j) {
-                    if let Some(resp) = finish(kv, j, job, answer, pass) {
+                    if let Some(resp) = wake::finish(kv, j, job, answer, pass) {
                         wakeups.push(resp);
                     }
                 }
             }
             Waiting::Part(j, i) => {
-                if let Some(resp) = part(c, j, i, answer) {
+                if let Some(resp) = wake::part(c, j, i, answer) {
                     wakeups.push(resp);
                 }
             }
-        }
-    }
-}
-
-/// One answer of a job's one request: the wakeup, or `None` when the job goes on.
-fn finish(
-    kv: &mut KvService,
-    j: u64,
-    job: Job,
-    answer: Answer,
-    pass: &mut Pass<'_, '_>,
-) -> Option<(ConnRef, Response)> {
-    let who = job.who;
-    let resp = match (job.work, answer) {
-        (Work::Barrier { handler, req }, Answer::ReadReady) => {
-            run_here(kv, handler, &req.request(), pass)
-        }
-        (
-            Work::Relay {
-                target,
-                authorization,
-                mut next,
-            },
-            answer,
-        ) => {
-            // A member that cannot answer (down, or its group unavailable): the next one.
-            let retry = match &answer {
-                Answer::Reply { status, .. } => *status == 503,
-                _ => true,
-            };
-            if retry && !next.is_empty() {
-                let c = kv.cluster.as_mut()?;
-                let node = next.remove(0);
-                let id = c.fetch(node, target.clone(), authorization.clone());
-                let work = Work::Relay {
-                    target,
-                    authorization,
-                    next,
-                };
-                c.jobs.insert(j, Job { who, work });
-                c.pending.insert(id, Waiting::Job(j));
-                return None;
-            }
-            match answer {
-                Answer::Reply {
-                    status,
-                    headers,
-                    body,
-                } => relay(status, headers, body),
-                Answer::Unavailable(why) | Answer::Unknown(why) => unavailable(&why),
-                other => {
-                    log::error!(
-                        "cluster helper: an answer of the wrong kind to a fetch: {other:?}"
-                    );
-                    Response::empty(500)
-                }
-            }
-        }
-        (
-            Work::Report,
-            Answer::Reply {
-                status,
-                headers,
-                body,
-            },
-        ) => relay(status, headers, body),
-        (_, Answer::Unavailable(why) | Answer::Unknown(why)) => unavailable(&why),
-        (_, other) => {
-            log::error!("cluster helper: an answer of the wrong kind to a read: {other:?}");
-            Response::empty(500)
-        }
-    };
-    Some((who, resp))
-}
-
-/// Replica `i`'s answer of compare job `j`.
-fn part(c: &mut Replicated, j: u64, i: usize, answer: Answer) -> Option<(ConnRef, Response)> {
-    let job = c.jobs.get_mut(&j)?;
-    let Work::Compare { kind, answers } = &mut job.work else {
-        return None;
-    };
-    let kind = *kind;
-    match answer {
-        Answer::Reply {
-            status,
-            headers,
-            body,
-        } => {
-            *answers.get_mut(i)? = Some(plain_of_reply(status, &headers, body));
-            if answers.iter().any(Option::is_none) {
-                return None;
-            }
-            let all: Vec<Plain> = answers.iter().flatten().cloned().collect();
-            let who = c.jobs.remove(&j)?.who;
-            Some((who, compose(kind, &all)))
-        }
-        Answer::Unavailable(why) | Answer::Unknown(why) => {
-            // The other replicas' answers find no job and are dropped.
-            let who = c.jobs.remove(&j)?.who;
-            Some((
-                who,
-                unavailable(&format!("a replica did not answer: {why}")),
-            ))
-        }
-        other => {
-            let who = c.jobs.remove(&j)?.who;
-            log::error!("cluster helper: an answer of the wrong kind to a fetch: {other:?}");
-            Some((who, Response::empty(500)))
         }
     }
 }

@@ -418,12 +418,15 @@ fn a_read_of_another_group_is_forwarded_to_its_members_in_turn() {
     );
 }
 
+/// A replica's scripted answer: status (0: none), version, value.
+type Scripted = (u16, &'static str, &'static [u8]);
+
 #[test]
 fn get2_compares_every_replica() {
     // Three nodes, one group of three: this node (0) and two others.
-    let (tx, rx) = mpsc::channel::<Vec<(u16, &'static str, &'static [u8])>>();
+    let (tx, rx) = mpsc::channel::<Vec<Scripted>>();
     let rx = Mutex::new(rx);
-    let script: Arc<Mutex<Vec<(u16, &'static str, &'static [u8])>>> = Arc::default();
+    let script: Arc<Mutex<Vec<Scripted>>> = Arc::default();
     let script2 = script.clone();
     let answer: Answerer = Box::new(move |m| {
         let Message::Fetch { .. } = m else {
@@ -713,4 +716,96 @@ fn compare_shapes() {
         compose(Compare::Value, &[a(200, "1", b"x"), a(500, "0", b"")]).status,
         503
     );
+}
+
+#[test]
+fn stat_totals_are_summed_over_every_group() {
+    // Two nodes, two groups of one: group 0 here, group 1 on node 1, whose answers are
+    // scripted (a part, then garbage).
+    let replies = Arc::new(Mutex::new(vec![
+        br#"{"TOTALIZE":{"KVPAIR":{"count":2,"size":10,"capacity":2048},"HASHTABLE":{"count":1,"size":3,"capacity":1024}}}"#.to_vec(),
+        br#"[{"TOTALIZE":{"KVPAIR":{"count":0,"size":0,"capacity":0},"HASHTABLE":{"count":0,"size":0,"capacity":0}}},{"table":"a","type":"S","count":4}]"#.to_vec(),
+        b"not json".to_vec(),
+    ]));
+    let script = replies.clone();
+    let answer: Answerer = Box::new(move |m| match m {
+        Message::Fetch { node: 1, .. } => Some(Ok(Message::Reply {
+            status: 200,
+            headers: Vec::new(),
+            body: script.lock().unwrap().remove(0),
+        })),
+        _ => None,
+    });
+    let mut r = rig("stat", Placement::new(2, 2, 1), 0, answer);
+    let store = r.store;
+    let mut batch = store.batch();
+    let mut pass = pass(&mut batch);
+    // A key of group 0 (here): "a" is in slot 97, group 0 of 2.
+    assert_eq!(group_of_slot(storage::bucket(b"a"), 2), 0);
+    put(&mut pass, b"a", b"xyz");
+    let p = Params::default();
+    parks(call(
+        stat::stat,
+        &mut r.kv,
+        &req(&p, false),
+        who(1),
+        &mut pass,
+    ));
+    let got = wakeups(&mut r, &mut pass, 1);
+    assert_eq!(
+        String::from_utf8_lossy(&got[0].1.body),
+        r#"{"TOTALIZE":{"KVPAIR":{"count":3,"size":14,"capacity":3072},"HASHTABLE":{"count":1,"size":3,"capacity":1024}}}"#
+    );
+    assert_eq!(
+        r.seen.lock().unwrap().as_slice(),
+        &[Message::Fetch {
+            node: 1,
+            target: b"/stat?peer=1&consistency=local".to_vec(),
+            authorization: b"Basic dTpw".to_vec(),
+        }]
+    );
+    parks(call(
+        stat::stat_all,
+        &mut r.kv,
+        &req(&p, false),
+        who(2),
+        &mut pass,
+    ));
+    let got = wakeups(&mut r, &mut pass, 1);
+    assert_eq!(
+        String::from_utf8_lossy(&got[0].1.body),
+        r#"[{"TOTALIZE":{"KVPAIR":{"count":1,"size":4,"capacity":1024},"HASHTABLE":{"count":0,"size":0,"capacity":0}}},{"table":"a","type":"S","count":4}]"#
+    );
+    // A part that is not of its shape: 503.
+    parks(call(
+        stat::stat,
+        &mut r.kv,
+        &req(&p, false),
+        who(3),
+        &mut pass,
+    ));
+    let got = wakeups(&mut r, &mut pass, 1);
+    assert_eq!(got[0].1.status, 503);
+    // peer=0 is this node's group alone, answered at once.
+    let p = Params::parse(b"peer=0&consistency=local").unwrap();
+    let resp = replied(call(
+        stat::stat,
+        &mut r.kv,
+        &req(&p, false),
+        who(4),
+        &mut pass,
+    ));
+    assert_eq!(
+        String::from_utf8_lossy(&resp.body),
+        r#"{"TOTALIZE":{"KVPAIR":{"count":1,"size":4,"capacity":1024},"HASHTABLE":{"count":0,"size":0,"capacity":0}}}"#
+    );
+    let p = Params::parse(b"peer=2").unwrap();
+    let resp = replied(call(
+        stat::stat,
+        &mut r.kv,
+        &req(&p, false),
+        who(4),
+        &mut pass,
+    ));
+    assert_eq!(resp.status, 400);
 }
