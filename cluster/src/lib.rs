@@ -7,9 +7,11 @@
 //! It runs in the cluster helper process (an async runtime lives there only). It must never
 //! know HTTP's client API (the worker's), and the worker must never wait on it inside a pass.
 
+pub mod expiry;
 pub mod fetch;
 pub mod helper;
 pub mod local;
+pub mod metrics;
 pub mod net;
 pub mod node;
 pub mod peer;

@@ -4,24 +4,36 @@
 //! each group's initializer (the placement's) initializes the group with its members once,
 //! whatever the start order; a node whose log already holds the group is refused by openraft
 //! ("not allowed") and goes on. The API the rest of the process uses: [`Node::write`]
-//! (forwarded to the leader when this node is not it),
-//! [`Node::linearizable_read_barrier`], [`Node::status`].
+//! (forwarded to the leader when this node is not it, or to the group's members when this
+//! node is not one), [`Node::linearizable_read_barrier`] (on a follower: the leader's read
+//! index, then this node's applied state catching up with it), [`Node::status`],
+//! [`Node::report`] (`report`), [`Node::count_refusal`]. Each group's leader purges its
+//! expired records through its log (`expiry`).
+//!
+//! Which failures are certainly not applied ([`WriteError::certainly_not_applied`], a `503`):
+//! no leader known, no majority answering the leader before it appends, the node forwarded to
+//! unreachable or refusing before reading the command, `NotLeader` from it. Anything after
+//! the command may have reached a leader's log is [`WriteError::Fatal`] (a `504`).
 
 use std::collections::BTreeMap;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use openraft::error::{CheckIsLeaderError, InitializeError, RaftError};
+use openraft::error::{InitializeError, RaftError};
 use openraft::storage::RaftLogStorage;
 use openraft::{BasicNode, Config, Raft, ServerState, SnapshotPolicy};
 use storage::{Command, Store};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio::time::Instant;
 
+pub use crate::metrics::Refusal;
+use crate::metrics::{watch_group, Counters};
 pub use crate::net::WriteError;
-use crate::net::{decode_write_result, propose, GroupNetwork, Groups, PeerClient, Server};
+use crate::net::{decode_read_index, decode_write_result, leader_check_error, propose, unix_ms};
+use crate::net::{GroupNetwork, Groups, PeerClient, Server};
 use crate::peer::auth::PeerKey;
 use crate::peer::frame::Kind;
 use crate::placement::Placement;
@@ -43,6 +55,20 @@ pub struct GroupStatus {
     pub committed_index: Option<u64>,
     pub applied_index: Option<u64>,
     pub snapshot_index: Option<u64>,
+    /// The voters of the group's membership, in node order.
+    pub members: Vec<NodeId>,
+    /// The index of the log entry of the membership in force (the membership epoch).
+    pub membership_index: Option<u64>,
+    /// On the leader: each other member and the last index it is known to hold.
+    pub followers: Vec<(NodeId, Option<u64>)>,
+}
+
+/// The names and addresses of the conf's nodes, for the reports.
+pub(crate) struct Roster {
+    /// The cluster's `name`.
+    pub cluster: String,
+    /// Each node's name, client address and peer address as written in the conf.
+    pub nodes: Vec<(String, String, String)>,
 }
 
 /// A running node.
@@ -53,7 +79,16 @@ pub struct Node {
     engine: LogEngine,
     /// How long a forwarded write may take (the conf's `timeout`).
     timeout: Duration,
+    /// The conf's `election_timeout`.
+    election: Duration,
     peer_addr: SocketAddr,
+    pub(crate) placement: Placement,
+    pub(crate) counters: Arc<Counters>,
+    pub(crate) store: Arc<Store>,
+    pub(crate) roster: Roster,
+    /// The node that last took a write of each group this node does not replicate: asked
+    /// first next time.
+    hints: Mutex<BTreeMap<u32, NodeId>>,
     /// Dropped (or sent `true`) to stop the peer server and its connections.
     stop: watch::Sender<bool>,
 }
@@ -93,7 +128,8 @@ impl Node {
         let engine = LogEngine::open(&conf.data_dir)?;
         let config = raft_config(cluster.election_timeout)?;
         let key = Arc::new(PeerKey::new(cluster, crate::net::unix_ms()));
-        let client = Arc::new(PeerClient::new(key.clone(), cluster));
+        let counters = Arc::new(Counters::default());
+        let client = Arc::new(PeerClient::new(key.clone(), cluster, counters.clone()));
         let groups = Arc::new(Groups::default());
         let this = cluster.this as NodeId;
         let members_of = |g: u32| -> BTreeMap<NodeId, BasicNode> {
@@ -113,23 +149,40 @@ impl Node {
                 groups.started_empty(g);
             }
             groups.insert(g, raft.clone());
+            tokio::spawn(watch_group(raft.clone(), counters.clone()));
             if placement.initializer(g) == Some(cluster.this) {
                 tokio::spawn(initialize(raft, g, members_of(g)));
             }
         }
         let (stop, stopped) = watch::channel(false);
         let peer_addr = listener.local_addr()?;
-        let server = Arc::new(Server::new(key, groups.clone(), placement.groups()));
-        tokio::spawn(server.run(listener, stopped));
-        Ok(Node {
+        let server = Server::new(key, groups.clone(), placement.groups(), counters.clone());
+        tokio::spawn(Arc::new(server).run(listener, stopped.clone()));
+        let roster = Roster {
+            cluster: cluster.name.clone(),
+            nodes: cluster
+                .nodes
+                .iter()
+                .map(|n| (n.name.clone(), n.client_text.clone(), n.peer_text.clone()))
+                .collect(),
+        };
+        let node = Node {
             this,
             groups,
             client,
             engine,
             timeout: cluster.timeout,
+            election: cluster.election_timeout,
             peer_addr,
             stop,
-        })
+            placement,
+            counters,
+            store,
+            roster,
+            hints: Mutex::new(BTreeMap::new()),
+        };
+        tokio::spawn(node.expiry_task(stopped));
+        Ok(node)
     }
 
     /// [`Node::start_on`] a listener bound to the conf's peer address.
@@ -151,59 +204,212 @@ impl Node {
         self.peer_addr
     }
 
+    /// The groups' Rafts, for a task of the node's own (`expiry`).
+    pub(crate) fn groups_handle(&self) -> Arc<Groups> {
+        self.groups.clone()
+    }
+
     /// The Raft of `group`, if this node is a member.
     pub fn raft(&self, group: u32) -> Option<Raft<TypeConfig>> {
         self.groups.get(group)
     }
 
     /// Proposes `cmd` to `group` and waits until it is committed and applied (here, or on
-    /// the leader it was forwarded to); its answer. A follower that knows the leader forwards
-    /// the write to it once; [`WriteError::NotLeader`] when no leader is known (the caller
-    /// retries later) or the one asked no longer leads.
+    /// the leader it was forwarded to); its answer. A follower forwards the write to the
+    /// leader it knows, a node that is not a member to the group's members (its preferred
+    /// leader first); a `NotLeader` answer naming another leader is followed once. Errors say
+    /// whether the write certainly did not happen (see the module's doc).
     pub async fn write(&self, group: u32, cmd: &Command<'_>) -> Result<Applied, WriteError> {
-        let raft = self.groups.get(group).ok_or(WriteError::NoGroup(group))?;
+        if group >= self.placement.groups() {
+            return Err(WriteError::NoGroup(group));
+        }
         let cmd = LogCommand::new(cmd);
-        match propose(&raft, cmd.clone()).await {
+        let deadline = Instant::now() + self.timeout;
+        let Some(raft) = self.groups.get(group) else {
+            return self.write_elsewhere(group, &cmd, deadline).await;
+        };
+        let leading = raft.metrics().borrow().state == ServerState::Leader;
+        if leading {
+            self.check_majority(&raft)?;
+        }
+        match propose(&raft, cmd.clone(), &self.counters).await {
             Err(WriteError::NotLeader { leader: Some(l) }) if l != self.this => {
-                self.forward(l, group, &cmd).await
+                self.forward(l, group, &cmd, deadline).await
             }
             r => r,
         }
     }
 
-    /// Sends a write to `leader`, which proposes it there.
-    async fn forward(
-        &self,
-        leader: NodeId,
-        group: u32,
-        cmd: &LogCommand,
-    ) -> Result<Applied, WriteError> {
-        let call = self
-            .client
-            .call(leader, Kind::ForwardWrite, group, &cmd.bytes, self.timeout);
-        let body = call
-            .await
-            .map_err(|e| WriteError::Fatal(format!("forwarding to node {leader}: {e}")))?;
-        decode_write_result(&body).map_err(|e| WriteError::Fatal(format!("node {leader}: {e}")))?
+    /// A leader refuses a write before appending it when fewer than a majority of its voters
+    /// (itself included) answered a call within two election timeouts: the write could not
+    /// commit, and refused now it is certainly not applied (`503`, not a `504` at the timeout).
+    /// Heartbeats go every quarter of an election timeout, so a healthy group always passes.
+    fn check_majority(&self, raft: &Raft<TypeConfig>) -> Result<(), WriteError> {
+        let voters: Vec<NodeId> = {
+            let m = raft.metrics().borrow().membership_config.clone();
+            m.membership().voter_ids().collect()
+        };
+        let window = 2 * self.election.as_millis() as u64;
+        let now = unix_ms();
+        let fresh = |&&v: &&NodeId| {
+            v == self.this || now.saturating_sub(self.client.contact(v).last_answer_ms) <= window
+        };
+        let answering = voters.iter().filter(fresh).count();
+        if answering * 2 > voters.len() {
+            Ok(())
+        } else {
+            Err(WriteError::NoQuorum)
+        }
     }
 
-    /// Waits until this node, the group's leader, has confirmed its leadership with a majority
-    /// and applied everything committed before the call: a read of the store after it is
-    /// linearizable.
+    /// A write to a group this node does not replicate: each member in turn (the one that
+    /// last took such a write, else the preferred leader, first) until one takes it or the
+    /// outcome is unknown.
+    async fn write_elsewhere(
+        &self,
+        group: u32,
+        cmd: &LogCommand,
+        deadline: Instant,
+    ) -> Result<Applied, WriteError> {
+        let hint = self
+            .hints
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&group)
+            .copied();
+        let preferred = self.placement.preferred_leader(group).map(|n| n as NodeId);
+        let mut order: Vec<NodeId> = hint.into_iter().chain(preferred).collect();
+        for &m in self.placement.members(group) {
+            order.push(m as NodeId);
+        }
+        let mut tried = Vec::new();
+        let mut last = WriteError::NotLeader { leader: None };
+        for to in order {
+            if tried.contains(&to) {
+                continue;
+            }
+            tried.push(to);
+            match self.forward(to, group, cmd, deadline).await {
+                Err(e) if e.certainly_not_applied() => last = e,
+                r => return r,
+            }
+        }
+        Err(last)
+    }
+
+    /// Sends a write to `to`, which proposes it there; a `NotLeader` answer naming another
+    /// node is followed once.
+    async fn forward(
+        &self,
+        to: NodeId,
+        group: u32,
+        cmd: &LogCommand,
+        deadline: Instant,
+    ) -> Result<Applied, WriteError> {
+        match self.forward_once(to, group, cmd, deadline).await {
+            Err(WriteError::NotLeader { leader: Some(l) }) if l != to && l != self.this => {
+                self.forward_once(l, group, cmd, deadline).await
+            }
+            r => r,
+        }
+    }
+
+    async fn forward_once(
+        &self,
+        to: NodeId,
+        group: u32,
+        cmd: &LogCommand,
+        deadline: Instant,
+    ) -> Result<Applied, WriteError> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(WriteError::Unavailable(format!(
+                "no time left to forward to node {to}"
+            )));
+        }
+        self.counters.forwarded.bump();
+        let call = self
+            .client
+            .call(to, Kind::ForwardWrite, group, &cmd.bytes, left);
+        let r = match call.await {
+            Ok(body) => decode_write_result(&body).unwrap_or_else(|e| {
+                Err(WriteError::Fatal(format!(
+                    "node {to}: undecodable answer: {e}"
+                )))
+            }),
+            Err(e) if e.not_delivered() => Err(WriteError::Unavailable(format!(
+                "forwarding to node {to}: {e}"
+            ))),
+            Err(e) => Err(WriteError::Fatal(format!("forwarding to node {to}: {e}"))),
+        };
+        if r.is_ok() && !self.placement.is_member(group, self.this as usize) {
+            let mut hints = self.hints.lock().unwrap_or_else(|e| e.into_inner());
+            hints.insert(group, to);
+        }
+        r
+    }
+
+    /// Waits until a read of this node's store observes every write of `group` acknowledged
+    /// before the call: on the leader, once it confirmed its leadership with a majority and
+    /// applied what was committed; on a follower, once its applied state reached the read
+    /// index the leader answered (after confirming its leadership likewise). Every failure
+    /// is retryable (a read changed nothing); a follower that cannot reach the leader gets an
+    /// error, never a stale success.
     pub async fn linearizable_read_barrier(&self, group: u32) -> Result<(), WriteError> {
         let raft = self.groups.get(group).ok_or(WriteError::NoGroup(group))?;
-        match raft.ensure_linearizable().await {
-            Ok(_) => Ok(()),
-            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
-                Err(WriteError::NotLeader {
-                    leader: f.leader_id,
-                })
-            }
-            Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(_))) => {
-                Err(WriteError::NoQuorum)
-            }
-            Err(e) => Err(WriteError::Fatal(e.to_string())),
+        let deadline = Instant::now() + self.timeout;
+        let leader = match raft.ensure_linearizable().await {
+            Ok(_) => return Ok(()),
+            Err(e) => match leader_check_error(e) {
+                WriteError::NotLeader { leader: Some(l) } if l != self.this => l,
+                e => return Err(e),
+            },
+        };
+        self.counters.read_index_asked.bump();
+        let left = deadline.saturating_duration_since(Instant::now());
+        let unavailable = |e: &dyn std::fmt::Display| {
+            WriteError::Unavailable(format!(
+                "read index of group {group} from node {leader}: {e}"
+            ))
+        };
+        let body = self
+            .client
+            .call(leader, Kind::ReadIndex, group, &[], left)
+            .await
+            .map_err(|e| unavailable(&e))?;
+        let answer = decode_read_index(&body).map_err(|e| unavailable(&e))?;
+        let Some(index) = answer? else {
+            return Ok(());
+        };
+        let left = deadline.saturating_duration_since(Instant::now());
+        raft.wait(Some(left))
+            .applied_index_at_least(Some(index), "read index")
+            .await
+            .map(|_| ())
+            .map_err(|e| unavailable(&format!("index {index} not applied here: {e}")))
+    }
+
+    /// Counts a client request the helper refused (`/metrics`' 503s and 504s).
+    pub fn count_refusal(&self, why: Refusal) {
+        match why {
+            Refusal::Unavailable => self.counters.refused_503.bump(),
+            Refusal::Unknown => self.counters.unknown_504.bump(),
         }
+    }
+
+    /// What this node last heard from node `n`.
+    pub fn contact(&self, n: NodeId) -> crate::net::Contact {
+        self.client.contact(n)
+    }
+
+    /// The node's counters.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// The node's log file size and the bytes of its live records.
+    pub fn log_sizes(&self) -> (u64, u64) {
+        self.engine.sizes()
     }
 
     /// Every group's status, in group order.
@@ -228,6 +434,15 @@ impl Node {
                     .map(|l| l.index),
                 applied_index: m.last_applied.map(|l| l.index),
                 snapshot_index: m.snapshot.map(|l| l.index),
+                members: m.membership_config.membership().voter_ids().collect(),
+                membership_index: m.membership_config.log_id().as_ref().map(|l| l.index),
+                followers: m
+                    .replication
+                    .iter()
+                    .flatten()
+                    .filter(|(n, _)| **n != self.this)
+                    .map(|(n, l)| (*n, l.as_ref().map(|l| l.index)))
+                    .collect(),
             });
         }
         all

@@ -303,6 +303,18 @@ impl<'s> Batch<'s> {
         Ok(n)
     }
 
+    /// Whether a record of the persistent store in `slots` has expired at `now_ms` (a
+    /// consensus group's leader asks before proposing its purge, `Write::PurgeExpiredSlots`).
+    pub fn has_expired_in_slots(
+        &mut self,
+        slots: std::ops::Range<u32>,
+        now_ms: u64,
+    ) -> Result<bool> {
+        let s = self.store;
+        let cx = s.data_ctx();
+        crate::purge::has_expired_in(&self.reader()?, &cx, now_ms, &slots)
+    }
+
     // ---- for the queue crate
     /// Runs `f` in a nested write transaction of this pass: on `Err` only `f`'s changes are
     /// undone and the pass's other writes stay.

@@ -3,8 +3,9 @@
 //! write, a read-only check (which reads and decodes every due record) then an [`Apply`].
 
 use std::collections::BTreeMap;
+use std::ops::Range;
 
-use lmdb::Transaction;
+use lmdb::{Cursor, Transaction};
 
 use crate::codec::{self, *};
 use crate::env::{DataCtx, Dbs};
@@ -13,7 +14,7 @@ use crate::members::{member_unlink, MemberKey};
 use crate::old::{old_of, Old};
 use crate::tables::{load_meta, load_totals, save_meta, store_totals};
 use crate::txn::{del_opt, due_entries, get_opt, Apply, Wtx};
-use crate::Result;
+use crate::{bucket, Result};
 
 /// What goes with one due entry of `exp`.
 enum Gone {
@@ -43,52 +44,123 @@ pub(crate) fn purge<T: Transaction>(
     let mut metas: BTreeMap<Vec<u8>, TableMeta> = BTreeMap::new();
     let mut due = Vec::with_capacity(keys.len());
     for k in keys {
-        let exp = u64_be_at(&k, 0)?;
-        let kind = *k.get(8).ok_or_else(codec::corrupt)?;
-        let reference = &k[9..];
-        // The record goes only if it still has this expiry.
-        let gone = if kind == EXP_KV {
-            let ek = reference;
-            match get_opt(txn, cx.db.kv, ek)? {
-                Some(v) => {
-                    let o = old_of(&read_rec(v, is_long(ek))?, ek, v.len(), None)?;
-                    if o.exp == exp {
-                        Gone::Kv(o)
-                    } else {
-                        Gone::Index
-                    }
-                }
-                None => Gone::Index,
-            }
-        } else {
-            let mkey = reference;
-            let (tb, ek) = split_member_key(mkey)?;
-            let m = match metas.get(tb) {
-                Some(m) => Some(*m),
-                None => {
-                    let m = load_meta(txn, cx, tb)?;
-                    if let Some(m) = m {
-                        metas.insert(tb.to_vec(), m);
-                    }
-                    m
-                }
-            };
-            match (m, get_opt(txn, cx.db.mem, mkey)?) {
-                (Some(m), Some(v)) => {
-                    let o = old_of(&read_rec(v, is_long(ek))?, ek, v.len(), Some(m.kind))?;
-                    if o.exp == exp {
-                        Gone::Member(o, tb.len())
-                    } else {
-                        Gone::Index
-                    }
-                }
-                _ => Gone::Index,
-            }
-        };
+        let (gone, _) = classify(txn, cx, &k, &mut metas)?;
         due.push((k, gone));
     }
     let tot = load_totals(txn, cx)?;
     Ok(Purge { due, metas, tot })
+}
+
+/// Like [`purge`], restricted to the records of `slots` (a consensus group's, in cluster
+/// mode): up to `max` of them removed, oldest first, whatever else is due. Only the records
+/// of `slots` count and only their index entries go, so every replica of the group, whose
+/// other groups may be at other log positions, removes the very same records. An index entry
+/// whose slot cannot be told (a long key's, its record gone) is left alone.
+pub(crate) fn purge_slots<T: Transaction>(
+    txn: &T,
+    cx: &DataCtx<'_>,
+    now: u64,
+    max: usize,
+    slots: &Range<u32>,
+) -> Result<Purge> {
+    let mut metas: BTreeMap<Vec<u8>, TableMeta> = BTreeMap::new();
+    let mut due = Vec::new();
+    let mut removed = 0;
+    let mut cur = txn.open_ro_cursor(cx.db.exp)?;
+    for item in cur.iter_start() {
+        let (k, _) = item?;
+        if removed >= max || u64_be_at(k, 0)? > now {
+            break;
+        }
+        let (gone, slot) = classify(txn, cx, k, &mut metas)?;
+        if !slot.is_some_and(|s| slots.contains(&s)) {
+            continue;
+        }
+        if !matches!(gone, Gone::Index) {
+            removed += 1;
+        }
+        due.push((k.to_vec(), gone));
+    }
+    let tot = load_totals(txn, cx)?;
+    Ok(Purge { due, metas, tot })
+}
+
+/// Whether a record of `slots` has expired at `now` (a read of the due entries only).
+pub(crate) fn has_expired_in<T: Transaction>(
+    txn: &T,
+    cx: &DataCtx<'_>,
+    now: u64,
+    slots: &Range<u32>,
+) -> Result<bool> {
+    let mut metas = BTreeMap::new();
+    let mut cur = txn.open_ro_cursor(cx.db.exp)?;
+    for item in cur.iter_start() {
+        let (k, _) = item?;
+        if u64_be_at(k, 0)? > now {
+            break;
+        }
+        let (gone, slot) = classify(txn, cx, k, &mut metas)?;
+        if !matches!(gone, Gone::Index) && slot.is_some_and(|s| slots.contains(&s)) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// What goes with the due entry `k` of `exp`, and the slot of its record when known (a plain
+/// record's real key's, a member's table's).
+fn classify<T: Transaction>(
+    txn: &T,
+    cx: &DataCtx<'_>,
+    k: &[u8],
+    metas: &mut BTreeMap<Vec<u8>, TableMeta>,
+) -> Result<(Gone, Option<u32>)> {
+    let exp = u64_be_at(k, 0)?;
+    let kind = *k.get(8).ok_or_else(codec::corrupt)?;
+    let reference = &k[9..];
+    // The record goes only if it still has this expiry.
+    if kind == EXP_KV {
+        let ek = reference;
+        return Ok(match get_opt(txn, cx.db.kv, ek)? {
+            Some(v) => {
+                let rec = read_rec(v, is_long(ek))?;
+                let slot = bucket(rec.key(ek));
+                let o = old_of(&rec, ek, v.len(), None)?;
+                let gone = if o.exp == exp {
+                    Gone::Kv(o)
+                } else {
+                    Gone::Index
+                };
+                (gone, Some(slot))
+            }
+            None => (Gone::Index, (!is_long(ek)).then(|| bucket(ek))),
+        });
+    }
+    let mkey = reference;
+    let (tb, ek) = split_member_key(mkey)?;
+    let slot = Some(bucket(tb));
+    let m = match metas.get(tb) {
+        Some(m) => Some(*m),
+        None => {
+            let m = load_meta(txn, cx, tb)?;
+            if let Some(m) = m {
+                metas.insert(tb.to_vec(), m);
+            }
+            m
+        }
+    };
+    let gone = match (m, get_opt(txn, cx.db.mem, mkey)?) {
+        (Some(m), Some(v)) => {
+            let o = old_of(&read_rec(v, is_long(ek))?, ek, v.len(), Some(m.kind))?;
+            if o.exp == exp {
+                Gone::Member(o, tb.len())
+            } else {
+                Gone::Index
+            }
+        }
+        _ => Gone::Index,
+    };
+    Ok((gone, slot))
 }
 
 impl Apply<Dbs> for Purge {

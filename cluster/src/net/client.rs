@@ -3,12 +3,19 @@
 //! [`GroupNetwork`] (a group's replication to a node is one more user of the same pool, not a
 //! connection of its own). A request takes an idle connection or opens one; a reused
 //! connection that fails (the server closed it while idle) is retried once on a new one,
-//! signed afresh (a new nonce). A node that cannot be reached, or that refuses us (`401`, a
-//! group it does not serve yet), is `Unreachable` to openraft, which backs off; the whole
-//! exchange is bounded by the `RPCOption`'s hard timeout.
+//! signed afresh (a new nonce), except a forwarded write, which is never sent twice (it could
+//! be applied twice): an idle connection the peer closed is found before anything is sent on
+//! it, and a forwarded write that fails after it was sent is [`CallError::Lost`], its outcome
+//! unknown. A node that cannot be reached, or that refuses us (`401`, a group it does not
+//! serve yet), is `Unreachable` to openraft, which backs off; the whole exchange is bounded by
+//! the `RPCOption`'s hard timeout. Every call's outcome is recorded per node (the last
+//! answer's and the last failure's time: `/cluster/status`'s reachability, and the leader's
+//! check that a majority answers before it appends a write).
 
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -24,6 +31,7 @@ use tokio::net::TcpStream;
 
 use super::http::{read_response, request_bytes};
 use super::{unix_ms, MAX_BODY, RAFT_PATH};
+use crate::metrics::Counters;
 use crate::peer::auth::PeerKey;
 use crate::peer::frame::{Frame, Kind};
 use crate::raft::rpc_codec::{self as rpc, CodecError};
@@ -35,30 +43,82 @@ const MAX_IDLE: usize = 8;
 /// Why a call got no answer from the peer's Raft.
 #[derive(Debug)]
 pub enum CallError {
-    /// No connection, or it failed mid-exchange.
+    /// No connection: nothing was sent.
     Unreachable(io::Error),
-    /// No answer within the timeout.
-    Timeout,
-    /// The peer answered with another status than `200` (the status and its body).
+    /// The request was sent, then the connection failed before the whole answer came.
+    Lost(io::Error),
+    /// No answer within the timeout; `sent` when the request had been written (in part or
+    /// whole) by then.
+    Timeout { sent: bool },
+    /// The peer answered with another status than `200` (the status and its body): it did
+    /// not act on the request.
     Refused(u16, String),
+}
+
+impl CallError {
+    /// True when the peer certainly never received the request (or refused it unread).
+    pub fn not_delivered(&self) -> bool {
+        matches!(
+            self,
+            CallError::Unreachable(_) | CallError::Timeout { sent: false } | CallError::Refused(..)
+        )
+    }
 }
 
 impl std::fmt::Display for CallError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             CallError::Unreachable(e) => write!(f, "unreachable: {e}"),
-            CallError::Timeout => write!(f, "timed out"),
+            CallError::Lost(e) => write!(f, "connection lost after sending: {e}"),
+            CallError::Timeout { sent: true } => write!(f, "no answer in time"),
+            CallError::Timeout { sent: false } => write!(f, "could not connect in time"),
             CallError::Refused(status, body) => write!(f, "refused with {status}: {body}"),
         }
     }
 }
 
+/// What this node last heard from another (unix ms, 0 = never).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Contact {
+    /// The last answer (any status).
+    pub last_answer_ms: u64,
+    /// The last call that got no answer.
+    pub last_failure_ms: u64,
+}
+
+impl Contact {
+    /// Whether the last call got an answer (never called: no).
+    pub fn reachable(&self) -> bool {
+        self.last_answer_ms > 0 && self.last_answer_ms >= self.last_failure_ms
+    }
+}
+
 impl std::error::Error for CallError {}
 
-/// The idle connections to one node.
+/// The idle connections to one node, and what we last heard from it.
 struct Pool {
     addr: SocketAddr,
     idle: Mutex<Vec<TcpStream>>,
+    last_answer_ms: AtomicU64,
+    last_failure_ms: AtomicU64,
+}
+
+/// Whether an idle connection is still open: the peer closed it (end of file) or sent bytes
+/// nobody asked for, and it must not carry a request, unless reading would block.
+fn still_open(s: &TcpStream) -> bool {
+    let mut byte = 0u8;
+    // SAFETY: `recv` writes at most 1 byte into `byte`, which lives for the call; the
+    // descriptor is the stream's, open while `s` is borrowed. MSG_PEEK consumes nothing and
+    // MSG_DONTWAIT never blocks the runtime's thread.
+    let n = unsafe {
+        libc::recv(
+            s.as_raw_fd(),
+            (&mut byte as *mut u8).cast(),
+            1,
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    n < 0 && io::Error::last_os_error().kind() == io::ErrorKind::WouldBlock
 }
 
 impl Pool {
@@ -79,6 +139,7 @@ pub struct PeerClient {
     key: Arc<PeerKey>,
     this: NodeId,
     pools: Vec<Pool>,
+    counters: Arc<Counters>,
 }
 
 /// One request and its response on `s`: the status and body.
@@ -91,21 +152,34 @@ async fn round_trip(s: &mut TcpStream, bytes: &[u8]) -> io::Result<(u16, Vec<u8>
 }
 
 impl PeerClient {
-    /// The client of this node (`conf.this`) towards the conf's nodes, signing with `key`.
-    pub fn new(key: Arc<PeerKey>, conf: &ClusterConf) -> PeerClient {
+    /// The client of this node (`conf.this`) towards the conf's nodes, signing with `key`;
+    /// the snapshots it sends are counted in `counters`.
+    pub fn new(key: Arc<PeerKey>, conf: &ClusterConf, counters: Arc<Counters>) -> PeerClient {
         let pools = conf
             .nodes
             .iter()
             .map(|n| Pool {
                 addr: n.peer,
                 idle: Mutex::new(Vec::new()),
+                last_answer_ms: AtomicU64::new(0),
+                last_failure_ms: AtomicU64::new(0),
             })
             .collect();
         PeerClient {
             key,
             this: conf.this as NodeId,
             pools,
+            counters,
         }
+    }
+
+    /// What this node last heard from node `to` (all zero for itself or an unknown node).
+    pub fn contact(&self, to: NodeId) -> Contact {
+        let pool = usize::try_from(to).ok().and_then(|i| self.pools.get(i));
+        pool.map_or_else(Contact::default, |p| Contact {
+            last_answer_ms: p.last_answer_ms.load(Ordering::Relaxed),
+            last_failure_ms: p.last_failure_ms.load(Ordering::Relaxed),
+        })
     }
 
     /// Sends `payload` as a frame of `kind` for `group` to node `to`; the answer's body.
@@ -125,10 +199,26 @@ impl PeerClient {
         let body = frame
             .encode()
             .map_err(|e| CallError::Unreachable(io::Error::other(e)))?;
-        let (status, answer) = tokio::time::timeout(timeout, self.exchange(to, &body))
-            .await
-            .map_err(|_| CallError::Timeout)?
-            .map_err(CallError::Unreachable)?;
+        let sent = AtomicBool::new(false);
+        // Never sent twice: a second copy could be applied too.
+        let once = kind == Kind::ForwardWrite;
+        let exchanged = tokio::time::timeout(timeout, self.exchange(to, &body, once, &sent)).await;
+        let pool = usize::try_from(to).ok().and_then(|i| self.pools.get(i));
+        let (stamp, result) = match exchanged {
+            Ok(Ok(answer)) => (pool.map(|p| &p.last_answer_ms), Ok(answer)),
+            Ok(Err(e)) => (pool.map(|p| &p.last_failure_ms), Err(e)),
+            Err(_) => {
+                let sent = sent.load(Ordering::Relaxed);
+                (
+                    pool.map(|p| &p.last_failure_ms),
+                    Err(CallError::Timeout { sent }),
+                )
+            }
+        };
+        if let Some(stamp) = stamp {
+            stamp.store(unix_ms(), Ordering::Relaxed);
+        }
+        let (status, answer) = result?;
         match status {
             200 => Ok(answer),
             _ => Err(CallError::Refused(
@@ -143,21 +233,42 @@ impl PeerClient {
         request_bytes(RAFT_PATH, &headers.pairs(), body)
     }
 
-    async fn exchange(&self, to: NodeId, body: &[u8]) -> io::Result<(u16, Vec<u8>)> {
+    /// One request to `to` on an idle connection still open, or a new one; `once`: never
+    /// sent a second time. `sent` turns true once the request may have left.
+    async fn exchange(
+        &self,
+        to: NodeId,
+        body: &[u8],
+        once: bool,
+        sent: &AtomicBool,
+    ) -> Result<(u16, Vec<u8>), CallError> {
         let to = usize::try_from(to).unwrap_or(usize::MAX);
-        let pool = self
-            .pools
-            .get(to)
-            .ok_or_else(|| io::Error::other(format!("no node {to} in the conf")))?;
-        if let Some(mut s) = pool.take() {
-            if let Ok(answer) = round_trip(&mut s, &self.request(to, body)).await {
-                pool.put(s);
-                return Ok(answer);
+        let pool = self.pools.get(to).ok_or_else(|| {
+            CallError::Unreachable(io::Error::other(format!("no node {to} in the conf")))
+        })?;
+        while let Some(mut s) = pool.take() {
+            if !still_open(&s) {
+                continue;
+            }
+            sent.store(true, Ordering::Relaxed);
+            match round_trip(&mut s, &self.request(to, body)).await {
+                Ok(answer) => {
+                    pool.put(s);
+                    return Ok(answer);
+                }
+                Err(e) if once => return Err(CallError::Lost(e)),
+                // Closed under us: retried once on a new connection.
+                Err(_) => break,
             }
         }
-        let mut s = TcpStream::connect(pool.addr).await?;
-        s.set_nodelay(true)?;
-        let answer = round_trip(&mut s, &self.request(to, body)).await?;
+        let mut s = TcpStream::connect(pool.addr)
+            .await
+            .map_err(CallError::Unreachable)?;
+        s.set_nodelay(true).map_err(CallError::Unreachable)?;
+        sent.store(true, Ordering::Relaxed);
+        let answer = round_trip(&mut s, &self.request(to, body))
+            .await
+            .map_err(CallError::Lost)?;
         pool.put(s);
         Ok(answer)
     }
@@ -220,7 +331,7 @@ impl PeerConnection {
                 Ok(Err(e)) => Err(RPCError::RemoteError(RemoteError::new(self.target, e))),
                 Err(e) => Err(RPCError::Network(NetworkError::new(&e))),
             },
-            Err(CallError::Timeout) => Err(RPCError::Timeout(Timeout {
+            Err(CallError::Timeout { .. }) => Err(RPCError::Timeout(Timeout {
                 action,
                 id: self.client.this,
                 target: self.target,
@@ -254,16 +365,22 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         rpc: InstallSnapshotRequest<TypeConfig>,
         option: RPCOption,
     ) -> RpcResult<InstallSnapshotResponse<NodeId>, InstallSnapshotError> {
+        let last = rpc.done;
         let payload = rpc::encode_snapshot_request(&rpc);
         let decode = rpc::decode_snapshot_result;
-        self.rpc(
-            RPCTypes::InstallSnapshot,
-            Kind::InstallSnapshot,
-            payload,
-            &option,
-            decode,
-        )
-        .await
+        let r = self
+            .rpc(
+                RPCTypes::InstallSnapshot,
+                Kind::InstallSnapshot,
+                payload,
+                &option,
+                decode,
+            )
+            .await;
+        if last && r.is_ok() {
+            self.client.counters.snapshots_sent.bump();
+        }
+        r
     }
 
     async fn vote(

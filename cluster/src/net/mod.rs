@@ -19,8 +19,9 @@ use openraft::Raft;
 
 use crate::raft::TypeConfig;
 
-pub use client::{CallError, GroupNetwork, PeerClient, PeerConnection};
-pub use forward::{decode_write_result, encode_write_result, propose, WriteError};
+pub use client::{CallError, Contact, GroupNetwork, PeerClient, PeerConnection};
+pub use forward::{decode_read_index, decode_write_result, encode_read_index};
+pub use forward::{encode_write_result, leader_check_error, propose, WriteError};
 pub use server::Server;
 
 /// The one path of the peer protocol.

@@ -16,9 +16,10 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-use super::forward::{encode_write_result, propose};
+use super::forward::{encode_read_index, encode_write_result, leader_check_error, propose};
 use super::http::{read_request, response_bytes, HttpError, Request};
 use super::{unix_ms, Groups, MAX_BODY, RAFT_PATH};
+use crate::metrics::Counters;
 use crate::peer::auth::PeerKey;
 use crate::peer::frame::{Frame, FrameError, Kind, Limits};
 use crate::raft::rpc_codec as rpc;
@@ -32,6 +33,7 @@ pub struct Server {
     key: Arc<PeerKey>,
     groups: Arc<Groups>,
     limits: Limits,
+    counters: Arc<Counters>,
     /// The refusal causes logged already.
     logged: Mutex<HashSet<String>>,
 }
@@ -44,8 +46,14 @@ fn answer(status: u16, text: &str) -> Answer {
 }
 
 impl Server {
-    /// The server of `groups` (of the cluster's `group_count`), checking requests with `key`.
-    pub fn new(key: Arc<PeerKey>, groups: Arc<Groups>, group_count: u32) -> Server {
+    /// The server of `groups` (of the cluster's `group_count`), checking requests with `key`,
+    /// counting what it serves in `counters`.
+    pub fn new(
+        key: Arc<PeerKey>,
+        groups: Arc<Groups>,
+        group_count: u32,
+        counters: Arc<Counters>,
+    ) -> Server {
         let limits = Limits {
             groups: group_count,
             max_payload: (MAX_BODY as u32).saturating_sub(crate::peer::frame::HEADER_LEN as u32),
@@ -54,6 +62,7 @@ impl Server {
             key,
             groups,
             limits,
+            counters,
             logged: Mutex::new(HashSet::new()),
         }
     }
@@ -144,22 +153,36 @@ impl Server {
         let Some(raft) = self.groups.get(frame.group) else {
             return answer(404, "this node does not serve the group");
         };
-        match dispatch(&self.groups, frame.group, &raft, frame.kind, frame.payload).await {
+        let at = Target {
+            groups: &self.groups,
+            group: frame.group,
+            raft: &raft,
+            counters: &self.counters,
+        };
+        match dispatch(at, frame.kind, frame.payload).await {
             Some(body) => (200, body),
             None => answer(400, &format!("malformed {} payload", frame.kind.name())),
         }
     }
 }
 
+/// Where a request goes: the group, its Raft, and what the server shares.
+struct Target<'a> {
+    groups: &'a Groups,
+    group: u32,
+    raft: &'a Raft<TypeConfig>,
+    counters: &'a Counters,
+}
+
 /// Hands a decoded payload to the group's Raft; its encoded answer, or `None` for a payload
 /// that does not decode (or a kind this server does not take).
-async fn dispatch(
-    groups: &Groups,
-    group: u32,
-    raft: &Raft<TypeConfig>,
-    kind: Kind,
-    payload: &[u8],
-) -> Option<Vec<u8>> {
+async fn dispatch(at: Target<'_>, kind: Kind, payload: &[u8]) -> Option<Vec<u8>> {
+    let Target {
+        groups,
+        group,
+        raft,
+        counters,
+    } = at;
     match kind {
         Kind::AppendEntries => {
             let req = rpc::decode_append_request(payload).ok()?;
@@ -178,9 +201,12 @@ async fn dispatch(
         }
         Kind::InstallSnapshot => {
             let req = rpc::decode_snapshot_request(payload).ok()?;
-            Some(rpc::encode_snapshot_result(
-                &raft.install_snapshot(req).await,
-            ))
+            let last = req.done;
+            let r = raft.install_snapshot(req).await;
+            if last && r.is_ok() {
+                counters.snapshots_received.bump();
+            }
+            Some(rpc::encode_snapshot_result(&r))
         }
         Kind::ForwardWrite => {
             // Only a command this node can read goes into the log.
@@ -188,7 +214,17 @@ async fn dispatch(
             let cmd = LogCommand {
                 bytes: payload.to_vec(),
             };
-            Some(encode_write_result(&propose(raft, cmd).await))
+            Some(encode_write_result(&propose(raft, cmd, counters).await))
+        }
+        Kind::ReadIndex => {
+            if !payload.is_empty() {
+                return None;
+            }
+            counters.read_index_served.bump();
+            // The index alone: the follower waits for its own state machine, not ours.
+            let read = raft.get_read_log_id().await;
+            let r = read.map(|(index, _)| index.map(|l| l.index));
+            Some(encode_read_index(&r.map_err(leader_check_error)))
         }
         // Reads are served where they arrive (after a barrier); none is forwarded yet.
         Kind::ForwardRead => None,

@@ -1,5 +1,5 @@
 //! The binary envelope of a message between nodes: what it is (append-entries, vote, a chunk
-//! of a snapshot, a forwarded client write or read), which group it is for, and its payload
+//! of a snapshot, a forwarded client write or read, a read index), which group it is for, and its payload
 //! (the consensus message or command, encoded by its owner). Version-tagged and
 //! length-checked; the decoder answers an error for anything else, since the bytes come from
 //! the network (after authentication, but a bug of a peer must not panic this node either).
@@ -35,16 +35,19 @@ pub enum Kind {
     ForwardWrite,
     /// A client's read, forwarded to the group's leader (or a replica).
     ForwardRead,
+    /// A follower's request for the leader's read index (a linearizable read on a follower).
+    ReadIndex,
 }
 
 impl Kind {
     /// Every kind, in the order of their codes.
-    pub const ALL: [Kind; 5] = [
+    pub const ALL: [Kind; 6] = [
         Kind::AppendEntries,
         Kind::Vote,
         Kind::InstallSnapshot,
         Kind::ForwardWrite,
         Kind::ForwardRead,
+        Kind::ReadIndex,
     ];
 
     /// The byte on the wire. Codes are never reused: a new kind takes a new code.
@@ -55,6 +58,7 @@ impl Kind {
             Kind::InstallSnapshot => 3,
             Kind::ForwardWrite => 4,
             Kind::ForwardRead => 5,
+            Kind::ReadIndex => 6,
         }
     }
 
@@ -71,6 +75,7 @@ impl Kind {
             Kind::InstallSnapshot => "install-snapshot",
             Kind::ForwardWrite => "forwarded write",
             Kind::ForwardRead => "forwarded read",
+            Kind::ReadIndex => "read index",
         }
     }
 }
@@ -277,7 +282,7 @@ mod tests {
             assert_eq!(Kind::from_code(kind.code()), Some(kind));
         }
         assert_eq!(Kind::from_code(0), None);
-        assert_eq!(Kind::from_code(6), None);
+        assert_eq!(Kind::from_code(7), None);
     }
 
     #[test]

@@ -11,6 +11,11 @@
 //! one batch; records of other groups are untouched. Its id is the group and the log id
 //! it reflects, so a snapshot asked for twice at one position is the same snapshot.
 //!
+//! The LMDB work (applying, building and installing snapshots) runs on tokio's blocking
+//! threads, never on openraft's async tasks, which keep answering heartbeats meanwhile. A
+//! failure stops the group on this node (openraft's storage error); the store being full is
+//! logged at `alert` with its fix (`map_size`).
+//!
 //! It knows the group's slot range, given by the caller, never how slots are placed.
 
 use std::io::Cursor;
@@ -82,6 +87,70 @@ struct GroupStore {
 }
 
 impl GroupStore {
+    /// Applies `entries` over `state` in one batch: the answers in order and the state after
+    /// them, or an error (an LMDB failure, a failed commit) after which nothing of the call is
+    /// applied. Blocking (LMDB): run on a blocking thread.
+    fn apply_all(
+        &self,
+        mut state: AppliedState,
+        entries: Vec<Entry<TypeConfig>>,
+    ) -> storage::Result<(Vec<Applied>, AppliedState)> {
+        let before = state.0;
+        let mut batch = self.store.batch();
+        let mut answers = Vec::with_capacity(entries.len());
+        for entry in entries {
+            state.0 = Some(entry.log_id);
+            let answer = match entry.payload {
+                EntryPayload::Blank => Applied::Nothing,
+                EntryPayload::Membership(m) => {
+                    state.1 = StoredMembership::new(Some(entry.log_id), m);
+                    Applied::Nothing
+                }
+                EntryPayload::Normal(cmd) => match Command::decode(&cmd.bytes) {
+                    // Every replica refuses the same bytes the same way.
+                    Err(_) => Applied::Undecodable,
+                    Ok(cmd) => match batch.apply(&cmd) {
+                        Err(e @ storage::StorageError::Lmdb(_)) => return Err(e),
+                        r => Applied::of(r).unwrap_or(Applied::Undecodable),
+                    },
+                },
+            };
+            answers.push(answer);
+        }
+        if state.0 == before {
+            return Ok((answers, state));
+        }
+        batch.set_group_state(self.group, &encode_applied_state(&state))?;
+        batch.commit()?;
+        Ok((answers, state))
+    }
+
+    /// Logs why the group stops applying; the operator's fix when it is the map being full
+    /// (the one failure a conf change cures).
+    fn alert(&self, e: &storage::StorageError) {
+        match e {
+            storage::StorageError::MapFull => conf::alert!(
+                "cluster group {}: the store is full: this node stopped applying the group's \
+                 log (its other replicas go on); raise map_size in the conf and restart the node",
+                self.group
+            ),
+            e => log::error!(
+                "cluster group {}: applying the log failed, the group stops here: {e}",
+                self.group
+            ),
+        }
+    }
+
+    /// Replaces the group's slots and state with a snapshot's (`data`, stating `state`), in
+    /// one batch. Blocking.
+    fn install(&self, state: &AppliedState, data: &[u8]) -> storage::Result<()> {
+        let mut batch = self.store.batch();
+        batch.import_slots(self.slots.clone(), data)?;
+        batch.set_group_state(self.group, &encode_applied_state(state))?;
+        batch.commit()?;
+        Ok(())
+    }
+
     /// The group's state and slots as they are now, from one read transaction.
     fn snapshot(&self) -> storage::Result<Snapshot<TypeConfig>> {
         let mut batch = self.store.batch();
@@ -133,63 +202,27 @@ impl StateMachine {
         };
         Ok(StateMachine { group, applied })
     }
+}
 
-    /// Applies `entries` in one batch; the answers in order, or an error (an LMDB failure, a
-    /// failed commit) after which nothing of the call is applied.
-    fn apply_all(
-        &mut self,
-        entries: impl Iterator<Item = Entry<TypeConfig>>,
-    ) -> storage::Result<Vec<Applied>> {
-        let mut batch = self.group.store.batch();
-        let mut state = self.applied.clone();
-        let mut answers = Vec::new();
-        for entry in entries {
-            state.0 = Some(entry.log_id);
-            let answer = match entry.payload {
-                EntryPayload::Blank => Applied::Nothing,
-                EntryPayload::Membership(m) => {
-                    state.1 = StoredMembership::new(Some(entry.log_id), m);
-                    Applied::Nothing
-                }
-                EntryPayload::Normal(cmd) => match Command::decode(&cmd.bytes) {
-                    // Every replica refuses the same bytes the same way.
-                    Err(_) => Applied::Undecodable,
-                    Ok(cmd) => match batch.apply(&cmd) {
-                        Err(e @ storage::StorageError::Lmdb(_)) => return Err(e),
-                        r => Applied::of(r).unwrap_or(Applied::Undecodable),
-                    },
-                },
-            };
-            answers.push(answer);
-        }
-        if state.0 == self.applied.0 {
-            return Ok(answers);
-        }
-        batch.set_group_state(self.group.group, &encode_applied_state(&state))?;
-        batch.commit()?;
-        self.applied = state;
-        Ok(answers)
-    }
-
-    /// Replaces the group's slots and state with a snapshot's, in one batch.
-    fn install(
-        &mut self,
-        meta: &SnapshotMeta<NodeId, BasicNode>,
-        data: &[u8],
-    ) -> storage::Result<()> {
-        let state = (meta.last_log_id, meta.last_membership.clone());
-        let mut batch = self.group.store.batch();
-        batch.import_slots(self.group.slots.clone(), data)?;
-        batch.set_group_state(self.group.group, &encode_applied_state(&state))?;
-        batch.commit()?;
-        self.applied = state;
-        Ok(())
+/// Runs `f` (LMDB work) on a blocking thread, off openraft's async tasks.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> storage::Result<T> + Send + 'static,
+) -> storage::Result<T> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(_) => Err(storage::StorageError::Invalid(
+            "the runtime is shutting down",
+        )),
     }
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, RaftStorageError> {
-        self.group.snapshot().map_err(snapshot_read_error)
+        let group = self.group.clone();
+        blocking(move || group.snapshot())
+            .await
+            .map_err(snapshot_read_error)
     }
 }
 
@@ -205,7 +238,18 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        self.apply_all(entries.into_iter()).map_err(sm_error)
+        let entries: Vec<_> = entries.into_iter().collect();
+        let (group, state) = (self.group.clone(), self.applied.clone());
+        match blocking(move || group.apply_all(state, entries)).await {
+            Ok((answers, state)) => {
+                self.applied = state;
+                Ok(answers)
+            }
+            Err(e) => {
+                self.group.alert(&e);
+                Err(sm_error(e))
+            }
+        }
     }
 
     async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {
@@ -223,10 +267,24 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         meta: &SnapshotMeta<NodeId, BasicNode>,
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), RaftStorageError> {
-        self.install(meta, snapshot.get_ref())
-            .map_err(|e| RaftStorageError::IO {
-                source: StorageIOError::write_snapshot(Some(meta.signature()), AnyError::new(&e)),
-            })
+        let state = (meta.last_log_id, meta.last_membership.clone());
+        let (group, stored) = (self.group.clone(), state.clone());
+        let installed = blocking(move || group.install(&stored, snapshot.get_ref())).await;
+        match installed {
+            Ok(()) => {
+                self.applied = state;
+                Ok(())
+            }
+            Err(e) => {
+                self.group.alert(&e);
+                Err(RaftStorageError::IO {
+                    source: StorageIOError::write_snapshot(
+                        Some(meta.signature()),
+                        AnyError::new(&e),
+                    ),
+                })
+            }
+        }
     }
 
     async fn get_current_snapshot(
@@ -235,6 +293,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         if self.applied.0.is_none() {
             return Ok(None);
         }
-        self.group.snapshot().map(Some).map_err(snapshot_read_error)
+        let group = self.group.clone();
+        blocking(move || group.snapshot())
+            .await
+            .map(Some)
+            .map_err(snapshot_read_error)
     }
 }

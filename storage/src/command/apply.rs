@@ -147,6 +147,14 @@ pub(crate) fn apply(
         (Target::Data(cx), Write::PurgeExpired { max }) => {
             step.run(&cx, |t, _| purge::purge(t, &cx, now, max), Outcome::Purged)
         }
+        (Target::Data(cx), Write::PurgeExpiredSlots { start, end, max }) => {
+            let slots = start..end;
+            step.run(
+                &cx,
+                |t, _| purge::purge_slots(t, &cx, now, max, &slots),
+                Outcome::Purged,
+            )
+        }
         (
             Target::Cache(cx),
             Write::CachePut {

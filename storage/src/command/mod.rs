@@ -96,6 +96,9 @@ pub enum Write<'a> {
     },
     /// Removes at most `max` records of the persistent store whose expiry has passed.
     PurgeExpired { max: usize },
+    /// Removes at most `max` expired records of the persistent store whose slots are in
+    /// `start..end` (a consensus group's purge, replicated: every replica removes the same).
+    PurgeExpiredSlots { start: u32, end: u32, max: usize },
     /// Sets a cache string.
     CachePut {
         key: &'a [u8],
@@ -151,7 +154,7 @@ pub enum Outcome {
     Int(i64),
     /// `CacheHincrbyfloat`: the new value.
     Float(f64),
-    /// `PurgeExpired`, `CachePurgeExpired`: how many records went.
+    /// `PurgeExpired`, `PurgeExpiredSlots`, `CachePurgeExpired`: how many records went.
     Purged(usize),
 }
 

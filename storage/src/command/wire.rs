@@ -22,6 +22,7 @@ const SREM: u8 = 7;
 const ZADD: u8 = 8;
 const ZREM: u8 = 9;
 const PURGE: u8 = 10;
+const PURGE_SLOTS: u8 = 11;
 const CACHE_PUT: u8 = 20;
 const CACHE_DEL: u8 = 21;
 const CACHE_EXPIRE: u8 = 22;
@@ -158,6 +159,7 @@ impl<'a> Command<'a> {
             Write::Zadd { .. } => ZADD,
             Write::Zrem { .. } => ZREM,
             Write::PurgeExpired { .. } => PURGE,
+            Write::PurgeExpiredSlots { .. } => PURGE_SLOTS,
             Write::CachePut { .. } => CACHE_PUT,
             Write::CacheDel { .. } => CACHE_DEL,
             Write::CacheExpire { .. } => CACHE_EXPIRE,
@@ -239,6 +241,9 @@ impl<'a> Command<'a> {
                 .u64(expires_at)
                 .var(ver.into()),
             Write::PurgeExpired { max } | Write::CachePurgeExpired { max } => o.var(max as u64),
+            Write::PurgeExpiredSlots { start, end, max } => {
+                o.var(start.into()).var(end.into()).var(max as u64)
+            }
             Write::CachePut {
                 key,
                 val,
@@ -324,6 +329,11 @@ impl<'a> Command<'a> {
                 ver: i.u32()?,
             },
             PURGE => Write::PurgeExpired { max: i.usize()? },
+            PURGE_SLOTS => Write::PurgeExpiredSlots {
+                start: i.u32()?,
+                end: i.u32()?,
+                max: i.usize()?,
+            },
             CACHE_PUT => Write::CachePut {
                 key: i.bytes()?,
                 val: i.bytes()?,
@@ -443,6 +453,11 @@ mod tests {
                 ver: 3,
             },
             Write::PurgeExpired { max: usize::MAX },
+            Write::PurgeExpiredSlots {
+                start: 256,
+                end: 512,
+                max: 1000,
+            },
             Write::CachePut {
                 key: b"c",
                 val: b"",
@@ -501,7 +516,7 @@ mod tests {
         // Every variant is in the list (the tags are distinct per variant).
         let mut tags: Vec<u8> = all.iter().map(|c| encoded(c)[1]).collect();
         tags.dedup();
-        assert_eq!(tags.len(), 20, "one tag per write");
+        assert_eq!(tags.len(), 21, "one tag per write");
         for c in &all {
             let bytes = encoded(c);
             assert_eq!(bytes[0], VERSION);

@@ -355,3 +355,44 @@ fn a_ranges_totals_are_a_store_of_that_range_alone() {
     assert_eq!(sum(a.hash, b.hash), whole.hash);
     assert!(all.batch().totals_of_slots(5..5).is_err());
 }
+
+#[test]
+fn a_slot_purge_removes_the_same_records_whatever_lies_outside() {
+    let (x, y) = (log_of(1, 120), log_of(2, 80));
+    let inside = |s: u32| (100..400).contains(&s);
+    let dirs: Vec<TempDir> = (0..2).map(|_| TempDir::new("slots")).collect();
+    let [a, b] = [0, 1].map(|i| open(&dirs[i]));
+    replay(&a, &x, |_| true);
+    replay(&b, &x, inside);
+    replay(&b, &y, |s| !inside(s));
+    let outside = export(&a, 400..1024);
+    let now = T0 + 200_000;
+    let purge = |s: &Store, max| {
+        let write = Write::PurgeExpiredSlots {
+            start: 100,
+            end: 400,
+            max,
+        };
+        let mut batch = s.batch();
+        let out = batch.apply(&Command { now_ms: now, write }).unwrap();
+        batch.commit().unwrap();
+        out
+    };
+    assert!(a.batch().has_expired_in_slots(100..400, now).unwrap());
+    assert!(!a.batch().has_expired_in_slots(100..400, T0).unwrap());
+    let first = purge(&a, 7);
+    assert_eq!(first, Outcome::Purged(7));
+    assert_eq!(purge(&b, 7), first);
+    assert_eq!(export(&a, 100..400), export(&b, 100..400));
+    for _ in 0..100 {
+        if !a.batch().has_expired_in_slots(100..400, now).unwrap() {
+            break;
+        }
+        assert_eq!(purge(&a, 1000), purge(&b, 1000));
+    }
+    assert!(!b.batch().has_expired_in_slots(100..400, now).unwrap());
+    assert_eq!(export(&a, 100..400), export(&b, 100..400));
+    // Outside the range nothing went, though much has expired there.
+    assert_eq!(export(&a, 400..1024), outside);
+    assert!(a.batch().has_expired_in_slots(400..1024, now).unwrap());
+}
