@@ -118,7 +118,7 @@ for s in $SIZES; do
   [[ "$s" =~ ^[1-9][0-9]*$ ]] && [ "$s" -ge 16 ] && [ "$s" -le 1048576 ] || die "bad size '$s' (16..1048576)"
 done
 for r in $ROWS; do
-  case "$r" in put|get|failover) ;; *) die "unknown row '$r' (put get failover)" ;; esac
+  case "$r" in put|get|local|failover) ;; *) die "unknown row '$r' (put get local failover)" ;; esac
 done
 for s in $SYSTEMS; do
   case "$s" in etcd|cluster|single) ;; *) die "unknown system '$s' (etcd cluster single)" ;; esac
