@@ -162,7 +162,7 @@ fn the_helper_fetches_from_a_nodes_client_address_and_answers_reports() {
     );
     let conf = conf::parse_str(&text, &root.0.join("n0.conf")).expect("conf");
     let (stop, stopped) = watch::channel(false);
-    let runner = thread::spawn(move || cluster::helper::run(&conf, stopped));
+    let runner = thread::spawn(move || cluster::helper::run(&conf, stopped, || {}));
     let until = Instant::now() + Duration::from_secs(20);
     let mut stream = loop {
         match UnixStream::connect(root.0.join(SOCKET)) {
