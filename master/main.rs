@@ -13,6 +13,7 @@ mod cycle;
 mod daemon;
 mod error;
 mod helper;
+mod limits;
 mod listen;
 mod logs;
 mod notify;
@@ -160,6 +161,7 @@ fn run(path: &Path) -> i32 {
     // A master started by a binary upgrade is the old master's child: while that one lives,
     // systemd may still take it for the main process (a rollback).
     let upgraded_from = upgrading.then(nix::unistd::getppid);
+    limits::set_nofile(&conf);
     let table = process::Table::new(conf, listeners, user, signals, reporter, metrics);
     let upgrade = upgrade::Upgrade::new(binary, upgraded_from);
     cycle::Master::new(table, upgrade, notifier).run()

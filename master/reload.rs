@@ -85,6 +85,7 @@ impl Reload {
         }
         logs::init_logger(&new)?;
         // Commit point: from here on the new conf is in force.
+        crate::limits::set_nofile(&new);
         if let Some(user) = &user {
             logs::chown_logs(&new, user);
         }

@@ -142,8 +142,8 @@ fn helper_pid(server: &Server) -> Option<i32> {
     let log = server.error_log();
     let pid: i32 = log
         .lines()
-        .filter_map(|l| l.split("started cluster helper ").nth(1))
-        .last()?
+        .rev()
+        .find_map(|l| l.split("started cluster helper ").nth(1))?
         .trim()
         .parse()
         .ok()?;
@@ -329,4 +329,30 @@ fn a_binary_upgrade_is_refused_in_cluster_mode() {
     assert!(server.pid_file().exists());
     assert_eq!(children_of(server.master_pid()), children);
     put_until_ok(&server, "k", "v");
+}
+
+/// The shipped confs of a local three-node cluster (README, "Try a three-node cluster") pass
+/// `-t` once their secret exists: copied with a secret beside them, as the README makes it.
+#[test]
+fn the_shipped_three_node_confs_check() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("conf/cluster");
+    let server = Server::prepare(&[]);
+    let dir = server.dir.join("cluster");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let secret = dir.join("secret");
+    std::fs::write(&secret, "c2VjcmV0IG9mIHRoZSB0ZXN0IGNsdXN0ZXIgbm9kZXMK\n").expect("secret");
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    for n in 1..=3 {
+        let name = format!("n{n}.conf");
+        let text = std::fs::read_to_string(root.join(&name)).expect("read a shipped conf");
+        assert!(text.contains(&format!("listen            127.0.0.1:809{n};")));
+        assert!(text.contains("replicas    3;") && text.contains("groups      16;"));
+        let copy = dir.join(&name);
+        std::fs::write(&copy, &text).expect("copy");
+        let out = common::run_bin(
+            &["-c", copy.to_str().expect("utf-8"), "-t"],
+            Duration::from_secs(10),
+        );
+        assert_eq!(out.status.code(), Some(0), "{name}: {out:?}");
+    }
 }

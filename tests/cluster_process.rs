@@ -55,8 +55,8 @@ fn helper_pid(server: &Server) -> Option<i32> {
     let log = server.error_log();
     let pid: i32 = log
         .lines()
-        .filter_map(|l| l.split("started cluster helper ").nth(1))
-        .last()?
+        .rev()
+        .find_map(|l| l.split("started cluster helper ").nth(1))?
         .trim()
         .parse()
         .ok()?;
@@ -211,6 +211,44 @@ fn a_one_node_cluster_serves_writes() {
     assert_eq!((r.status, r.text()), (200, "yes".to_string()));
     let status = nodes[0].stop();
     assert!(status.success(), "{status:?}");
+    // TERM stops the helper with the workers, not after them.
+    let log = nodes[0].error_log();
+    assert!(
+        log.contains("sending SIGTERM to the cluster helper"),
+        "{log}"
+    );
+}
+
+#[test]
+fn a_helper_that_keeps_dying_is_respawned_with_a_back_off() {
+    let mut nodes = prepare(1, 1);
+    nodes[0].restart();
+    let node = &nodes[0];
+    put_until_ok(node, "k", "v");
+    // Three quick deaths: the first two are respawned at once, the third after 1 s.
+    for round in 1..=3 {
+        let pid = helper_pid(node).expect("the helper");
+        // SAFETY: kill(2) has no memory effects.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+        let gone = wait_until(Duration::from_secs(5), || {
+            node.error_log().contains(&format!(
+                "cluster helper {pid} exited on signal 9, respawning"
+            ))
+        });
+        assert!(gone, "round {round}\n{}", node.error_log());
+        if round < 3 {
+            let back = wait_until(Duration::from_secs(5), || {
+                helper_pid(node).is_some_and(|p| p != pid)
+            });
+            assert!(back, "round {round}\n{}", node.error_log());
+        }
+    }
+    let log = node.error_log();
+    assert!(
+        log.contains("cluster helper crashed 3 times in 10 s, respawning in 1 s"),
+        "{log}"
+    );
+    put_until_ok(node, "k", "again");
 }
 
 #[test]
@@ -236,6 +274,8 @@ fn a_helper_that_cannot_start_fails_the_start_with_one_line() {
         )
     );
     let log = nodes[0].error_log();
+    // It tried again for a while first (a helper still stopping holds the port a moment).
+    assert!(log.contains("trying again in 500ms"), "{log}");
     assert!(
         log.contains("fatal init error, not respawned until the next reload"),
         "{log}"

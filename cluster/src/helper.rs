@@ -82,7 +82,7 @@ async fn serve(
     mut stop: watch::Receiver<bool>,
     ready: impl FnOnce(),
 ) -> i32 {
-    let node = match Node::start(conf, store).await {
+    let node = match start_node(conf, store).await {
         Ok(n) => Arc::new(n),
         Err(e) => {
             log::error!("cluster helper: could not start the node: {e}");
@@ -122,6 +122,34 @@ async fn serve(
     let _ = server.await;
     shut_down(node, timeout).await;
     0
+}
+
+/// How often, and how far apart, the helper tries to take its peer port and its consensus
+/// log: a helper that is still stopping (its master was killed, and a new master started at
+/// once) holds them for a moment, as a dying tree holds the client port (the master's
+/// `listen` retries the same way).
+const START_TRIES: u32 = 10;
+const START_PAUSE: Duration = Duration::from_millis(500);
+
+/// [`Node::start`], tried again while the peer port is in use or the log is locked.
+async fn start_node(conf: &conf::Conf, store: Arc<Store>) -> io::Result<Node> {
+    let mut tries = 1;
+    loop {
+        match Node::start(conf, store.clone()).await {
+            Err(e)
+                if tries < START_TRIES
+                    && matches!(
+                        e.kind(),
+                        io::ErrorKind::AddrInUse | io::ErrorKind::WouldBlock
+                    ) =>
+            {
+                log::warn!("cluster helper: {e}; trying again in {START_PAUSE:?}");
+                tries += 1;
+                tokio::time::sleep(START_PAUSE).await;
+            }
+            r => return r,
+        }
+    }
 }
 
 /// Shuts the node down once the requests still running let go of it (each is bounded by

@@ -122,6 +122,10 @@ pub struct Conf {
     pub listen: Vec<Listen>,
     pub data_dir: PathBuf,
     pub map_size: u64,
+    /// `worker_connections`: the most client connections one worker holds open.
+    pub worker_connections: usize,
+    /// `worker_rlimit_nofile`: the open-file limit set by the master; `None` leaves it as inherited.
+    pub worker_rlimit_nofile: Option<u64>,
     pub keepalive_timeout: Duration,
     pub client_max_body_size: u64,
     pub shutdown_timeout: Duration,
@@ -193,6 +197,8 @@ impl Conf {
             }],
             data_dir: PathBuf::from("/var/lib/huststore"),
             map_size: 64 << 30,
+            worker_connections: 4096,
+            worker_rlimit_nofile: None,
             keepalive_timeout: Duration::from_secs(60),
             client_max_body_size: 64 << 20,
             shutdown_timeout: Duration::from_secs(10),

@@ -5,6 +5,7 @@
 //! heap and the parked lists; it acts on what connections answer (`conn`), hands requests to
 //! `dispatch`, and commits through `flusher`. It never blocks except in `poll`.
 
+use crate::accept_gate::AcceptGate;
 use crate::access_log::AccessLog;
 use crate::conn::{AfterCommit, Conn, Expiry, Limits, Served};
 use crate::dispatch::{account, dispatch, DispatchCtx, ParkedRequests, PassLog, Serving};
@@ -41,6 +42,8 @@ pub struct EventLoop {
     poll: Poll,
     listeners: Vec<TcpListener>,
     accepting: bool,
+    /// `worker_connections` and the pause after a lack of descriptors.
+    gate: AcceptGate,
     conns: Slab<Conn>,
     next_generation: u64,
     timers: BinaryHeap<Reverse<(Instant, usize, u64)>>,
@@ -102,6 +105,7 @@ impl EventLoop {
             poll,
             listeners: mio_listeners,
             accepting: true,
+            gate: AcceptGate::new(conf.worker_connections),
             conns: Slab::with_capacity(1024),
             next_generation: 1,
             timers: BinaryHeap::new(),
@@ -144,6 +148,7 @@ impl EventLoop {
                 service.next_deadline(),
                 retire_deadline,
                 self.flushes.next_sync(),
+                self.gate.next_deadline(),
             ];
             let mut timeout = due
                 .into_iter()
@@ -172,7 +177,9 @@ impl EventLoop {
             // Read every ready socket first, then serve: the pass's write transaction (and so
             // LMDB's write lock, which the other workers wait on) opens only in the second half.
             self.readable.clear();
-            for index in std::mem::take(&mut self.accept_pending) {
+            let mut retry = std::mem::take(&mut self.accept_pending);
+            retry.extend(self.gate.release(self.conns.len(), now));
+            for index in retry {
                 self.accept(index, now);
             }
             for event in events.iter() {
@@ -266,6 +273,12 @@ impl EventLoop {
                 }
                 return;
             }
+            if !self.gate.open(self.conns.len(), now) {
+                // Edge-triggered: the queued connections raise no new event, so the gate
+                // hands this listener back once it opens.
+                self.gate.hold(index);
+                return;
+            }
             let Some(listener) = self.listeners.get(index) else {
                 return;
             };
@@ -274,8 +287,9 @@ impl EventLoop {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
-                    // EMFILE and friends: log and try again on the next readiness.
-                    log::error!("accept failed: {e}");
+                    if self.gate.failed(&e, now) {
+                        self.gate.hold(index);
+                    }
                     return;
                 }
             }

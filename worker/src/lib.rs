@@ -172,6 +172,7 @@ pub fn run(args: WorkerArgs) -> i32 {
     code
 }
 
+mod accept_gate;
 mod access_log;
 mod auth;
 mod cluster_link;

@@ -201,6 +201,34 @@ pub static DIRECTIVES: &[Directive] = &[
         },
     },
     Directive {
+        name: "worker_connections",
+        min_args: 1,
+        max_args: 1,
+        multi: false,
+        context: Context::Both,
+        syntax: "number",
+        default: "4096",
+        help: "the most client connections one worker holds open; at the limit it stops accepting until one closes",
+        set: |c, a| {
+            c.worker_connections = a.number(0, 1, 1 << 20, "a number from 1 to 1048576")? as usize;
+            Ok(())
+        },
+    },
+    Directive {
+        name: "worker_rlimit_nofile",
+        min_args: 1,
+        max_args: 1,
+        multi: false,
+        context: Context::Both,
+        syntax: "number",
+        default: "",
+        help: "the open-file limit (RLIMIT_NOFILE) the master sets for itself and its workers",
+        set: |c, a| {
+            c.worker_rlimit_nofile = Some(a.number(0, 1, 1 << 30, "a number from 1 to 1073741824")?);
+            Ok(())
+        },
+    },
+    Directive {
         name: "keepalive_timeout",
         min_args: 1,
         max_args: 1,

@@ -85,6 +85,8 @@ fn every_directive_parses_a_good_value() {
         listen 127.0.0.1:9000;
         data_dir /srv/data;
         map_size 1g;
+        worker_connections 100;
+        worker_rlimit_nofile 65536;
         keepalive_timeout 5s;
         client_max_body_size 1k;
         shutdown_timeout 0;
@@ -123,6 +125,8 @@ fn every_directive_parses_a_good_value() {
         }],
         data_dir: "/srv/data".into(),
         map_size: 1 << 30,
+        worker_connections: 100,
+        worker_rlimit_nofile: Some(65536),
         keepalive_timeout: secs(5),
         client_max_body_size: 1024,
         shutdown_timeout: Duration::ZERO,
@@ -191,6 +195,8 @@ fn every_directive_rejects_bad_values() {
                 "99999999999g",
             ],
         ),
+        ("worker_connections", &["0", "-1", "1k", "9999999"]),
+        ("worker_rlimit_nofile", &["0", "x", "99999999999"]),
         (
             "keepalive_timeout",
             &["abc", "-1s", "1S", "1.5s", "1y", "99999999999999d"],
@@ -729,7 +735,11 @@ fn the_shipped_confs_comment_out_the_defaults() {
         for line in text.lines() {
             let rest = line.strip_prefix('#').unwrap_or("");
             let name = rest.split_whitespace().next().unwrap_or("");
-            if name != "auth_basic_user_file" && DIRECTIVES.iter().any(|d| d.name == name) {
+            // A directive without a default (an optional file or limit) is shown with an example.
+            if DIRECTIVES
+                .iter()
+                .any(|d| d.name == name && !d.default.is_empty())
+            {
                 uncommented.push_str(rest);
                 count += 1;
             } else {
