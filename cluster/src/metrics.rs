@@ -32,7 +32,7 @@ impl Counter {
     }
 }
 
-/// Why the helper refused a client request (what [`crate::node::Node::count_refusal`] counts).
+/// Why the helper refused a client request (what `Node::count_refusal` counts).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
     /// `503`: certainly not applied, retry.

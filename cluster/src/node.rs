@@ -241,15 +241,17 @@ impl Node {
     }
 
     /// A leader refuses a write before appending it when fewer than a majority of its voters
-    /// (itself included) answered a call within two election timeouts: the write could not
-    /// commit, and refused now it is certainly not applied (`503`, not a `504` at the timeout).
+    /// (itself included) answered a call within two election timeouts (at least 1 s): the
+    /// write could not commit, and refused now it is certainly not applied (`503`, not a `504`
+    /// at the timeout).
     /// Heartbeats go every quarter of an election timeout, so a healthy group always passes.
     fn check_majority(&self, raft: &Raft<TypeConfig>) -> Result<(), WriteError> {
         let voters: Vec<NodeId> = {
             let m = raft.metrics().borrow().membership_config.clone();
             m.membership().voter_ids().collect()
         };
-        let window = 2 * self.election.as_millis() as u64;
+        // At least a second: a loaded machine may delay heartbeats past short timeouts.
+        let window = (2 * self.election.as_millis() as u64).max(1000);
         let now = unix_ms();
         let fresh = |&&v: &&NodeId| {
             v == self.this || now.saturating_sub(self.client.contact(v).last_answer_ms) <= window
