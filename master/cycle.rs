@@ -300,9 +300,21 @@ impl Master {
         conf::notice!("worker {pid} {exit}, respawning");
         self.table.metrics.worker_restarted(w.slot);
         let now = Instant::now();
+        let served = w.state == State::Running;
+        // Back-off protects from a crash loop, never at the price of serving nothing: a
+        // worker that had served is replaced at once when no other serves.
+        let alone = served && !self.table.serving(self.table.generation);
         let slot = &mut self.table.slots[w.slot];
-        match slot.crashed(now, w.spawned) {
+        match slot.crashed(now, w.spawned, served) {
             None => self.table.respawn(w.slot),
+            Some(_) if alone => {
+                conf::notice!(
+                    "worker slot {} died soon after it started, but no worker serves: \
+                     respawning it at once",
+                    w.slot
+                );
+                self.table.respawn(w.slot);
+            }
             Some(delay) => {
                 let n = slot.crashes.len();
                 slot.respawn_at = Some(now + delay);

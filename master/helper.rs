@@ -124,7 +124,9 @@ impl Table {
         }
         conf::notice!("cluster helper {pid} {exit}, respawning");
         let now = Instant::now();
-        match h.slot.crashed(now, p.spawned) {
+        // The helper's deaths all count towards its back-off: a helper killed again and
+        // again stalls its groups (each restart replays and re-elects) whatever it served.
+        match h.slot.crashed(now, p.spawned, false) {
             None => self.respawn_helper(),
             Some(delay) => {
                 let n = h.slot.crashes.len();

@@ -89,11 +89,23 @@ pub const CRASH_WINDOW: Duration = Duration::from_secs(10);
 pub const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
+/// A worker that was ready and lived this long has served: its death is no crash loop.
+pub const QUICK_DEATH: Duration = Duration::from_secs(1);
+
 impl Slot {
-    /// Records an unasked exit at `now` of a worker spawned at `spawned` and returns the delay
-    /// before the respawn (`None`: at once). The delay doubles from 1 s up to 30 s while the
-    /// slot keeps dying within 10 s of its start; a worker that lived 10 s resets it.
-    pub fn crashed(&mut self, now: Instant, spawned: Instant) -> Option<Duration> {
+    /// Records an unasked exit at `now` of a child spawned at `spawned` and returns the delay
+    /// before the respawn (`None`: at once). `served`: it had reported ready; a child that
+    /// served and lived [`QUICK_DEATH`] is replaced at once, always (a worker killed again and
+    /// again after serving, say by an operator's script or the OOM killer, is not a crash
+    /// loop, and backing it off would leave the daemon without workers). Otherwise the delay
+    /// doubles from 1 s up to 30 s while the slot keeps dying within 10 s of its start, from
+    /// the third such death; a child that lived 10 s resets it.
+    pub fn crashed(&mut self, now: Instant, spawned: Instant, served: bool) -> Option<Duration> {
+        if served && now.duration_since(spawned) >= QUICK_DEATH {
+            self.backoff = None;
+            self.crashes.clear();
+            return None;
+        }
         if now.duration_since(spawned) >= CRASH_WINDOW {
             self.backoff = None;
         }
@@ -476,26 +488,62 @@ fn switch_user(user: &User) -> nix::Result<()> {
 mod tests {
     use super::*;
 
+    impl Slot {
+        fn crashed_quick(&mut self, now: Instant, spawned: Instant) -> Option<Duration> {
+            self.crashed(now, spawned, false)
+        }
+    }
+
+    #[test]
+    fn a_worker_that_served_is_replaced_at_once_even_in_a_storm() {
+        let mut slot = Slot::default();
+        let t0 = Instant::now();
+        let s = |ms| t0 + Duration::from_millis(ms);
+        // Killed every 1.2 s after serving, 50 times: never backed off.
+        for k in 0..50u64 {
+            let spawned = s(k * 1200);
+            assert_eq!(slot.crashed(spawned + QUICK_DEATH, spawned, true), None);
+        }
+        // Quick deaths still back off, and a served one ends that.
+        assert_eq!(slot.crashed(s(70_000), s(69_900), false), None);
+        assert_eq!(slot.crashed(s(70_100), s(70_000), true), None);
+        assert_eq!(
+            slot.crashed(s(70_200), s(70_100), false),
+            Some(FIRST_BACKOFF)
+        );
+        assert_eq!(slot.crashed(s(72_000), s(70_500), true), None);
+        assert_eq!(slot.backoff, None);
+    }
+
     #[test]
     fn backoff_starts_at_the_third_quick_crash_and_doubles() {
         let mut slot = Slot::default();
         let t0 = Instant::now();
         let s = |ms| t0 + Duration::from_millis(ms);
-        assert_eq!(slot.crashed(s(100), s(0)), None);
-        assert_eq!(slot.crashed(s(200), s(100)), None);
-        assert_eq!(slot.crashed(s(300), s(200)), Some(Duration::from_secs(1)));
-        assert_eq!(slot.crashed(s(1400), s(1300)), Some(Duration::from_secs(2)));
-        assert_eq!(slot.crashed(s(3500), s(3400)), Some(Duration::from_secs(4)));
+        assert_eq!(slot.crashed_quick(s(100), s(0)), None);
+        assert_eq!(slot.crashed_quick(s(200), s(100)), None);
+        assert_eq!(
+            slot.crashed_quick(s(300), s(200)),
+            Some(Duration::from_secs(1))
+        );
+        assert_eq!(
+            slot.crashed_quick(s(1400), s(1300)),
+            Some(Duration::from_secs(2))
+        );
+        assert_eq!(
+            slot.crashed_quick(s(3500), s(3400)),
+            Some(Duration::from_secs(4))
+        );
         let mut at = 3500;
         let mut last = Duration::from_secs(4);
         for _ in 0..6 {
             at += last.as_millis() as u64 + 100;
-            last = slot.crashed(s(at), s(at - 50)).unwrap();
+            last = slot.crashed_quick(s(at), s(at - 50)).unwrap();
         }
         assert_eq!(last, MAX_BACKOFF);
         // A worker that lived 10 s resets the slot.
         at += 40_000;
-        assert_eq!(slot.crashed(s(at), s(at - 10_000)), None);
+        assert_eq!(slot.crashed_quick(s(at), s(at - 10_000)), None);
     }
 
     #[test]
