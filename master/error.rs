@@ -45,6 +45,12 @@ pub enum MasterError {
     },
     /// `user` names nobody in the password database.
     UnknownUser(String),
+    /// The workers' `user` cannot search `refusing`, a folder on the way to `path`.
+    Unreachable {
+        user: String,
+        path: PathBuf,
+        refusing: PathBuf,
+    },
     /// chown of the data folder or the logs to `user` failed.
     Chown {
         path: PathBuf,
@@ -114,6 +120,19 @@ impl fmt::Display for MasterError {
                 write!(f, "could not open the error log {target}: {err}")
             }
             MasterError::UnknownUser(name) => write!(f, "unknown user \"{name}\""),
+            MasterError::Unreachable {
+                user,
+                path,
+                refusing,
+            } => write!(
+                f,
+                "the workers' user \"{user}\" cannot reach {}: it may not enter {} ({}); \
+                 set \"user\" to a user that can (the owner, or root), or choose a folder it can \
+                 reach",
+                path.display(),
+                refusing.display(),
+                crate::access::describe(refusing)
+            ),
             MasterError::Chown { path, err } => {
                 write!(f, "could not chown {}: {err}", path.display())
             }

@@ -7,6 +7,7 @@
 //! LMDB, only `conf` (what to run), `worker` (`prepare` and `run`) and, in cluster mode,
 //! `cluster::helper::run` (the body of the cluster helper process it forks beside them).
 
+mod access;
 mod args;
 mod cluster;
 mod cycle;
@@ -187,6 +188,7 @@ fn prepare(
     worker::prepare(&conf, inherited.is_empty()).map_err(MasterError::Prepare)?;
     let user = process::resolve_user(&conf.user)?;
     if let Some(user) = &user {
+        access::check_reachable(&conf, user)?;
         process::chown_tree(&conf.data_dir, user)?;
     }
     let mut listeners = Vec::new();

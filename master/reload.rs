@@ -74,6 +74,7 @@ impl Reload {
         worker::prepare(&new, false).map_err(MasterError::Prepare)?;
         let user = process::resolve_user(&new.user)?;
         if let Some(user) = &user {
+            crate::access::check_reachable(&new, user)?;
             process::chown_tree(&new.data_dir, user)?;
         }
         let mut bound: Vec<Listener> = Vec::new();
