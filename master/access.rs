@@ -38,6 +38,7 @@ pub fn check_reachable(conf: &Conf, user: &User) -> Result<(), MasterError> {
             return Err(MasterError::Unreachable {
                 user: user.name.clone(),
                 path,
+                what: describe(&refusing),
                 refusing,
             });
         }
@@ -87,7 +88,7 @@ fn may_search(mode: u32, uid: u32, gid: u32, user: &User, groups: &[Gid]) -> boo
 }
 
 /// The owner of `path` and its mode, for the error line.
-pub fn describe(path: &Path) -> String {
+fn describe(path: &Path) -> String {
     match std::fs::metadata(path) {
         Ok(m) => {
             let owner = nix::unistd::User::from_uid(m.uid().into())

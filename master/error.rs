@@ -45,11 +45,13 @@ pub enum MasterError {
     },
     /// `user` names nobody in the password database.
     UnknownUser(String),
-    /// The workers' `user` cannot search `refusing`, a folder on the way to `path`.
+    /// The workers' `user` cannot search `refusing`, a folder on the way to `path`; `what`
+    /// says its mode and owner.
     Unreachable {
         user: String,
         path: PathBuf,
         refusing: PathBuf,
+        what: String,
     },
     /// chown of the data folder or the logs to `user` failed.
     Chown {
@@ -124,6 +126,7 @@ impl fmt::Display for MasterError {
                 user,
                 path,
                 refusing,
+                what,
             } => write!(
                 f,
                 "the workers' user \"{user}\" cannot reach {}: it may not enter {} ({}); \
@@ -131,7 +134,7 @@ impl fmt::Display for MasterError {
                  reach",
                 path.display(),
                 refusing.display(),
-                crate::access::describe(refusing)
+                what
             ),
             MasterError::Chown { path, err } => {
                 write!(f, "could not chown {}: {err}", path.display())
