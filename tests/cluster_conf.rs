@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
 
-use common::{children_of, free_port, get, is_alive, try_request, wait_until, Server};
+use common::{children_of, cluster_helper_pid, free_port, get, is_alive, wait_until, Server};
 
 fn stderr_lines(out: &Output) -> Vec<String> {
     String::from_utf8_lossy(&out.stderr)
@@ -136,51 +136,6 @@ fn with_block(base: &str, block: &str) -> String {
     format!("{base}{block}")
 }
 
-/// The pid of the master's cluster helper: the last "started cluster helper PID" line of the
-/// error log whose process is still a child of the master (workers are the other children).
-fn helper_pid(server: &Server) -> Option<i32> {
-    let log = server.error_log();
-    let pid: i32 = log
-        .lines()
-        .rev()
-        .find_map(|l| l.split("started cluster helper ").nth(1))?
-        .trim()
-        .parse()
-        .ok()?;
-    children_of(server.master_pid())
-        .contains(&pid)
-        .then_some(pid)
-}
-
-/// POST /put?key=`key` with `value` until a 200 (bounded): the node's groups have a leader.
-fn put_until_ok(server: &Server, key: &str, value: &str) {
-    let target = format!("/put?key={key}");
-    let mut last = String::new();
-    let ok = wait_until(Duration::from_secs(30), || {
-        match try_request(
-            server.addr(),
-            "POST",
-            &target,
-            value.as_bytes(),
-            Duration::from_secs(10),
-        ) {
-            Ok(r) if r.status == 200 => true,
-            Ok(r) => {
-                last = format!("{} {:?}", r.status, r.header("Cluster-Error"));
-                std::thread::sleep(Duration::from_millis(100));
-                false
-            }
-            Err(e) => {
-                last = e.to_string();
-                false
-            }
-        }
-    });
-    assert!(ok, "no 200 for {target}: {last}\n{}", server.error_log());
-    let got = get(server.addr(), &format!("/get?key={key}"));
-    assert_eq!((got.status, got.text()), (200, value.to_string()));
-}
-
 /// A started one-node cluster, its base conf text (without the block), the secret and the
 /// peer port.
 fn start_one_node(extra: &str) -> (Server, String, PathBuf, u16) {
@@ -199,7 +154,7 @@ fn start_one_node(extra: &str) -> (Server, String, PathBuf, u16) {
 #[test]
 fn a_start_with_a_cluster_block_serves_with_a_helper() {
     let (server, ..) = start_one_node("");
-    let helper = helper_pid(&server).expect("a cluster helper among the master's children");
+    let helper = cluster_helper_pid(&server).expect("a cluster helper among the master's children");
     // Two workers and the helper.
     assert_eq!(children_of(server.master_pid()).len(), 3);
     assert!(server.error_log().contains(&format!(
@@ -280,7 +235,7 @@ fn a_reload_to_a_cluster_block_is_refused_and_the_old_conf_kept() {
 fn a_reload_of_timeout_and_reads_keeps_the_helper_and_renews_the_workers() {
     let (server, base, secret, peer) = start_one_node("");
     put_until_ok(&server, "before", "1");
-    let helper = helper_pid(&server).expect("the helper");
+    let helper = cluster_helper_pid(&server).expect("the helper");
     let workers: Vec<i32> = children_of(server.master_pid())
         .into_iter()
         .filter(|&p| p != helper)
@@ -309,7 +264,7 @@ fn a_reload_of_timeout_and_reads_keeps_the_helper_and_renews_the_workers() {
     assert!(is_alive(helper));
     // The new workers reach the same helper.
     put_until_ok(&server, "after", "2");
-    assert_eq!(helper_pid(&server), Some(helper));
+    assert_eq!(cluster_helper_pid(&server), Some(helper));
 }
 
 #[test]
@@ -355,4 +310,11 @@ fn the_shipped_three_node_confs_check() {
         );
         assert_eq!(out.status.code(), Some(0), "{name}: {out:?}");
     }
+}
+
+/// [`common::put_until_ok`], then the value reads back through the same node.
+fn put_until_ok(server: &Server, key: &str, value: &str) {
+    common::put_until_ok(server, key, value);
+    let got = get(server.addr(), &format!("/get?key={key}"));
+    assert_eq!((got.status, got.text()), (200, value.to_string()));
 }

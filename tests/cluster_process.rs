@@ -12,7 +12,10 @@ mod common;
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
-use common::{children_of, free_port, get, is_alive, try_request, wait_until, Server};
+use common::{
+    children_of, cluster_helper_pid, free_port, get, is_alive, put_until_ok, try_request,
+    wait_until, Server,
+};
 
 const SECRET: &str = "a secret shared by the three test nodes\n";
 
@@ -50,55 +53,6 @@ fn prepare(count: usize, replicas: usize) -> Vec<Server> {
     servers
 }
 
-/// The master's cluster helper (see the file's head).
-fn helper_pid(server: &Server) -> Option<i32> {
-    let log = server.error_log();
-    let pid: i32 = log
-        .lines()
-        .rev()
-        .find_map(|l| l.split("started cluster helper ").nth(1))?
-        .trim()
-        .parse()
-        .ok()?;
-    children_of(server.master_pid())
-        .contains(&pid)
-        .then_some(pid)
-}
-
-/// POSTs /put?key=`key` through `server` until a 200 (bounded: elections, a helper coming
-/// back); panics with the last answer otherwise.
-fn put_until_ok(server: &Server, key: &str, value: &str) {
-    let target = format!("/put?key={key}");
-    let mut last = String::new();
-    let ok = wait_until(REPLICATION, || {
-        let r = try_request(
-            server.addr(),
-            "POST",
-            &target,
-            value.as_bytes(),
-            Duration::from_secs(10),
-        );
-        match r {
-            Ok(r) if r.status == 200 => true,
-            Ok(r) => {
-                last = format!("{} {:?}", r.status, r.header("Cluster-Error"));
-                std::thread::sleep(Duration::from_millis(100));
-                false
-            }
-            Err(e) => {
-                last = e.to_string();
-                false
-            }
-        }
-    });
-    assert!(
-        ok,
-        "no 200 for {target} on {}: {last}\n{}",
-        server.addr(),
-        server.error_log()
-    );
-}
-
 /// GETs /get?key=`key` through `server` until it answers `value` (bounded: reads are the
 /// node's own replica, which applies the write once it learns it is committed).
 fn read_until(server: &Server, key: &str, value: &str) {
@@ -133,7 +87,7 @@ fn three_nodes_replicate_and_survive_a_helper_killed_and_a_node_quitting() {
         n.restart();
     }
     for n in &nodes {
-        let helper = helper_pid(n).expect("a cluster helper among the master's children");
+        let helper = cluster_helper_pid(n).expect("a cluster helper among the master's children");
         // One worker and the helper.
         assert_eq!(children_of(n.master_pid()).len(), 2, "{}", n.error_log());
         assert!(is_alive(helper));
@@ -146,11 +100,11 @@ fn three_nodes_replicate_and_survive_a_helper_killed_and_a_node_quitting() {
 
     // kill -9 of node 2's helper alone: the master logs it, respawns it, and a write through
     // node 2 commits again.
-    let old = helper_pid(&nodes[1]).expect("node 2's helper");
+    let old = cluster_helper_pid(&nodes[1]).expect("node 2's helper");
     // SAFETY: kill(2) has no memory effects.
     assert_eq!(unsafe { libc::kill(old, libc::SIGKILL) }, 0);
     let respawned = wait_until(Duration::from_secs(10), || {
-        helper_pid(&nodes[1]).is_some_and(|p| p != old)
+        cluster_helper_pid(&nodes[1]).is_some_and(|p| p != old)
     });
     assert!(respawned, "{}", nodes[1].error_log());
     let log = nodes[1].error_log();
@@ -167,7 +121,7 @@ fn three_nodes_replicate_and_survive_a_helper_killed_and_a_node_quitting() {
 
     // QUIT of node 3 leaves none of its processes.
     let master = nodes[2].master_pid();
-    let helper = helper_pid(&nodes[2]).expect("node 3's helper");
+    let helper = cluster_helper_pid(&nodes[2]).expect("node 3's helper");
     let worker = children_of(master)
         .into_iter()
         .find(|&p| p != helper)
@@ -205,7 +159,11 @@ fn three_nodes_replicate_and_survive_a_helper_killed_and_a_node_quitting() {
 fn a_one_node_cluster_serves_writes() {
     let mut nodes = prepare(1, 1);
     nodes[0].restart();
-    assert!(helper_pid(&nodes[0]).is_some(), "{}", nodes[0].error_log());
+    assert!(
+        cluster_helper_pid(&nodes[0]).is_some(),
+        "{}",
+        nodes[0].error_log()
+    );
     put_until_ok(&nodes[0], "solo", "yes");
     let r = get(nodes[0].addr(), "/get?key=solo");
     assert_eq!((r.status, r.text()), (200, "yes".to_string()));
@@ -227,7 +185,7 @@ fn a_helper_that_keeps_dying_is_respawned_with_a_back_off() {
     put_until_ok(node, "k", "v");
     // Three quick deaths: the first two are respawned at once, the third after 1 s.
     for round in 1..=3 {
-        let pid = helper_pid(node).expect("the helper");
+        let pid = cluster_helper_pid(node).expect("the helper");
         // SAFETY: kill(2) has no memory effects.
         assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
         let gone = wait_until(Duration::from_secs(5), || {
@@ -238,7 +196,7 @@ fn a_helper_that_keeps_dying_is_respawned_with_a_back_off() {
         assert!(gone, "round {round}\n{}", node.error_log());
         if round < 3 {
             let back = wait_until(Duration::from_secs(5), || {
-                helper_pid(node).is_some_and(|p| p != pid)
+                cluster_helper_pid(node).is_some_and(|p| p != pid)
             });
             assert!(back, "round {round}\n{}", node.error_log());
         }

@@ -127,12 +127,7 @@ impl Cluster {
     /// Stops node `i`.
     async fn stop(&mut self, i: usize) {
         let (node, store) = self.nodes[i].take().expect("up");
-        node.shutdown().await;
-        let until = deadline(10);
-        while Arc::strong_count(&store) > 1 {
-            assert!(Instant::now() < until, "node {i} keeps its store");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        common::shut_down(i, node, store).await;
     }
 }
 

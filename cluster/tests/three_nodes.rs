@@ -111,12 +111,7 @@ impl Cluster {
     /// Shuts node `i` down and waits until openraft let go of its store.
     async fn stop(&mut self, i: usize) {
         let (node, store) = self.nodes[i].take().expect("up");
-        node.shutdown().await;
-        let until = deadline(10);
-        while Arc::strong_count(&store) > 1 {
-            assert!(Instant::now() < until, "node {i} keeps its store");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        common::shut_down(i, node, store).await;
     }
 
     /// Starts node `i` again on its folder (its log's lock and port freed shortly after a stop).

@@ -331,6 +331,56 @@ impl Drop for Server {
     }
 }
 
+/// The pid of a cluster node's helper: the last "started cluster helper PID" line of the
+/// error log whose process is still a child of the master (workers are the other children).
+pub fn cluster_helper_pid(server: &Server) -> Option<i32> {
+    let log = server.error_log();
+    let pid: i32 = log
+        .lines()
+        .rev()
+        .find_map(|l| l.split("started cluster helper ").nth(1))?
+        .trim()
+        .parse()
+        .ok()?;
+    children_of(server.master_pid())
+        .contains(&pid)
+        .then_some(pid)
+}
+
+/// POSTs /put?key=`key` through `server` until a 200 (bounded: elections, a helper coming
+/// back; at most 30 s); panics with the last answer otherwise.
+pub fn put_until_ok(server: &Server, key: &str, value: &str) {
+    let target = format!("/put?key={key}");
+    let mut last = String::new();
+    let ok = wait_until(Duration::from_secs(30), || {
+        let r = try_request(
+            server.addr(),
+            "POST",
+            &target,
+            value.as_bytes(),
+            Duration::from_secs(10),
+        );
+        match r {
+            Ok(r) if r.status == 200 => true,
+            Ok(r) => {
+                last = format!("{} {:?}", r.status, r.header("Cluster-Error"));
+                std::thread::sleep(Duration::from_millis(100));
+                false
+            }
+            Err(e) => {
+                last = e.to_string();
+                false
+            }
+        }
+    });
+    assert!(
+        ok,
+        "no 200 for {target} on {}: {last}\n{}",
+        server.addr(),
+        server.error_log()
+    );
+}
+
 /// Runs the binary with `args` and a deadline; a process that hangs is killed and the test
 /// fails.
 pub fn run_bin(args: &[&str], deadline: Duration) -> Output {

@@ -97,3 +97,18 @@ pub fn open_store(conf: &conf::Conf) -> Arc<Store> {
     .expect("store");
     Arc::new(store)
 }
+
+/// Shuts node `i` (`node` over `store`) down and waits, 10 s at most, until openraft's tasks
+/// let go of its store (a restart on the same folder needs it closed).
+#[allow(dead_code)] // helper_socket.rs stops its nodes another way
+pub async fn shut_down(i: usize, node: cluster::node::Node, store: Arc<Store>) {
+    node.shutdown().await;
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while Arc::strong_count(&store) > 1 {
+        assert!(
+            std::time::Instant::now() < until,
+            "node {i} keeps its store"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
