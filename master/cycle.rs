@@ -302,8 +302,11 @@ impl Master {
         let now = Instant::now();
         let served = w.state == State::Running;
         // Back-off protects from a crash loop, never at the price of serving nothing: a
-        // worker that had served is replaced at once when no other serves.
-        let alone = served && !self.table.serving(self.table.generation);
+        // worker that had served, or that was killed from outside (SIGKILL: an operator, a
+        // script, the OOM killer; never a crash of the worker's own), is replaced at once when
+        // no other serves. A worker that crashed by itself before it served still backs off.
+        let alone =
+            (served || exit.killed_from_outside()) && !self.table.serving(self.table.generation);
         let slot = &mut self.table.slots[w.slot];
         match slot.crashed(now, w.spawned, served) {
             None => self.table.respawn(w.slot),

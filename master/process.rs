@@ -148,6 +148,14 @@ impl Exit {
     }
 }
 
+impl Exit {
+    /// SIGKILL: an operator, a script or the OOM killer ended the child; no crash of its own
+    /// (a panic aborts with SIGABRT, a fault is SIGSEGV or SIGBUS, a failed start an exit code).
+    pub fn killed_from_outside(&self) -> bool {
+        matches!(self, Exit::Signal { signal, .. } if *signal == libc::SIGKILL)
+    }
+}
+
 impl fmt::Display for Exit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -554,5 +562,17 @@ mod tests {
             core: false,
         };
         assert_eq!(sig.to_string(), "exited on signal 9");
+    }
+
+    #[test]
+    fn only_sigkill_is_a_kill_from_outside() {
+        let signal = |signal| Exit::Signal {
+            signal,
+            core: false,
+        };
+        assert!(signal(libc::SIGKILL).killed_from_outside());
+        assert!(!signal(libc::SIGSEGV).killed_from_outside());
+        assert!(!signal(libc::SIGABRT).killed_from_outside());
+        assert!(!Exit::Code(101).killed_from_outside());
     }
 }
