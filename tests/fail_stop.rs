@@ -184,10 +184,11 @@ fn mq_mode_never_answers_an_error_for_a_change_it_keeps() {
     }
 }
 
-/// `sync_writes off` in `mode`: the periodic sync fails (the 30th of the daemon, both workers
-/// flushing every 50 ms); every write before it got 200, every one after gets 503 (nothing of
-/// a pass waits for the sync, so none goes unanswered), once at `[alert]`; a restart goes on
-/// from the data file with every acknowledged write. `put(i)` is the ith write.
+/// `sync_writes off` in `mode`: the periodic sync fails (the 100th of the daemon, both workers
+/// flushing every 50 ms: about 2.5 s in, so that a slow start still leaves writes
+/// acknowledged before it); every write before it got 200, every one after gets 503 (nothing
+/// of a pass waits for the sync, so none goes unanswered), once at `[alert]`; a restart goes
+/// on from the data file with every acknowledged write. `put(i)` is the ith write.
 /// Returns the restarted server and the numbers of the acknowledged writes.
 fn a_failed_periodic_sync_stops_writes(
     mode: &str,
@@ -198,7 +199,7 @@ fn a_failed_periodic_sync_stops_writes(
         ("sync_writes", "off"),
         ("sync_interval", "50ms"),
         ("mq_timeout_unit", "1s"),
-        ("debug_fail_flush", "30"),
+        ("debug_fail_flush", "100"),
     ]);
     let addr = server.addr();
     let mut acked = Vec::new();
