@@ -4,85 +4,12 @@
 
 mod common;
 
+use common::conn::{is_gone, Conn};
 use common::{get, wait_until, Client, Response, Server};
-use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// A keep-alive connection that reports I/O errors instead of panicking (the server is killed
-/// under it on purpose).
-struct Conn {
-    reader: BufReader<TcpStream>,
-}
-
-impl Conn {
-    fn connect(addr: SocketAddr, timeout: Duration) -> io::Result<Conn> {
-        let s = TcpStream::connect_timeout(&addr, timeout)?;
-        s.set_read_timeout(Some(timeout))?;
-        s.set_write_timeout(Some(timeout))?;
-        s.set_nodelay(true)?;
-        Ok(Conn {
-            reader: BufReader::new(s),
-        })
-    }
-
-    fn send(&mut self, method: &str, target: &str, body: &[u8]) -> io::Result<Response> {
-        let mut wire = format!(
-            "{method} {target} HTTP/1.1\r\nHost: d\r\nContent-Length: {}\r\n\r\n",
-            body.len()
-        )
-        .into_bytes();
-        wire.extend_from_slice(body);
-        self.reader.get_mut().write_all(&wire)?;
-        let eof = || io::Error::new(io::ErrorKind::UnexpectedEof, "closed");
-        let mut line = String::new();
-        if self.reader.read_line(&mut line)? == 0 {
-            return Err(eof());
-        }
-        let status: u16 = line
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, line.clone()))?;
-        let mut headers = Vec::new();
-        loop {
-            line.clear();
-            if self.reader.read_line(&mut line)? == 0 {
-                return Err(eof());
-            }
-            let l = line.trim_end();
-            if l.is_empty() {
-                break;
-            }
-            if let Some((n, v)) = l.split_once(':') {
-                headers.push((n.trim().to_string(), v.trim().to_string()));
-            }
-        }
-        let len: usize = headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
-            .and_then(|(_, v)| v.parse().ok())
-            .ok_or_else(eof)?;
-        let mut body = vec![0; len];
-        self.reader.read_exact(&mut body)?;
-        Ok(Response {
-            status,
-            headers,
-            body,
-        })
-    }
-}
-
-/// Whether an I/O error means "the server side went away" (a killed process), as opposed to
-/// a stall (timeout).
-fn is_gone(e: &io::Error) -> bool {
-    !matches!(
-        e.kind(),
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-    )
-}
 
 /// Deterministic value of a key's `gen`-th write: varied lengths, binary bytes.
 fn value_for(key: &str, gen: u32) -> Vec<u8> {

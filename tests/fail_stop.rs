@@ -2,7 +2,8 @@
 //! (`debug_fail_flush`, `debug_fail_checkpoint`): the failed pass's clients get no `200`,
 //! every later write gets `503` (on every worker, respawned ones too), reads of acknowledged
 //! data go on, the error log says it once at `[alert]`, and after `kill -9` of the tree a
-//! restart on the same data folder has every acknowledged write. mq mode too.
+//! restart on the same data folder has every acknowledged write. mq mode too, and the
+//! periodic sync of `sync_writes off` (kv and mq) as well.
 
 mod common;
 
@@ -181,4 +182,103 @@ fn mq_mode_never_answers_an_error_for_a_change_it_keeps() {
         let r = get(addr, "/get?queue=q&worker=w");
         assert_eq!((r.status, r.text()), (200, item.clone()), "lost {item}");
     }
+}
+
+/// `sync_writes off` in `mode`: the periodic sync fails (the 100th of the daemon, both workers
+/// flushing every 50 ms: about 2.5 s in, so that a slow start still leaves writes
+/// acknowledged before it); every write before it got 200, every one after gets 503 (nothing
+/// of a pass waits for the sync, so none goes unanswered), once at `[alert]`; a restart goes
+/// on from the data file with every acknowledged write. `put(i)` is the ith write.
+/// Returns the restarted server and the numbers of the acknowledged writes.
+fn a_failed_periodic_sync_stops_writes(
+    mode: &str,
+    put: impl Fn(usize) -> String,
+) -> (Server, Vec<usize>) {
+    let mut server = Server::start(&[
+        ("mode", mode),
+        ("sync_writes", "off"),
+        ("sync_interval", "50ms"),
+        ("mq_timeout_unit", "1s"),
+        ("debug_fail_flush", "100"),
+    ]);
+    let addr = server.addr();
+    let mut acked = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut i = 0;
+    let refused = loop {
+        assert!(Instant::now() < deadline, "no periodic sync failed");
+        match status(addr, &put(i)) {
+            Some(200) => acked.push(i),
+            other => break other,
+        }
+        i += 1;
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert_eq!(refused, Some(503), "write {i}: {}", server.error_log());
+    assert!(!acked.is_empty(), "the sync failed before any write");
+    for j in 0..20 {
+        assert_eq!(
+            status(addr, &put(1000 + j)),
+            Some(503),
+            "write after the failure"
+        );
+    }
+    let workers = server.worker_pids();
+    // SAFETY: kill(2) has no memory effects.
+    unsafe { libc::kill(workers[0], libc::SIGKILL) };
+    assert!(wait_until(TIMEOUT, || {
+        let now = server.worker_pids();
+        now.len() == workers.len() && !now.contains(&workers[0])
+    }));
+    for j in 20..40 {
+        assert_eq!(status(addr, &put(1000 + j)), Some(503), "after a respawn");
+    }
+    assert_eq!(status(addr, "/status.html"), Some(200));
+    assert_eq!(alerts(&server), 1, "{}", server.error_log());
+    let log = server.error_log();
+    assert!(
+        log.contains("[alert]") && log.contains("the periodic sync of"),
+        "{log}"
+    );
+    kill_and_restart(&mut server, "debug_fail_flush");
+    assert!(server
+        .error_log()
+        .contains("the last daemon stopped after a failed flush; without a journal"));
+    let marker = server.dir.join("data/db/journal/fail-stop");
+    assert!(!marker.exists(), "the marker outlived the restart");
+    (server, acked)
+}
+
+#[test]
+fn a_failed_periodic_sync_with_sync_writes_off_stops_every_write() {
+    let (server, acked) =
+        a_failed_periodic_sync_stops_writes("kv", |i| format!("/put?key=p{i}&val=v{i}"));
+    let addr = server.addr();
+    for i in &acked {
+        let r = get(addr, &format!("/get?key=p{i}"));
+        assert_eq!((r.status, r.text()), (200, format!("v{i}")), "p{i}");
+    }
+    assert_eq!(
+        status(addr, "/get?key=p1000"),
+        Some(404),
+        "a write answered 503 is there"
+    );
+    assert_eq!(status(addr, "/put?key=again&val=1"), Some(200));
+}
+
+#[test]
+fn mq_mode_a_failed_periodic_sync_stops_every_write() {
+    let (server, acked) =
+        a_failed_periodic_sync_stops_writes("mq", |i| format!("/put?queue=q&item=m{i}"));
+    let addr = server.addr();
+    for i in &acked {
+        let r = get(addr, "/get?queue=q&worker=w");
+        assert_eq!((r.status, r.text()), (200, format!("m{i}")), "lost m{i}");
+    }
+    assert_eq!(
+        status(addr, "/get?queue=q&worker=w"),
+        Some(404),
+        "a put answered 503 is there"
+    );
+    assert_eq!(status(addr, "/put?queue=q&item=again"), Some(200));
 }

@@ -11,14 +11,6 @@ use std::time::{Duration, Instant};
 
 use common::{children_of, get, try_request, Server};
 
-fn storm_length() -> Duration {
-    let secs = std::env::var("HUSTSTORE_STORM_SECS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(20u64);
-    Duration::from_secs(secs.clamp(2, 600))
-}
-
 #[test]
 fn a_kill_storm_never_leaves_the_daemon_without_workers_and_loses_nothing() {
     let server = Server::start(&[("worker_processes", "2")]);
@@ -44,7 +36,7 @@ fn a_kill_storm_never_leaves_the_daemon_without_workers_and_loses_nothing() {
             })
         })
         .collect();
-    let length = storm_length();
+    let length = common::storm_length(20);
     let start = Instant::now();
     let (mut samples, mut empty, mut kills) = (0u32, 0u32, 0u32);
     let mut next_kill = start;

@@ -276,7 +276,8 @@ impl<'s> Batch<'s> {
             };
             if let Err(e) = synced {
                 let data = store.data_dir.join("data.mdb");
-                fail.trip("the commit sync", &data, &e, None);
+                let journal = store.data_dir.join("journal");
+                fail.trip("the commit sync", &data, &e, Some(&journal));
             }
             if fail.is_tripped() {
                 return Err(StorageError::Stopped { committed: true });

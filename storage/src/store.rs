@@ -112,6 +112,7 @@ impl Store {
             (Some(j), opened)
         } else {
             journal::forget(&opts.data_dir);
+            journal::open_without_journal(&opts.data_dir.join("journal"), &opts.fail_stop);
             (None, open_data()?)
         };
         // RISK: NO_SYNC | NO_META_SYNC: the cache is volatile by contract and never fsynced;
@@ -166,13 +167,27 @@ impl Store {
     }
 
     /// Flushes the persistent environment to disk (`sync_writes off`: every `sync_interval`).
+    /// A failure fail-stops the daemon (see [`crate::FailStop`]): the pages that could not
+    /// be written may be dropped, so a later sync that succeeds would not mean they are on
+    /// disk.
     pub fn sync(&self) -> Result<()> {
         if self.journal.is_none() {
             // A checkpoint stored by a journaled worker of before a reload (`sync_writes` was
             // on) would be wrong to restore once this store has written without pins.
             journal::forget(&self.data_dir);
         }
-        Ok(self.env.sync(true)?)
+        let synced = match self.fail_stop.flush_fault() {
+            Some(e) => Err(lmdb::Error::Other(e.raw_os_error().unwrap_or(libc::EIO))),
+            None => self.env.sync(true),
+        };
+        if let Err(e) = synced {
+            let data = self.data_dir.join("data.mdb");
+            let journal = self.data_dir.join("journal");
+            self.fail_stop
+                .trip("the periodic sync", &data, &e, Some(&journal));
+            return Err(e.into());
+        }
+        Ok(())
     }
 
     /// The persistent environment, for the queue crate's own databases. Do not begin a write

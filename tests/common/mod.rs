@@ -233,13 +233,19 @@ impl Server {
         pid
     }
 
-    /// kill -9 the master and its workers and waits until they are gone.
+    /// kill -9 the whole tree (the master and every child) at once and waits until they are
+    /// gone.
     pub fn kill_all(&mut self) {
         let Some(master) = self.master.take() else {
             return;
         };
+        // Stopped first, the master forks no replacement between the reading of its children
+        // and their deaths: every process of the tree is in the list, and all die within
+        // microseconds of each other, before any can react to another's death.
+        // SAFETY: kill(2) has no memory effects.
+        unsafe { libc::kill(master, libc::SIGSTOP) };
         let workers = children_of(master);
-        for pid in std::iter::once(master).chain(workers.iter().copied()) {
+        for pid in workers.iter().copied().chain(std::iter::once(master)) {
             // SAFETY: kill(2) has no memory effects.
             unsafe { libc::kill(pid, libc::SIGKILL) };
         }
@@ -398,6 +404,16 @@ pub fn run_bin(args: &[&str], deadline: Duration) -> Output {
         panic!("huststore {args:?} did not finish within {deadline:?}");
     }
     child.wait_with_output().expect("collect the output")
+}
+
+/// How long a storm-like test runs: `HUSTSTORE_STORM_SECS` seconds (2 to 600), else
+/// `default_secs` (what CI can afford).
+pub fn storm_length(default_secs: u64) -> Duration {
+    let secs = std::env::var("HUSTSTORE_STORM_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default_secs);
+    Duration::from_secs(secs.clamp(2, 600))
 }
 
 /// Polls `f` every ~10 ms until it returns true (→ true) or `timeout` passes (→ false).
@@ -731,6 +747,7 @@ fn err_text(e: io::Error) -> String {
 }
 
 pub mod cluster;
+pub mod conn;
 pub mod history;
 pub mod kv;
 pub mod netns;

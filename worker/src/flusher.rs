@@ -80,6 +80,9 @@ impl Flushes {
 
     /// `sync_writes off`: flush the environment every `sync_interval`, which bounds what a
     /// machine crash can lose (a process crash loses nothing: the data is in the page cache).
+    /// A failed flush fail-stops the daemon (`Store::sync` says so at `[alert]`); once
+    /// stopped nothing is written, so there is nothing to flush (and a flush after a failed
+    /// one may succeed without covering what the failed one lost).
     pub fn sync_if_due(&mut self, store: &storage::Store) {
         let Some((every, next)) = self.sync_every else {
             return;
@@ -89,8 +92,12 @@ impl Flushes {
             return;
         }
         self.sync_every = Some((every, now + every));
+        if store.fail_stopped() {
+            return;
+        }
         if let Err(e) = store.sync() {
-            log::error!("could not flush the store to disk: {e}");
+            // The first failure of the daemon is the alert; a later one is no news.
+            log::debug!("the periodic flush of the store failed: {e}");
         }
     }
 

@@ -1,14 +1,16 @@
 //! Fail-stop after a failed flush, as PostgreSQL decided after "fsyncgate": Linux reports a
 //! writeback error once (to each open file description) and may then drop the dirty pages,
 //! so the next `fdatasync` of the same file succeeds although data it was meant to cover is
-//! gone. After one failed `fdatasync` of the journal or `msync` of the data file, nothing the
-//! daemon writes may be acknowledged any more: [`FailStop`] is the flag every worker sees
+//! gone. After one failed `fdatasync` of the journal or `msync` of the data file (at a
+//! checkpoint, after an mq-mode commit, or the periodic sync of `sync_writes off`), nothing
+//! the daemon writes may be acknowledged any more: [`FailStop`] is the flag every worker sees
 //! (in memory the master maps before forking), plus a marker file in the journal folder that
-//! tells the next daemon to recover from the last good checkpoint (see `Journal::open`).
+//! tells the next daemon to recover from the last good checkpoint (see `Journal::open`), or,
+//! without a journal, that the last daemon stopped ([`open_without_journal`]).
 //!
 //! It also holds the test-only fault switch (`debug_fail_flush N`, `debug_fail_checkpoint N`):
-//! the nth journal flush, or the nth checkpoint sync, counted over the whole daemon, fails
-//! with `EIO` instead of being done.
+//! the nth journal flush (or commit sync, or periodic sync), or the nth checkpoint sync,
+//! counted over the whole daemon, fails with `EIO` instead of being done.
 
 use std::fmt;
 use std::fs;
@@ -27,7 +29,8 @@ const MARKER: &str = "fail-stop";
 pub struct FailState {
     /// 1 once a flush failed.
     tripped: AtomicU64,
-    /// Journal flushes (and mq-mode commit syncs) begun, for the fault switch.
+    /// Journal flushes (and mq-mode commit syncs, and `sync_writes off`'s periodic syncs)
+    /// begun, for the fault switch: a daemon does only one of the three kinds.
     flushes: AtomicU64,
     /// Checkpoint syncs begun, for the fault switch.
     checkpoints: AtomicU64,
@@ -121,7 +124,8 @@ impl FailStop {
         self.state.tripped.store(1, Ordering::Release);
     }
 
-    /// Counts a journal flush; the injected error if it is the one to fail.
+    /// Counts a journal flush (or a commit sync, or a periodic sync); the injected error if it
+    /// is the one to fail.
     pub(crate) fn flush_fault(&self) -> Option<io::Error> {
         fault(&self.state.flushes, self.fail_flush)
     }
@@ -144,8 +148,10 @@ fn marker_path(journal: &Path) -> PathBuf {
     journal.join(MARKER)
 }
 
-/// Best effort on a disk that just failed: the marker written and flushed with its folder.
+/// Best effort on a disk that just failed: the marker written and flushed with its folder
+/// (made first: a store without a journal has none yet).
 fn write_marker(journal: &Path) -> io::Result<()> {
+    fs::create_dir_all(journal)?;
     let path = marker_path(journal);
     let mut f = fs::File::create(&path)?;
     writeln!(f, "{}", std::os::unix::process::parent_id())?;
@@ -178,6 +184,34 @@ pub(crate) fn clear_marker(journal: &Path) {
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => log::error!("could not remove {}: {e}", marker_path(journal).display()),
+    }
+}
+
+/// The open of a store without a journal (`sync_writes off`, or mq mode): there is no
+/// checkpoint to recover from, so the data file goes on as it is (what the page cache held
+/// when the last daemon was killed); a marker of a daemon still running (a binary upgrade)
+/// stops this one as well, one of a daemon that is gone is said at `notice` and removed.
+pub(crate) fn open_without_journal(journal: &Path, fail: &FailStop) {
+    if fail.is_tripped() {
+        return;
+    }
+    match marker(journal) {
+        None => {}
+        Some(true) => {
+            log::error!(
+                "{} is fail-stopped (its marker names a running master): this worker \
+                 acknowledges no write either",
+                journal.parent().unwrap_or(journal).display()
+            );
+            fail.inherit();
+        }
+        Some(false) => {
+            conf::notice!(
+                "the last daemon stopped after a failed flush; without a journal there is \
+                 nothing to replay: the store goes on from its data file as it is"
+            );
+            clear_marker(journal);
+        }
     }
 }
 
@@ -216,5 +250,22 @@ mod tests {
         assert_eq!(marker(dir.path()), Some(false));
         clear_marker(dir.path());
         assert_eq!(marker(dir.path()), None);
+    }
+
+    #[test]
+    fn without_a_journal_the_marker_stops_or_is_cleared() {
+        let dir = crate::tests::TempDir::new("marker-nojournal");
+        let journal = dir.path().join("journal");
+        // The folder does not exist yet: the trip makes it.
+        FailStop::default().trip("test sync", Path::new("/x"), &"EIO", Some(&journal));
+        let upgraded = FailStop::default();
+        open_without_journal(&journal, &upgraded);
+        assert!(upgraded.is_tripped(), "its master runs: stopped as well");
+        assert_eq!(marker(&journal), Some(true), "kept for the next daemon");
+        fs::write(marker_path(&journal), "4294967295").unwrap();
+        let restarted = FailStop::default();
+        open_without_journal(&journal, &restarted);
+        assert!(!restarted.is_tripped());
+        assert_eq!(marker(&journal), None, "removed once said");
     }
 }

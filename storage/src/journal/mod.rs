@@ -70,6 +70,7 @@ use crate::{io_error, Result, StorageError};
 pub(crate) use checkpoint::Checkpoint;
 pub(crate) use checkpoint::{boot_id, forget, read_checkpoint};
 use checkpoint::{checkpoint_thread, discard, restore_meta, Checkpointer};
+pub(crate) use fail_stop::open_without_journal;
 pub use fail_stop::{FailState, FailStop};
 use record::{
     encode_record, load_position, lock, segment_path, sync_dir, txn_id, Position, SEGMENT_BYTES,
