@@ -82,9 +82,6 @@ fn metric(server: &Server, line_start: &str) -> u64 {
 }
 
 #[test]
-#[ignore = "flaky (about one run in five): in some runs writes do not come back after the \
-            deletes, or a delete gets 507 past its retry; issue 12 keeps this part open. Run \
-            with --ignored"]
 fn a_small_disk_fills_with_data_deletes_always_succeed_and_writes_come_back() {
     let Some(fs) = tmpfs_or_skip("64m") else {
         return;
@@ -157,7 +154,8 @@ fn a_small_disk_fills_with_data_deletes_always_succeed_and_writes_come_back() {
     });
     assert!(
         back,
-        "writes did not come back after deleting half the data"
+        "writes did not come back after deleting half the data; log:\n{}",
+        server.error_log()
     );
     // Pages freed by the deletes are reused once no snapshot older than them is open (the
     // checkpoint keeps one for up to its interval): a refusal meanwhile is retried, bounded.

@@ -30,19 +30,24 @@ const AHEAD: u64 = 4 << 20;
 /// Covered bytes are punched out in steps of at least this much.
 const PUNCH_STEP: u64 = 1 << 20;
 
-/// Allocates the blocks of `file` below `end + RESERVE` (asking for `AHEAD` more first),
-/// from `allocated` (what this process already made sure of in this segment). Returns the
-/// new mark, or `MapFull` when the disk cannot give them (logged, rate-limited).
+/// Allocates the blocks of `file` below `end + RESERVE` (asking for `AHEAD` more first) for
+/// a record to be written at `start..end`, from `allocated` (what this process already made
+/// sure of in this segment) or `start`, whichever is further. Returns the new mark, or
+/// `MapFull` when the disk cannot give them (logged, rate-limited).
 pub(crate) fn ensure_room(
     file: &File,
     allocated: u64,
+    start: u64,
     end: u64,
 ) -> std::result::Result<u64, StorageError> {
     let need = end.saturating_add(RESERVE);
     if need <= allocated {
         return Ok(allocated);
     }
-    let from = allocated.min(end);
+    // Never below `start`: the records there were written (by any worker), and the covered
+    // ones punched out (`punch_covered`); allocating from an older mark of this process
+    // would fill those holes again, taking back what the checkpoints gave the disk.
+    let from = allocated.max(start);
     // Ahead only into a quarter of the disk's free space (see `room`).
     let extra = crate::room::disk_free(file.as_raw_fd()).map_or(0, |free| AHEAD.min(free / 4));
     for to in [need.saturating_add(extra), need] {
@@ -155,7 +160,7 @@ mod tests {
         let path = dir.join("seg");
         let mut f = File::create(&path).unwrap();
         f.write_all(b"0123456789").unwrap();
-        let mark = ensure_room(&f, 0, 10).unwrap();
+        let mark = ensure_room(&f, 0, 0, 10).unwrap();
         assert!(mark >= 10 + RESERVE);
         assert_eq!(
             f.metadata().unwrap().len(),
@@ -163,7 +168,7 @@ mod tests {
             "KEEP_SIZE changed the length"
         );
         // Already there: no call.
-        assert_eq!(ensure_room(&f, mark, 20).unwrap(), mark);
+        assert_eq!(ensure_room(&f, mark, 10, 20).unwrap(), mark);
         // Punching keeps the length and the bytes past the punched pages.
         let big = vec![7u8; 3 << 20];
         f.write_all(&big).unwrap();
