@@ -444,7 +444,7 @@ impl Alloc {
             // judge room: `fallocate` below still covers the whole range, a no-op where the
             // blocks are there.)
             let missing = to.saturating_sub(from.max(allocated));
-            if free.is_some_and(|f| f < missing.saturating_add(keep)) {
+            if missing > 0 && free.is_some_and(|f| f < missing.saturating_add(keep)) {
                 continue;
             }
             match allocate(fd, from, to) {

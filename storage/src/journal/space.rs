@@ -87,6 +87,15 @@ pub(crate) fn punch_covered(file: &File, punched: u64, covered: u64) -> u64 {
     }
 }
 
+/// Allocates the blocks of `file` below `len` (extending it to `len` if shorter); a
+/// filesystem without `fallocate` is left as it is.
+pub(crate) fn allocate(file: &File, len: u64) -> std::io::Result<()> {
+    match fallocate(file, 0, 0, len) {
+        Err(e) if unsupported(&e) => Ok(()),
+        r => r,
+    }
+}
+
 /// A write of the journal failed with `e`: `MapFull` (logged, rate-limited) when for want of
 /// space, else the I/O error.
 pub(crate) fn write_error(e: std::io::Error, at: u64) -> StorageError {
