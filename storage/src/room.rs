@@ -182,7 +182,7 @@ impl Pass {
 /// `mdb_page_alloc` reuses, see its `mdb_find_oldest`). Pages freed since the oldest
 /// snapshot still open (a checkpoint's pin, for up to its interval) are not counted: a write
 /// would take new pages at the end of the file instead.
-fn reusable_free(env: &Environment) -> Result<u64> {
+pub(crate) fn reusable_free(env: &Environment) -> Result<u64> {
     let last = env.info()?.last_txnid() as u64;
     let oldest = oldest_reader(env).map_or(last, |r| r.min(last));
     let txn = env.begin_ro_txn()?;

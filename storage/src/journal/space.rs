@@ -192,6 +192,22 @@ mod tests {
         assert!(data[(2 << 20)..].iter().all(|&b| b == 7));
         // Less than a step more: nothing to do.
         assert_eq!(punch_covered(&f, punched, covered + 4096), punched);
+        if punched != u64::MAX {
+            // Another worker's older mark (0 here) does not fill the punched start again:
+            // only the blocks past the tail are allocated.
+            use std::os::unix::fs::MetadataExt;
+            let tail = 10 + (3 << 20);
+            let before = f.metadata().unwrap().blocks() * 512;
+            ensure_room(&f, 0, tail, tail + 10).unwrap();
+            let grown = (f.metadata().unwrap().blocks() * 512).saturating_sub(before);
+            // Past what the first call allocated (`mark`), at most up to the new need plus
+            // what is asked for ahead.
+            let past = (tail + 10 + RESERVE + AHEAD).saturating_sub(mark);
+            assert!(
+                grown <= past + (64 << 10),
+                "{grown} bytes allocated, {past} expected"
+            );
+        }
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
