@@ -23,20 +23,24 @@
 //! # A full disk
 //!
 //! A write that grows the data needs blocks for twice its bytes past the pages in use, plus a
-//! reserve ([`reserve_of`]: 1/16 of the limit or the disk, 2-64 MiB) that it leaves allocated; a request
-//! that does not grow the data (a delete, a same-size overwrite) needs only its copy-on-write
-//! pages (at most half the reserve), which growing writes kept allocated: so deletes succeed
-//! on a full disk. Blocks are asked
-//! for [`ALLOC_AHEAD`] further when the disk has them (fewer `fallocate` calls), and exactly
-//! what is needed when it has not. Once deletes have put pages on LMDB's free-list, LMDB
-//! reuses them instead of growing the file: a growing write is then let through when the
-//! free pages cover it four times over and the blocks it would need in the worst case (no
-//! page reusable) are within the allocated reserve; should the free pages be pinned by a
-//! reader after all, the write takes the reserve's blocks, never a hole. Writes so come back
-//! as soon as deletes or the disk give room again, without a restart. The data file never
-//! takes the last [`KEEP_FREE`] bytes of the disk: the journal needs them for the records of
-//! the passes that reuse freed pages. Every refusal for a
-//! full map or a full disk is counted ([`take_refusals`], `/metrics`) and logged at most
+//! reserve ([`reserve_of`]: 1/16 of the limit or the disk, 2-64 MiB) that it leaves allocated,
+//! and leaves the disk's last [`KEEP_FREE`] to the journal; a request that does not grow the
+//! data (a delete, a same-size overwrite) needs only its copy-on-write pages (at most half
+//! the reserve), which growing writes kept allocated, and leaves only [`KEEP_FREE_COW`]: so
+//! deletes succeed on a full disk. Blocks are asked for [`ALLOC_AHEAD`] further when the disk
+//! has them (fewer `fallocate` calls), and exactly what is needed when it has not. Room is
+//! judged by what `fallocate` really has to provide: another worker may have allocated
+//! further than this process's mark, and the file's block count says how far.
+//!
+//! Deletes take new pages while the pages they free are still pinned by a snapshot (each
+//! worker's checkpoint keeps one for up to its interval), so a burst of them eats the reserve
+//! and then the disk. Once pages on LMDB's free-list are reusable (freed before the oldest
+//! snapshot still open, [`reusable_free`]) LMDB takes them instead of growing the file: a
+//! request whose worst case they cover twice over is let through with the blocks of that
+//! worst case only (no page reused after all), leaving [`KEEP_FREE_REUSE`] free (a delete: no
+//! margin). Writes so come back as soon as deletes or the disk give room again, without a
+//! restart, however far the deletes took the disk. Every refusal for a full map or a full
+//! disk is counted ([`take_refusals`], `/metrics`) and logged at most
 //! once a minute per reason, saying which.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -81,6 +85,8 @@ pub(crate) struct Pass {
     growth: u64,
     high_water: Option<u64>,
     in_use: Option<u64>,
+    /// Bytes of free pages this pass may reuse ([`reusable_free`]), read at most once.
+    reusable: Option<u64>,
     /// Requests of the pass that asked for file blocks (`reserve_blocks`).
     requests: u32,
 }
@@ -156,20 +162,116 @@ impl Pass {
         Ok(())
     }
 
-    /// The bytes of the environment's free-list, read at most once per pass.
-    fn free_bytes(&mut self, env: &Environment, room: &Room) -> Result<u64> {
-        let hw = self.high_water(env, room)?;
-        let in_use = match self.in_use {
-            Some(u) => u,
+    /// The bytes of free pages the pass may reuse, read at most once per pass: the pass
+    /// holds the write lock, and readers only ever move to newer snapshots, so the count can
+    /// only grow meanwhile.
+    fn reusable(&mut self, env: &Environment, room: &Room) -> Result<u64> {
+        match self.reusable {
+            Some(r) => Ok(r),
             None => {
-                let free = env.freelist()? as u64;
-                let u = hw.saturating_sub(free * room.psize);
-                self.in_use = Some(u);
-                u
+                let r = reusable_free(env)?.saturating_mul(room.psize);
+                self.reusable = Some(r);
+                Ok(r)
             }
-        };
-        Ok(hw.saturating_sub(in_use))
+        }
     }
+}
+
+/// Pages of LMDB's free-list that a write transaction may take now: those freed by
+/// transactions older than every reader's snapshot and than the last commit (what LMDB's
+/// `mdb_page_alloc` reuses, see its `mdb_find_oldest`). Pages freed since the oldest
+/// snapshot still open (a checkpoint's pin, for up to its interval) are not counted: a write
+/// would take new pages at the end of the file instead.
+pub(crate) fn reusable_free(env: &Environment) -> Result<u64> {
+    let last = env.info()?.last_txnid() as u64;
+    let oldest = oldest_reader(env).map_or(last, |r| r.min(last));
+    let txn = env.begin_ro_txn()?;
+    let mut cursor: *mut lmdb_sys::MDB_cursor = std::ptr::null_mut();
+    // SAFETY: `txn` is a live read transaction of `env`; DBI 0 is LMDB's free-list database,
+    // always open; `cursor` is a valid out-pointer.
+    let rc = unsafe { lmdb_sys::mdb_cursor_open(lmdb::Transaction::txn(&txn), 0, &mut cursor) };
+    if rc != 0 {
+        return Err(lmdb::Error::from_err_code(rc).into());
+    }
+    let mut pages = 0u64;
+    let mut op = lmdb_sys::MDB_FIRST;
+    loop {
+        let mut key = lmdb_sys::MDB_val {
+            mv_size: 0,
+            mv_data: std::ptr::null_mut(),
+        };
+        let mut val = lmdb_sys::MDB_val {
+            mv_size: 0,
+            mv_data: std::ptr::null_mut(),
+        };
+        // SAFETY: `cursor` was opened above on `txn`, which outlives the loop; `key` and
+        // `val` are valid out-pointers.
+        let rc = unsafe { lmdb_sys::mdb_cursor_get(cursor, &mut key, &mut val, op) };
+        op = lmdb_sys::MDB_NEXT;
+        if rc != 0 {
+            break;
+        }
+        let word = std::mem::size_of::<usize>();
+        if key.mv_size != word || val.mv_size < word {
+            break;
+        }
+        // SAFETY: LMDB returned `key` and `val` pointing at `mv_size` readable bytes, valid
+        // until the next cursor operation: the free-list's key is a transaction id and its
+        // value starts with the number of pages (both `size_t`, maybe unaligned).
+        let (txnid, count) = unsafe {
+            (
+                std::ptr::read_unaligned(key.mv_data.cast::<usize>()) as u64,
+                std::ptr::read_unaligned(val.mv_data.cast::<usize>()) as u64,
+            )
+        };
+        // Keys ascend: the rest were freed too recently.
+        if txnid >= oldest {
+            break;
+        }
+        pages = pages.saturating_add(count);
+    }
+    // SAFETY: `cursor` is open, on `txn`, which is still alive; it is not used after this.
+    unsafe { lmdb_sys::mdb_cursor_close(cursor) };
+    Ok(pages)
+}
+
+/// The oldest snapshot a reader of `env` (any process) has open, `None` when none has.
+fn oldest_reader(env: &Environment) -> Option<u64> {
+    /// Each line of `mdb_reader_list` is `pid thread txnid` (`-` for a slot without a
+    /// transaction); the header's third word is no number.
+    unsafe extern "C" fn line(msg: *const libc::c_char, ctx: *mut libc::c_void) -> libc::c_int {
+        // SAFETY: LMDB passes a NUL-terminated line and the `ctx` given below, a live
+        // `Option<u64>`.
+        let (text, oldest) = unsafe {
+            (
+                std::ffi::CStr::from_ptr(msg).to_string_lossy(),
+                &mut *ctx.cast::<Option<u64>>(),
+            )
+        };
+        if let Some(id) = text
+            .split_whitespace()
+            .nth(2)
+            .and_then(|w| w.parse::<u64>().ok())
+        {
+            *oldest = Some(oldest.map_or(id, |o| o.min(id)));
+        }
+        0
+    }
+    let mut oldest: Option<u64> = None;
+    // SAFETY: `env.env()` is the open environment; `line` only touches `oldest`, which
+    // outlives the call.
+    let rc = unsafe {
+        lmdb_sys::mdb_reader_list(
+            env.env(),
+            Some(line),
+            (&mut oldest as *mut Option<u64>).cast(),
+        )
+    };
+    if rc < 0 {
+        // Unknown: as if a reader held the oldest possible snapshot.
+        return Some(0);
+    }
+    oldest
 }
 
 /// Refusals of this process since the last [`take_refusals`]: (full map, full disk).
@@ -233,9 +335,22 @@ fn disk_full(wanted: u64, in_use: u64) -> StorageError {
     StorageError::MapFull
 }
 
-/// Disk space the data file's allocations leave free for the journal (its reserve for the
-/// records of deletes, and the records written between two checkpoints).
+/// Disk space the data file's allocations for growing writes leave free for the journal (its
+/// reserve for the records of deletes, and the records written between two checkpoints).
 const KEEP_FREE: u64 = 4 << 20;
+
+/// What the allocations of requests that do not grow the data leave free: their records go
+/// into the journal's reserve, which growing passes keep allocated; this is for a segment
+/// started since (before any growing pass allocated its reserve), and for the growing writes
+/// that come back after deletes ([`KEEP_FREE_REUSE`]).
+const KEEP_FREE_COW: u64 = 1 << 20;
+
+/// What a growing write leaves free when it reuses freed pages: the journal's room for its
+/// record and reserve while the checkpoints give its covered blocks back. Below
+/// [`KEEP_FREE_COW`], so that the deletes that took the disk that far leave writes room to
+/// come back; such deletes themselves, when they reuse freed pages, may take the last blocks
+/// (a few copy-on-write pages once).
+const KEEP_FREE_REUSE: u64 = 512 << 10;
 
 /// The blocks a request that does not grow the data may take past the pages in use: its
 /// copy-on-write path and free-list pages.
@@ -276,8 +391,9 @@ impl Alloc {
     }
 
     /// Makes sure the blocks below `need` (capped at the map size) are allocated, asking for
-    /// those below `ahead` first; `Err(NoRoom)` inside when the disk cannot give them. Called
-    /// before a request's first change, so a refusal leaves the pass intact.
+    /// those below `ahead` first, leaving `keep` bytes of the disk free; `Err(NoRoom)` inside
+    /// when the disk cannot give them. Called before a request's first change, so a refusal
+    /// leaves the pass intact.
     fn ensure(
         &self,
         env: &Environment,
@@ -285,6 +401,7 @@ impl Alloc {
         high_water: u64,
         need: u64,
         ahead: u64,
+        keep: u64,
     ) -> Result<std::result::Result<(), NoRoom>> {
         if !self.on.load(Ordering::Relaxed) {
             return Ok(Ok(()));
@@ -313,13 +430,21 @@ impl Alloc {
         let wanted = codec::round_up(need + extra, psize).min(room.map);
         let least = codec::round_up(need, psize).min(room.map);
         let free = disk_free(fd);
+        // What is really missing: the file's blocks are allocated from its start up to the
+        // furthest any process allocated (pages below the high-water mark were written, and
+        // each process allocates from its own mark or that, whichever is higher), which this
+        // process's own mark may lag behind; the file's block count tells how far.
+        let allocated = file_blocks(fd).unwrap_or(0);
         for to in [wanted, least] {
             if to <= from {
                 continue;
             }
             // Leave the journal its room: its records (deletes' too) are written after the
-            // data's pages, and blocks given to the data file are not given back.
-            if free.is_some_and(|f| f < (to - from).saturating_add(KEEP_FREE)) {
+            // data's pages, and blocks given to the data file are not given back. (Only to
+            // judge room: `fallocate` below still covers the whole range, a no-op where the
+            // blocks are there.)
+            let missing = to.saturating_sub(from.max(allocated));
+            if missing > 0 && free.is_some_and(|f| f < missing.saturating_add(keep)) {
                 continue;
             }
             match allocate(fd, from, to) {
@@ -348,6 +473,17 @@ impl Alloc {
         }
         Ok(Err(NoRoom))
     }
+}
+
+/// The bytes of blocks the file `fd` has (`st_blocks`), `None` when unknown.
+fn file_blocks(fd: libc::c_int) -> Option<u64> {
+    // SAFETY: an all-zero stat is a valid value of that plain C struct.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `fd` is an open descriptor; `st` is a valid out-pointer for the call.
+    if unsafe { libc::fstat(fd, &mut st) } != 0 {
+        return None;
+    }
+    Some((st.st_blocks as u64).saturating_mul(512))
 }
 
 /// The bytes free on the filesystem of `fd` for an unprivileged user, `None` when unknown.
@@ -410,30 +546,32 @@ pub(crate) fn reserve_blocks(
     let reserve = reserve_of(room);
     let worst = pass.growth.saturating_mul(2);
     pass.requests = pass.requests.saturating_add(1);
-    let need = if worst == 0 {
-        // Copy-on-write pages only: a few per request (the path from the root to a leaf,
-        // the free-list's own pages), out of the reserve growing writes kept.
-        let cow = u64::from(pass.requests).saturating_mul(COW_PER_REQUEST);
-        hw.saturating_add(cow.min(reserve / 2))
+    // Copy-on-write pages: a few per request (the path from the root to a leaf, the
+    // free-list's own pages), out of the reserve growing writes kept.
+    let cow = u64::from(pass.requests)
+        .saturating_mul(COW_PER_REQUEST)
+        .min(reserve / 2);
+    let (need, keep) = if worst == 0 {
+        (hw.saturating_add(cow), KEEP_FREE_COW)
     } else {
-        hw.saturating_add(worst).saturating_add(reserve)
+        (hw.saturating_add(worst).saturating_add(reserve), KEEP_FREE)
     };
     let ahead = hw
         .saturating_add(worst)
         .saturating_add(reserve)
         .saturating_add(ALLOC_AHEAD);
-    if alloc.ensure(env, room, hw, need, ahead)?.is_ok() {
+    if alloc.ensure(env, room, hw, need, ahead, keep)?.is_ok() {
         return Ok(());
     }
-    if worst > 0 {
-        // Pages freed by deletes are reused before the file grows: when they cover the pass
-        // four times over, its worst case may dip into the reserve (see the module docs).
-        let free = pass.free_bytes(env, room)?;
-        if free >= worst.saturating_mul(2) {
-            let dip = hw.saturating_add(worst).saturating_add(reserve / 2);
-            if alloc.ensure(env, room, hw, dip, dip)?.is_ok() {
-                return Ok(());
-            }
+    // Pages freed by deletes are reused before the file grows: when the reusable ones cover
+    // the pass's worst case twice over, that worst case (no page reused after all) is all it
+    // needs past the pages in use, and it may take room the journal would keep (see the
+    // module docs); the reserve is still asked for when the disk has it.
+    let least = hw.saturating_add(worst).saturating_add(cow);
+    if pass.reusable(env, room)? >= (least - hw).saturating_mul(2) {
+        let keep = if worst == 0 { 0 } else { KEEP_FREE_REUSE };
+        if alloc.ensure(env, room, hw, least, need, keep)?.is_ok() {
+            return Ok(());
         }
     }
     Err(disk_full(need, hw))

@@ -160,6 +160,11 @@ pub(crate) fn store_checkpoint(dir: &Path, ck: &Checkpoint) -> Result<Checkpoint
         .open(&path)
         .map_err(io_error)?;
     lock(&f).map_err(io_error)?;
+    // Both slots' blocks before either is written: a slot's first write on a full disk would
+    // fail for want of a block (see `space`), and a checkpoint must not.
+    if f.metadata().map_err(io_error)?.len() < 2 * SLOT_BYTES {
+        super::space::allocate(&f, 2 * SLOT_BYTES).map_err(io_error)?;
+    }
     let slots = read_slots(&f).map_err(io_error)?;
     if let Some(best) = newest(&slots) {
         if best.txnid >= ck.txnid {
@@ -353,6 +358,9 @@ pub(crate) fn checkpoint_thread(
                     }
                     punch.covered(&ctx.dir, covered);
                 }
+                // The disk is full (and said so by the writes it refuses): tried again
+                // at the next interval.
+                Err(StorageError::MapFull) => {}
                 Err(e) => log::error!("journal checkpoint failed: {e}"),
             }
         }
@@ -435,6 +443,12 @@ fn checkpoint<'e>(
     }
     let best = match store_checkpoint(&ctx.dir, &ck) {
         Ok(best) => best,
+        // No block for the file (an older one, whose slots were not allocated ahead): nothing
+        // was written, the stored checkpoint stands, and the journal is kept until one can be
+        // stored. Not a lost write: no fail-stop.
+        Err(StorageError::Lmdb(lmdb::Error::Other(libc::ENOSPC | libc::EDQUOT))) => {
+            return Err(StorageError::MapFull)
+        }
         Err(e) => {
             let path = checkpoint_path(&ctx.dir);
             ctx.fail

@@ -298,7 +298,7 @@ impl Journal {
             }
             let file = w.segment(&self.dir, pos.gen, false)?;
             if grows {
-                w.allocated = space::ensure_room(&file, w.allocated, pos.off + len)?;
+                w.allocated = space::ensure_room(&file, w.allocated, pos.off, pos.off + len)?;
             }
             file.write_all_at(&record, pos.off)
                 .map_err(|e| space::write_error(e, pos.off + len))?;

@@ -30,19 +30,24 @@ const AHEAD: u64 = 4 << 20;
 /// Covered bytes are punched out in steps of at least this much.
 const PUNCH_STEP: u64 = 1 << 20;
 
-/// Allocates the blocks of `file` below `end + RESERVE` (asking for `AHEAD` more first),
-/// from `allocated` (what this process already made sure of in this segment). Returns the
-/// new mark, or `MapFull` when the disk cannot give them (logged, rate-limited).
+/// Allocates the blocks of `file` below `end + RESERVE` (asking for `AHEAD` more first) for
+/// a record to be written at `start..end`, from `allocated` (what this process already made
+/// sure of in this segment) or `start`, whichever is further. Returns the new mark, or
+/// `MapFull` when the disk cannot give them (logged, rate-limited).
 pub(crate) fn ensure_room(
     file: &File,
     allocated: u64,
+    start: u64,
     end: u64,
 ) -> std::result::Result<u64, StorageError> {
     let need = end.saturating_add(RESERVE);
     if need <= allocated {
         return Ok(allocated);
     }
-    let from = allocated.min(end);
+    // Never below `start`: the records there were written (by any worker), and the covered
+    // ones punched out (`punch_covered`); allocating from an older mark of this process
+    // would fill those holes again, taking back what the checkpoints gave the disk.
+    let from = allocated.max(start);
     // Ahead only into a quarter of the disk's free space (see `room`).
     let extra = crate::room::disk_free(file.as_raw_fd()).map_or(0, |free| AHEAD.min(free / 4));
     for to in [need.saturating_add(extra), need] {
@@ -79,6 +84,15 @@ pub(crate) fn punch_covered(file: &File, punched: u64, covered: u64) -> u64 {
             log::warn!("could not give back the covered start of a journal segment: {e}");
             punched
         }
+    }
+}
+
+/// Allocates the blocks of `file` below `len` (extending it to `len` if shorter); a
+/// filesystem without `fallocate` is left as it is.
+pub(crate) fn allocate(file: &File, len: u64) -> std::io::Result<()> {
+    match fallocate(file, 0, 0, len) {
+        Err(e) if unsupported(&e) => Ok(()),
+        r => r,
     }
 }
 
@@ -155,7 +169,7 @@ mod tests {
         let path = dir.join("seg");
         let mut f = File::create(&path).unwrap();
         f.write_all(b"0123456789").unwrap();
-        let mark = ensure_room(&f, 0, 10).unwrap();
+        let mark = ensure_room(&f, 0, 0, 10).unwrap();
         assert!(mark >= 10 + RESERVE);
         assert_eq!(
             f.metadata().unwrap().len(),
@@ -163,7 +177,7 @@ mod tests {
             "KEEP_SIZE changed the length"
         );
         // Already there: no call.
-        assert_eq!(ensure_room(&f, mark, 20).unwrap(), mark);
+        assert_eq!(ensure_room(&f, mark, 10, 20).unwrap(), mark);
         // Punching keeps the length and the bytes past the punched pages.
         let big = vec![7u8; 3 << 20];
         f.write_all(&big).unwrap();
@@ -178,6 +192,22 @@ mod tests {
         assert!(data[(2 << 20)..].iter().all(|&b| b == 7));
         // Less than a step more: nothing to do.
         assert_eq!(punch_covered(&f, punched, covered + 4096), punched);
+        if punched != u64::MAX {
+            // Another worker's older mark (0 here) does not fill the punched start again:
+            // only the blocks past the tail are allocated.
+            use std::os::unix::fs::MetadataExt;
+            let tail = 10 + (3 << 20);
+            let before = f.metadata().unwrap().blocks() * 512;
+            ensure_room(&f, 0, tail, tail + 10).unwrap();
+            let grown = (f.metadata().unwrap().blocks() * 512).saturating_sub(before);
+            // Past what the first call allocated (`mark`), at most up to the new need plus
+            // what is asked for ahead.
+            let past = (tail + 10 + RESERVE + AHEAD).saturating_sub(mark);
+            assert!(
+                grown <= past + (64 << 10),
+                "{grown} bytes allocated, {past} expected"
+            );
+        }
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -197,3 +197,39 @@ fn ensure_room_bounds_the_queue_crates_data() {
     let mut b = s.batch();
     b.ensure_room(v.len() as u64).unwrap();
 }
+
+#[test]
+fn freed_pages_are_reusable_only_once_no_snapshot_older_than_them_is_open() {
+    let d = TempDir::new("cap-reuse");
+    // No journal: no checkpoint thread, whose pin would be a reader of its own.
+    let mut opts = options_with(d.path(), 64 * MIB, MIB, true);
+    opts.sync_writes = false;
+    let s = Store::open(&opts).unwrap();
+    let v = vec![b'r'; 16 << 10];
+    for i in 0..64 {
+        let mut b = s.batch();
+        b.put(&key(i), &v, 0, 0, 0).unwrap();
+        b.commit().unwrap();
+    }
+    let before = crate::room::reusable_free(&s.env).unwrap();
+    // A snapshot taken before the deletes (as a checkpoint's pin is) keeps what they free.
+    let pin = s.env.begin_ro_txn().unwrap();
+    for i in 0..32 {
+        let mut b = s.batch();
+        b.del(&key(i), 0, 0).unwrap();
+        b.commit().unwrap();
+    }
+    let pinned = crate::room::reusable_free(&s.env).unwrap();
+    assert!(
+        pinned <= before + 8,
+        "{pinned} pages reusable under the pin, {before} before the deletes"
+    );
+    drop(pin);
+    // One more commit: the pages freed by the last delete are reusable after it.
+    let mut b = s.batch();
+    b.put(b"after", b"x", 0, 0, 0).unwrap();
+    b.commit().unwrap();
+    let free = crate::room::reusable_free(&s.env).unwrap();
+    // 32 values of five overflow pages each.
+    assert!(free >= 32 * 4, "{free} pages reusable, {before} before");
+}
