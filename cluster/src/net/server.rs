@@ -16,8 +16,9 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-use super::forward::{encode_read_index, encode_write_result, leader_check_error, propose};
+use super::forward::{encode_read_index, encode_write_result, leader_read_index, propose};
 use super::http::{read_request, response_bytes, HttpError, Request};
+use super::read_batch::{Fetch, ReadBatcher};
 use super::{unix_ms, Groups, MAX_BODY, RAFT_PATH};
 use crate::metrics::Counters;
 use crate::peer::auth::PeerKey;
@@ -34,6 +35,8 @@ pub struct Server {
     groups: Arc<Groups>,
     limits: Limits,
     counters: Arc<Counters>,
+    /// The followers' `ReadIndex` requests of a group share one leadership check.
+    reads: Arc<ReadBatcher>,
     /// The refusal causes logged already.
     logged: Mutex<HashSet<String>>,
 }
@@ -58,11 +61,22 @@ impl Server {
             groups: group_count,
             max_payload: (MAX_BODY as u32).saturating_sub(crate::peer::frame::HEADER_LEN as u32),
         };
+        let (g, c) = (groups.clone(), counters.clone());
+        let fetch: Fetch = Arc::new(move |group| {
+            let (g, c) = (g.clone(), c.clone());
+            Box::pin(async move {
+                match g.get(group) {
+                    Some(raft) => leader_read_index(&raft, &c).await,
+                    None => Err(super::WriteError::NoGroup(group)),
+                }
+            })
+        });
         Server {
             key,
             groups,
             limits,
             counters,
+            reads: ReadBatcher::new(fetch),
             logged: Mutex::new(HashSet::new()),
         }
     }
@@ -158,6 +172,7 @@ impl Server {
             group: frame.group,
             raft: &raft,
             counters: &self.counters,
+            reads: &self.reads,
         };
         match dispatch(at, frame.kind, frame.payload).await {
             Some(body) => (200, body),
@@ -172,6 +187,7 @@ struct Target<'a> {
     group: u32,
     raft: &'a Raft<TypeConfig>,
     counters: &'a Counters,
+    reads: &'a Arc<ReadBatcher>,
 }
 
 /// Hands a decoded payload to the group's Raft; its encoded answer, or `None` for a payload
@@ -182,6 +198,7 @@ async fn dispatch(at: Target<'_>, kind: Kind, payload: &[u8]) -> Option<Vec<u8>>
         group,
         raft,
         counters,
+        reads,
     } = at;
     match kind {
         Kind::AppendEntries => {
@@ -221,10 +238,9 @@ async fn dispatch(at: Target<'_>, kind: Kind, payload: &[u8]) -> Option<Vec<u8>>
                 return None;
             }
             counters.read_index_served.bump();
-            // The index alone: the follower waits for its own state machine, not ours.
-            let read = raft.get_read_log_id().await;
-            let r = read.map(|(index, _)| index.map(|l| l.index));
-            Some(encode_read_index(&r.map_err(leader_check_error)))
+            // The index alone: the follower waits for its own state machine, not ours. Every
+            // request arriving meanwhile shares the next leadership check.
+            Some(encode_read_index(&reads.read_index(group).await))
         }
         // Reads are served where they arrive (after a barrier); none is forwarded yet.
         Kind::ForwardRead => None,
