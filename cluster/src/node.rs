@@ -33,7 +33,7 @@ use tokio::time::Instant;
 pub use crate::metrics::Refusal;
 use crate::metrics::{watch_group, Counters};
 pub use crate::net::WriteError;
-use crate::net::{decode_read_index, decode_write_result, leader_read_index, propose, unix_ms};
+use crate::net::{decode_read_index, decode_write_result, propose, unix_ms};
 use crate::net::{Fetch, GroupNetwork, Groups, IndexResult, PeerClient, ReadBatcher, Server};
 use crate::peer::auth::PeerKey;
 use crate::peer::frame::Kind;
@@ -162,7 +162,14 @@ impl Node {
         }
         let (stop, stopped) = watch::channel(false);
         let peer_addr = listener.local_addr()?;
-        let server = Server::new(key, groups.clone(), placement.groups(), counters.clone());
+        let leader_checks = ReadBatcher::leader_checks(groups.clone(), counters.clone());
+        let server = Server::new(
+            key,
+            groups.clone(),
+            placement.groups(),
+            counters.clone(),
+            leader_checks.clone(),
+        );
         tokio::spawn(Arc::new(server).run(listener, stopped.clone()));
         let roster = Roster {
             cluster: cluster.name.clone(),
@@ -176,6 +183,7 @@ impl Node {
             groups: groups.clone(),
             client: client.clone(),
             counters: counters.clone(),
+            leader_checks,
             this,
             timeout: cluster.timeout,
         });
@@ -477,6 +485,8 @@ struct ReadIndexes {
     groups: Arc<Groups>,
     client: Arc<PeerClient>,
     counters: Arc<Counters>,
+    /// This node's leadership checks, shared with the peer server's `ReadIndex` answers.
+    leader_checks: Arc<ReadBatcher>,
     this: NodeId,
     timeout: Duration,
 }
@@ -496,7 +506,7 @@ impl ReadIndexes {
         };
         let leader = match known {
             Some(l) => l,
-            None => match leader_read_index(&raft, &self.counters).await {
+            None => match self.leader_checks.read_index(group).await {
                 Err(WriteError::NotLeader { leader: Some(l) }) if l != self.this => l,
                 r => return r,
             },

@@ -18,7 +18,9 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::oneshot;
 
-use super::forward::WriteError;
+use super::forward::{leader_read_index, WriteError};
+use super::Groups;
+use crate::metrics::Counters;
 
 /// A read index: the log index a read's replica must have applied (`None`: nothing committed).
 pub type IndexResult = Result<Option<u64>, WriteError>;
@@ -71,6 +73,21 @@ impl ReadBatcher {
             fetch,
             slots: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The batcher of this node's leadership checks ([`leader_read_index`]): the read index
+    /// of a group it leads, `NotLeader` otherwise. The peer server's `ReadIndex` answers and
+    /// the node's own reads share it, so one heartbeat round serves both.
+    pub fn leader_checks(groups: Arc<Groups>, counters: Arc<Counters>) -> Arc<ReadBatcher> {
+        ReadBatcher::new(Arc::new(move |group| {
+            let (groups, counters) = (groups.clone(), counters.clone());
+            Box::pin(async move {
+                match groups.get(group) {
+                    Some(raft) => leader_read_index(&raft, &counters).await,
+                    None => Err(WriteError::NoGroup(group)),
+                }
+            })
+        }))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u32, Slot>> {

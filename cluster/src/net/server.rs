@@ -16,9 +16,9 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-use super::forward::{encode_read_index, encode_write_result, leader_read_index, propose};
+use super::forward::{encode_read_index, encode_write_result, propose};
 use super::http::{read_request, response_bytes, HttpError, Request};
-use super::read_batch::{Fetch, ReadBatcher};
+use super::read_batch::ReadBatcher;
 use super::{unix_ms, Groups, MAX_BODY, RAFT_PATH};
 use crate::metrics::Counters;
 use crate::peer::auth::PeerKey;
@@ -35,7 +35,8 @@ pub struct Server {
     groups: Arc<Groups>,
     limits: Limits,
     counters: Arc<Counters>,
-    /// The followers' `ReadIndex` requests of a group share one leadership check.
+    /// The `ReadIndex` requests of a group (and this node's own reads) share one leadership
+    /// check.
     reads: Arc<ReadBatcher>,
     /// The refusal causes logged already.
     logged: Mutex<HashSet<String>>,
@@ -50,33 +51,25 @@ fn answer(status: u16, text: &str) -> Answer {
 
 impl Server {
     /// The server of `groups` (of the cluster's `group_count`), checking requests with `key`,
-    /// counting what it serves in `counters`.
+    /// counting what it serves in `counters`; `ReadIndex` requests share the leadership checks
+    /// of `reads` ([`ReadBatcher::leader_checks`], shared with the node's own reads).
     pub fn new(
         key: Arc<PeerKey>,
         groups: Arc<Groups>,
         group_count: u32,
         counters: Arc<Counters>,
+        reads: Arc<ReadBatcher>,
     ) -> Server {
         let limits = Limits {
             groups: group_count,
             max_payload: (MAX_BODY as u32).saturating_sub(crate::peer::frame::HEADER_LEN as u32),
         };
-        let (g, c) = (groups.clone(), counters.clone());
-        let fetch: Fetch = Arc::new(move |group| {
-            let (g, c) = (g.clone(), c.clone());
-            Box::pin(async move {
-                match g.get(group) {
-                    Some(raft) => leader_read_index(&raft, &c).await,
-                    None => Err(super::WriteError::NoGroup(group)),
-                }
-            })
-        });
         Server {
             key,
             groups,
             limits,
             counters,
-            reads: ReadBatcher::new(fetch),
+            reads,
             logged: Mutex::new(HashSet::new()),
         }
     }
