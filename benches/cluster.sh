@@ -531,10 +531,30 @@ preload() {
 }
 
 # ---------------------------------------------------------------- rows
-declare -A RES CPU_NOTE
+declare -A RES CPU_NOTE COUNT_NOTE
+# Consensus counters of /metrics, summed over the cluster's nodes (a worker shows its helper's
+# figures of at most METRICS_EVERY = 2 s ago, hence the pauses around a row).
+COUNTERS="proposals log_syncs log_entries read_barriers leader_checks read_index peer_connects"
+cluster_counters() {
+  local u
+  for u in "${NODE_URLS[@]}"; do curl -s --max-time 3 "$u/metrics" 2>/dev/null; done |
+    awk -v names="$COUNTERS" 'BEGIN{ n = split(names, k, " ") }
+      { for (i = 1; i <= n; i++) if ($1 == "huststore_cluster_" k[i] "_total") v[i] += $2 }
+      END{ for (i = 1; i <= n; i++) printf "%d ", v[i] + 0; print "" }'
+}
+# counts_note BEFORE AFTER REQUESTS: what the counters moved by, per request
+counts_note() {
+  awk -v b="$1" -v a="$2" -v r="$3" -v names="$COUNTERS" 'BEGIN{
+    n = split(names, k, " "); split(b, x, " "); split(a, y, " ")
+    for (i = 1; i <= n; i++) d[k[i]] = y[i] - x[i]
+    if (r <= 0) r = 1
+    printf "counters: %.2f log entries per fsync (%d fsyncs, 3 nodes), per request %.2f leader checks, %.2f ReadIndex calls, %.3f new peer connections",
+      (d["log_syncs"] > 0 ? d["log_entries"] / d["log_syncs"] : 0), d["log_syncs"], d["leader_checks"] / r, d["read_index"] / r, d["peer_connects"] / r }'
+}
+
 # measure OP SIZE SYSTEM: one row; RES[op,size,system] = PAR_RES
 measure() {
-  local op=$1 size=$2 sys=$3 i before=() after w h m all_w all_h all_m
+  local op=$1 size=$2 sys=$3 i before=() after w h m all_w all_h all_m counted
   targets_of "$sys"
   if [ "$sys" = cluster ]; then # CPU time of the masters, workers and helpers over the row
     all_h=""; all_w=""; all_m="${NODE_PIDS[*]}"
@@ -542,6 +562,7 @@ measure() {
       h=$(helper_pids "$i"); all_h+=" $h"
       for w in $(kids_of "${NODE_PIDS[i]}"); do [[ " $h " == *" $w "* ]] || all_w+=" $w"; done
     done
+    sleep 2.5; counted=$(cluster_counters)
     # shellcheck disable=SC2086
     before=("$(cpu_ticks $all_w)" "$(cpu_ticks $all_h)" "$(cpu_ticks $all_m)")
   fi
@@ -552,6 +573,9 @@ measure() {
     after=("$(cpu_ticks $all_w)" "$(cpu_ticks $all_h)" "$(cpu_ticks $all_m)")
     CPU_NOTE[$op,$size]=$(awk -v w=$((after[0] - before[0])) -v h=$((after[1] - before[1])) -v m=$((after[2] - before[2])) \
       -v hz="$HZ" -v d="$DUR_S" 'BEGIN{ printf "CPU over the row: workers %.0f%%, helpers %.0f%%, masters %.0f%% of one core", 100*w/hz/d, 100*h/hz/d, 100*m/hz/d }')
+    sleep 2.5
+    COUNT_NOTE[$op,$size]=$(counts_note "$counted" "$(cluster_counters)" "$(echo "$PAR_RES" | awk '{print $6 + 0}')")
+    log "$op $size B cluster: ${COUNT_NOTE[$op,$size]}"
   fi
   log "$op $size B $sys: ${PAR_RES}"
   sleep 0.5
@@ -765,6 +789,7 @@ report() {
         e=$(errs_of "$r"); [ -z "$e" ] || note+="${note:+; }$sys: $e"
       done
       [ -z "${CPU_NOTE[$op,$size]:-}" ] || note+="${note:+; }cluster ${CPU_NOTE[$op,$size]}"
+      [ -z "${COUNT_NOTE[$op,$size]:-}" ] || note+="; ${COUNT_NOTE[$op,$size]}"
       q=${RES[$op,$size,cluster]:-}; q=${q%% *}
       r=${RES[$op,$size,etcd]:-}; s=${RES[$op,$size,single]:-}
       echo "| $(row_name "$op") | $(fmt_size "$size") $cells| $(ratio_of "$q" "${r%% *}") | $(ratio_of "$q" "${s%% *}") | $note |"

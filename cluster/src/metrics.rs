@@ -56,6 +56,13 @@ pub struct Counters {
     pub read_index_asked: Counter,
     /// Read indexes this node answered as a leader.
     pub read_index_served: Counter,
+    /// Linearizable read barriers asked of this node by its workers.
+    pub read_barriers: Counter,
+    /// Leadership confirmations (a heartbeat round to a majority) this node ran for reads:
+    /// one serves every read waiting when it starts (`net::read_batch`).
+    pub leader_checks: Counter,
+    /// New connections this node opened to other nodes (the rest reuse idle ones).
+    pub peer_connects: Counter,
     /// Snapshots this node sent whole to a follower.
     pub snapshots_sent: Counter,
     /// Snapshots this node received whole from a leader.

@@ -5,8 +5,9 @@
 //! whatever the start order; a node whose log already holds the group is refused by openraft
 //! ("not allowed") and goes on. The API the rest of the process uses: [`Node::write`]
 //! (forwarded to the leader when this node is not it, or to the group's members when this
-//! node is not one), [`Node::linearizable_read_barrier`] (on a follower: the leader's read
-//! index, then this node's applied state catching up with it), [`Node::status`],
+//! node is not one), [`Node::linearizable_read_barrier`] (a read index, the leader's own or,
+//! on a follower, asked of the leader, shared by every read of the group waiting for one
+//! (`net::read_batch`); then this node's applied state catching up with it), [`Node::status`],
 //! [`Node::report`] (`report`), [`Node::count_refusal`]. Each group's leader purges its
 //! expired records through its log (`expiry`).
 //!
@@ -32,8 +33,8 @@ use tokio::time::Instant;
 pub use crate::metrics::Refusal;
 use crate::metrics::{watch_group, Counters};
 pub use crate::net::WriteError;
-use crate::net::{decode_read_index, decode_write_result, leader_check_error, propose, unix_ms};
-use crate::net::{GroupNetwork, Groups, PeerClient, Server};
+use crate::net::{decode_read_index, decode_write_result, propose, unix_ms};
+use crate::net::{Fetch, GroupNetwork, Groups, IndexResult, PeerClient, ReadBatcher, Server};
 use crate::peer::auth::PeerKey;
 use crate::peer::frame::Kind;
 use crate::placement::Placement;
@@ -89,6 +90,8 @@ pub struct Node {
     /// The node that last took a write of each group this node does not replicate: asked
     /// first next time.
     hints: Mutex<BTreeMap<u32, NodeId>>,
+    /// The read indexes of this node's linearizable reads, one request per group at a time.
+    reads: Arc<ReadBatcher>,
     /// Dropped (or sent `true`) to stop the peer server and its connections.
     stop: watch::Sender<bool>,
 }
@@ -159,7 +162,14 @@ impl Node {
         }
         let (stop, stopped) = watch::channel(false);
         let peer_addr = listener.local_addr()?;
-        let server = Server::new(key, groups.clone(), placement.groups(), counters.clone());
+        let leader_checks = ReadBatcher::leader_checks(groups.clone(), counters.clone());
+        let server = Server::new(
+            key,
+            groups.clone(),
+            placement.groups(),
+            counters.clone(),
+            leader_checks.clone(),
+        );
         tokio::spawn(Arc::new(server).run(listener, stopped.clone()));
         let roster = Roster {
             cluster: cluster.name.clone(),
@@ -169,7 +179,17 @@ impl Node {
                 .map(|n| (n.name.clone(), n.client_text.clone(), n.peer_text.clone()))
                 .collect(),
         };
+        let indexes = Arc::new(ReadIndexes {
+            groups: groups.clone(),
+            client: client.clone(),
+            counters: counters.clone(),
+            leader_checks,
+            this,
+            timeout: cluster.timeout,
+        });
+        let fetch: Fetch = Arc::new(move |group| Box::pin(indexes.clone().get(group)));
         let node = Node {
+            reads: ReadBatcher::new(fetch),
             this,
             groups,
             client,
@@ -355,43 +375,33 @@ impl Node {
     }
 
     /// Waits until a read of this node's store observes every write of `group` acknowledged
-    /// before the call: on the leader, once it confirmed its leadership with a majority and
-    /// applied what was committed; on a follower, once its applied state reached the read
-    /// index the leader answered (after confirming its leadership likewise). Every failure
-    /// is retryable (a read changed nothing); a follower that cannot reach the leader gets an
-    /// error, never a stale success.
+    /// before the call: once this node's applied state reached a read index obtained after
+    /// the call (on the leader, after it confirmed its leadership with a majority; on a
+    /// follower, the leader's answer to `ReadIndex`, after the same confirmation there). The
+    /// reads of a group waiting at once share one such request. Every failure is retryable (a
+    /// read changed nothing); a follower that cannot reach the leader gets an error, never a
+    /// stale success.
     pub async fn linearizable_read_barrier(&self, group: u32) -> Result<(), WriteError> {
         let raft = self.groups.get(group).ok_or(WriteError::NoGroup(group))?;
         let deadline = Instant::now() + self.timeout;
-        let leader = match raft.ensure_linearizable().await {
-            Ok(_) => return Ok(()),
-            Err(e) => match leader_check_error(e) {
-                WriteError::NotLeader { leader: Some(l) } if l != self.this => l,
-                e => return Err(e),
-            },
-        };
-        self.counters.read_index_asked.bump();
-        let left = deadline.saturating_duration_since(Instant::now());
-        let unavailable = |e: &dyn std::fmt::Display| {
-            WriteError::Unavailable(format!(
-                "read index of group {group} from node {leader}: {e}"
-            ))
-        };
-        let body = self
-            .client
-            .call(leader, Kind::ReadIndex, group, &[], left)
-            .await
-            .map_err(|e| unavailable(&e))?;
-        let answer = decode_read_index(&body).map_err(|e| unavailable(&e))?;
-        let Some(index) = answer? else {
+        self.counters.read_barriers.bump();
+        let Some(index) = self.reads.read_index(group).await? else {
             return Ok(());
         };
+        let applied = raft.metrics().borrow().last_applied.map(|l| l.index);
+        if applied >= Some(index) {
+            return Ok(());
+        }
         let left = deadline.saturating_duration_since(Instant::now());
         raft.wait(Some(left))
             .applied_index_at_least(Some(index), "read index")
             .await
             .map(|_| ())
-            .map_err(|e| unavailable(&format!("index {index} not applied here: {e}")))
+            .map_err(|e| {
+                WriteError::Unavailable(format!(
+                    "read index {index} of group {group} not applied here: {e}"
+                ))
+            })
     }
 
     /// Counts a client request the helper refused (`/metrics`' 503s and 504s).
@@ -410,6 +420,11 @@ impl Node {
     /// The node's counters.
     pub fn counters(&self) -> &Counters {
         &self.counters
+    }
+
+    /// The syncs of the node's log and the entries written to it so far.
+    pub fn log_counts(&self) -> (u64, u64) {
+        (self.engine.syncs(), self.engine.entries())
     }
 
     /// The node's log file size and the bytes of its live records.
@@ -462,6 +477,52 @@ impl Node {
                 log::warn!("group {g}: shutdown: {e}");
             }
         }
+    }
+}
+
+/// What a read index request of this node needs (the `ReadBatcher`'s fetch).
+struct ReadIndexes {
+    groups: Arc<Groups>,
+    client: Arc<PeerClient>,
+    counters: Arc<Counters>,
+    /// This node's leadership checks, shared with the peer server's `ReadIndex` answers.
+    leader_checks: Arc<ReadBatcher>,
+    this: NodeId,
+    timeout: Duration,
+}
+
+impl ReadIndexes {
+    /// One read index of `group`: this node's own when it leads the group (a leadership
+    /// check), else the leader's answer to a `ReadIndex` call.
+    async fn get(self: Arc<Self>, group: u32) -> IndexResult {
+        let raft = self.groups.get(group).ok_or(WriteError::NoGroup(group))?;
+        let known = {
+            let m = raft.metrics();
+            let m = m.borrow();
+            match m.state {
+                ServerState::Leader => None,
+                _ => m.current_leader.filter(|&l| l != self.this),
+            }
+        };
+        let leader = match known {
+            Some(l) => l,
+            None => match self.leader_checks.read_index(group).await {
+                Err(WriteError::NotLeader { leader: Some(l) }) if l != self.this => l,
+                r => return r,
+            },
+        };
+        self.counters.read_index_asked.bump();
+        let unavailable = |e: &dyn std::fmt::Display| {
+            WriteError::Unavailable(format!(
+                "read index of group {group} from node {leader}: {e}"
+            ))
+        };
+        let body = self
+            .client
+            .call(leader, Kind::ReadIndex, group, &[], self.timeout)
+            .await
+            .map_err(|e| unavailable(&e))?;
+        decode_read_index(&body).map_err(|e| unavailable(&e))?
     }
 }
 

@@ -290,6 +290,7 @@ impl Node {
         let one = |v: u64| vec![(String::new(), v)];
         let c = self.counters();
         let (file, live) = self.log_sizes();
+        let (syncs, entries) = self.log_counts();
         let mut out = String::new();
         let lag = |g: &GroupStatus| {
             let applied = g.applied_index.unwrap_or(0);
@@ -394,6 +395,41 @@ impl Node {
             "counter",
             "Read indexes answered as a leader.",
             &one(c.read_index_served.get()),
+        );
+        metric(
+            m,
+            "huststore_cluster_read_barriers_total",
+            "counter",
+            "Linearizable read barriers asked by this node's workers.",
+            &one(c.read_barriers.get()),
+        );
+        metric(
+            m,
+            "huststore_cluster_leader_checks_total",
+            "counter",
+            "Leadership confirmations run for reads (each serves every read waiting when it starts).",
+            &one(c.leader_checks.get()),
+        );
+        metric(
+            m,
+            "huststore_cluster_peer_connects_total",
+            "counter",
+            "Connections opened to other nodes (requests reuse idle ones first).",
+            &one(c.peer_connects.get()),
+        );
+        metric(
+            m,
+            "huststore_cluster_log_syncs_total",
+            "counter",
+            "fdatasyncs of the consensus log (one covers every write pending then).",
+            &one(syncs),
+        );
+        metric(
+            m,
+            "huststore_cluster_log_entries_total",
+            "counter",
+            "Entries written to the consensus log, every group (per sync: the group commit's depth).",
+            &one(entries),
         );
         metric(
             m,

@@ -235,6 +235,11 @@ async fn follower_reads_are_linearizable_and_reports_follow_the_writes() {
     assert!(sample(&after, "huststore_cluster_read_index_served_total") >= 20);
     let fm = samples(&c.node(f).report(Report::Metrics).await);
     assert!(sample(&fm, "huststore_cluster_read_index_total") >= 20);
+    assert!(sample(&fm, "huststore_cluster_read_barriers_total") >= 20);
+    assert!(sample(&after, "huststore_cluster_leader_checks_total") >= 20);
+    assert!(sample(&after, "huststore_cluster_log_syncs_total") >= 1);
+    assert!(sample(&after, "huststore_cluster_log_entries_total") >= 21);
+    assert!(sample(&fm, "huststore_cluster_peer_connects_total") >= 1);
     assert!(sample(&fm, "huststore_cluster_forwarded_total") >= 1);
     assert!(sample(&fm, "huststore_cluster_commits_total") >= 21);
     assert!(sample(&after, "huststore_cluster_log_bytes") > 0);

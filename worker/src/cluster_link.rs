@@ -8,7 +8,10 @@
 //! The helper may die and be respawned: the link then answers every request it had sent
 //! [`Answer::Unknown`] (the helper may have proposed it: the client gets a `504`), those it
 //! had not fully written [`Answer::Unavailable`] (certainly not applied), and reconnects with
-//! a growing back-off. A request made while there is no connection is `Unavailable` at once.
+//! a growing back-off. A request made while there is no connection (a worker just started,
+//! before its helper listens; a helper being respawned) waits for one up to the link's
+//! [`Link::queue_for`] (then it is `Unavailable`: it never left), and is sent once connected;
+//! meanwhile reconnects are tried at least every [`QUEUED_BACKOFF`].
 
 use cluster::local::{decode_prefix, Frame, Message, MAX_FRAME};
 use cluster::raft::Applied;
@@ -22,6 +25,8 @@ use std::time::{Duration, Instant};
 /// The first wait before a reconnect; it doubles up to [`MAX_BACKOFF`] while connects fail.
 const MIN_BACKOFF: Duration = Duration::from_millis(50);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
+/// The longest wait between reconnects while requests wait for a connection.
+pub const QUEUED_BACKOFF: Duration = Duration::from_millis(100);
 /// Bytes read per `read` call.
 const READ_CHUNK: usize = 64 * 1024;
 
@@ -58,7 +63,7 @@ pub struct Link {
     /// Bytes written on this connection so far (to tell sent frames from unsent ones).
     written: u64,
     /// Bytes queued on this connection so far.
-    queued: u64,
+    queued_bytes: u64,
     /// Requests sent on this connection and not answered: the stream offset their frame ends at.
     in_flight: HashMap<u64, u64>,
     inbuf: Vec<u8>,
@@ -66,6 +71,10 @@ pub struct Link {
     next_id: u64,
     retry_at: Option<Instant>,
     backoff: Duration,
+    /// How long a request made without a connection waits for one.
+    queue_for: Duration,
+    /// Requests waiting for a connection, in order, with when they give up.
+    queued: Vec<(u64, Message, Instant)>,
 }
 
 impl Link {
@@ -80,14 +89,23 @@ impl Link {
             out: Vec::new(),
             out_at: 0,
             written: 0,
-            queued: 0,
+            queued_bytes: 0,
             in_flight: HashMap::new(),
             inbuf: Vec::new(),
             answers: Vec::new(),
             next_id: 1,
             retry_at: None,
             backoff: MIN_BACKOFF,
+            queue_for: Duration::ZERO,
+            queued: Vec::new(),
         }
+    }
+
+    /// The link, with requests made while it has no connection waiting up to `wait` for one
+    /// (zero, as [`Link::new`] makes it: answered `Unavailable` at once).
+    pub fn queue_for(mut self, wait: Duration) -> Link {
+        self.queue_for = wait;
+        self
     }
 
     /// Registers the link with the loop's poll under `token`, and connects.
@@ -134,11 +152,23 @@ impl Link {
     fn request(&mut self, message: Message) -> u64 {
         let id = self.next_id;
         self.next_id += 1;
-        if self.stream.is_none() {
+        if self.stream.is_some() {
+            self.send(id, message);
+        } else if self.queue_for.is_zero() || self.registry.is_none() {
             let why = "no cluster helper".to_string();
             self.answers.push((id, Answer::Unavailable(why)));
-            return id;
+        } else {
+            let now = Instant::now();
+            self.queued.push((id, message, now + self.queue_for));
+            let soon = now + QUEUED_BACKOFF;
+            self.retry_at = Some(self.retry_at.map_or(soon, |at| at.min(soon)));
         }
+        id
+    }
+
+    /// Queues the frame of request `id` on the connection (there is one) and writes what the
+    /// socket takes.
+    fn send(&mut self, id: u64, message: Message) {
         let before = self.out.len();
         Frame { id, message }.encode(&mut self.out);
         if self.out.len() - before > MAX_FRAME + 4 {
@@ -146,12 +176,11 @@ impl Link {
             self.out.truncate(before);
             let why = "write too large to replicate".to_string();
             self.answers.push((id, Answer::Unavailable(why)));
-            return id;
+            return;
         }
-        self.queued += (self.out.len() - before) as u64;
-        self.in_flight.insert(id, self.queued);
+        self.queued_bytes += (self.out.len() - before) as u64;
+        self.in_flight.insert(id, self.queued_bytes);
         self.flush();
-        id
     }
 
     /// The socket is ready (the loop saw an event on the link's token).
@@ -160,16 +189,31 @@ impl Link {
         self.read(now);
     }
 
-    /// Reconnects when a back-off is over.
+    /// Reconnects when a back-off is over; a request that waited its time for a connection
+    /// is answered `Unavailable`.
     pub fn tick(&mut self, now: Instant) {
         if self.retry_at.is_some_and(|at| at <= now) {
             self.connect(now);
+        }
+        if self.queued.iter().any(|q| q.2 <= now) {
+            let (gone, kept) = std::mem::take(&mut self.queued)
+                .into_iter()
+                .partition(|q| q.2 <= now);
+            self.queued = kept;
+            for (id, _, _) in gone {
+                let why = format!("no cluster helper within {:?}", self.queue_for);
+                self.answers.push((id, Answer::Unavailable(why)));
+            }
         }
     }
 
     /// When [`Link::tick`] next has work to do.
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.retry_at
+        let give_up = self.queued.iter().map(|q| q.2).min();
+        match (self.retry_at, give_up) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// The answers that arrived since the last call, by request id.
@@ -192,10 +236,23 @@ impl Link {
                 self.stream = Some(s);
                 self.watching_writes = false;
                 self.backoff = MIN_BACKOFF;
+                for (id, message, until) in std::mem::take(&mut self.queued) {
+                    // A send that fails loses the connection: the rest wait again.
+                    if self.stream.is_some() {
+                        self.send(id, message);
+                    } else {
+                        self.queued.push((id, message, until));
+                    }
+                }
             }
             Err(e) => {
                 log::debug!("cluster helper at {}: {e}", self.path.display());
-                self.retry_at = Some(now + self.backoff);
+                let most = if self.queued.is_empty() {
+                    MAX_BACKOFF
+                } else {
+                    QUEUED_BACKOFF
+                };
+                self.retry_at = Some(now + self.backoff.min(most));
                 self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
             }
         }
@@ -329,7 +386,7 @@ impl Link {
         self.out.clear();
         self.out_at = 0;
         self.written = 0;
-        self.queued = 0;
+        self.queued_bytes = 0;
         self.inbuf.clear();
         self.watching_writes = false;
         // The next pass's tick reconnects (no reconnect inside a read of the old socket).
@@ -338,253 +395,4 @@ impl Link {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use cluster::local::Frame;
-    use mio::{Events, Poll};
-    use std::os::unix::net::{UnixListener, UnixStream as StdStream};
-    use std::sync::mpsc;
-    use std::thread;
-
-    const LINK: Token = Token(7);
-
-    fn temp_dir(name: &str) -> PathBuf {
-        let dir =
-            std::env::temp_dir().join(format!("huststore-link-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
-    }
-
-    /// Reads whole frames from a helper's connection (blocking).
-    fn read_frame(s: &mut StdStream, buf: &mut Vec<u8>) -> Option<Frame> {
-        loop {
-            if let Some((f, used)) = decode_prefix(buf).unwrap() {
-                buf.drain(..used);
-                return Some(f);
-            }
-            let mut chunk = [0u8; 4096];
-            match s.read(&mut chunk) {
-                Ok(0) | Err(_) => return None,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            }
-        }
-    }
-
-    fn applied(id: u64, ver: u32) -> Vec<u8> {
-        let mut out = Vec::new();
-        Frame {
-            id,
-            message: Message::Applied(Applied::Written { ver }),
-        }
-        .encode(&mut out);
-        out
-    }
-
-    /// Drives the link's poll until `n` answers arrived (or 5 s).
-    fn answers(poll: &mut Poll, link: &mut Link, n: usize) -> Vec<(u64, Answer)> {
-        let mut got = Vec::new();
-        let mut events = Events::with_capacity(16);
-        let until = Instant::now() + Duration::from_secs(5);
-        while got.len() < n && Instant::now() < until {
-            poll.poll(&mut events, Some(Duration::from_millis(20)))
-                .unwrap();
-            let now = Instant::now();
-            if events.iter().any(|e| e.token() == LINK) {
-                link.on_ready(now);
-            }
-            link.tick(now);
-            got.extend(link.take_answers());
-        }
-        got
-    }
-
-    fn attached(path: PathBuf) -> (Poll, Link) {
-        let poll = Poll::new().unwrap();
-        let mut link = Link::new(path);
-        link.attach(poll.registry(), LINK, Instant::now()).unwrap();
-        (poll, link)
-    }
-
-    #[test]
-    fn answers_in_any_order_and_split_frames() {
-        let path = temp_dir("order").join("cluster.sock");
-        let listener = UnixListener::bind(&path).unwrap();
-        let helper = thread::spawn(move || {
-            let (mut s, _) = listener.accept().unwrap();
-            let mut buf = Vec::new();
-            let frames: Vec<Frame> = (0..3)
-                .map(|_| read_frame(&mut s, &mut buf).unwrap())
-                .collect();
-            assert_eq!(frames[2].message, Message::ReadBarrier { group: 2 });
-            let ids: Vec<u64> = frames.iter().map(|f| f.id).collect();
-            // Answered last first, the middle one's frame split byte by byte.
-            let mut ready = Vec::new();
-            Frame {
-                id: ids[2],
-                message: Message::ReadReady,
-            }
-            .encode(&mut ready);
-            s.write_all(&ready).unwrap();
-            for b in applied(ids[1], 2) {
-                s.write_all(&[b]).unwrap();
-                thread::sleep(Duration::from_millis(1));
-            }
-            let mut two = applied(ids[0], 1);
-            two.truncate(5);
-            s.write_all(&two).unwrap();
-            thread::sleep(Duration::from_millis(20));
-            s.write_all(&applied(ids[0], 1)[5..]).unwrap();
-            thread::sleep(Duration::from_millis(200));
-        });
-        let (mut poll, mut link) = attached(path);
-        assert!(link.connected());
-        let mut ids: Vec<u64> = (0..2).map(|g| link.propose(g, vec![g as u8; 10])).collect();
-        ids.push(link.read_barrier(2));
-        let got = answers(&mut poll, &mut link, 3);
-        let expect: Vec<(u64, Answer)> = vec![
-            (ids[2], Answer::ReadReady),
-            (ids[1], Answer::Applied(Applied::Written { ver: 2 })),
-            (ids[0], Answer::Applied(Applied::Written { ver: 1 })),
-        ];
-        assert_eq!(got, expect);
-        helper.join().unwrap();
-    }
-
-    #[test]
-    fn large_proposals_are_buffered_across_writable_events() {
-        let path = temp_dir("large").join("cluster.sock");
-        let listener = UnixListener::bind(&path).unwrap();
-        let helper = thread::spawn(move || {
-            let (mut s, _) = listener.accept().unwrap();
-            let mut buf = Vec::new();
-            // Let the link's socket buffer fill before reading.
-            thread::sleep(Duration::from_millis(100));
-            let mut lens = Vec::new();
-            for _ in 0..4 {
-                let f = read_frame(&mut s, &mut buf).unwrap();
-                if let Message::Propose { command, .. } = &f.message {
-                    lens.push(command.len());
-                }
-                s.write_all(&applied(f.id, 1)).unwrap();
-            }
-            lens
-        });
-        let (mut poll, mut link) = attached(path);
-        for _ in 0..4 {
-            link.propose(0, vec![7; 1 << 20]);
-        }
-        assert_eq!(answers(&mut poll, &mut link, 4).len(), 4);
-        assert_eq!(helper.join().unwrap(), vec![1 << 20; 4]);
-    }
-
-    #[test]
-    fn a_helper_that_dies_mid_request_answers_unknown_and_the_link_reconnects() {
-        let path = temp_dir("dies").join("cluster.sock");
-        let listener = UnixListener::bind(&path).unwrap();
-        let (tx, rx) = mpsc::channel();
-        let helper_path = path.clone();
-        let helper = thread::spawn(move || {
-            // The first helper reads one proposal and dies without answering.
-            let (mut s, _) = listener.accept().unwrap();
-            let mut buf = Vec::new();
-            read_frame(&mut s, &mut buf).unwrap();
-            drop(s);
-            drop(listener);
-            // A respawned helper on the same path.
-            let _ = std::fs::remove_file(&helper_path);
-            let listener = UnixListener::bind(&helper_path).unwrap();
-            tx.send(()).unwrap();
-            let (mut s, _) = listener.accept().unwrap();
-            let f = read_frame(&mut s, &mut buf).unwrap();
-            s.write_all(&applied(f.id, 5)).unwrap();
-            thread::sleep(Duration::from_millis(200));
-        });
-        let (mut poll, mut link) = attached(path);
-        let first = link.propose(1, b"cmd".to_vec());
-        let got = answers(&mut poll, &mut link, 1);
-        assert_eq!(got.len(), 1);
-        assert_eq!(got[0].0, first);
-        assert!(matches!(got[0].1, Answer::Unknown(_)), "{got:?}");
-        rx.recv().unwrap();
-        // While down, a request is certainly not applied.
-        if !link.connected() {
-            let id = link.propose(1, b"cmd".to_vec());
-            let got: Vec<_> = link.take_answers().collect();
-            assert_eq!(got.len(), 1);
-            assert_eq!(got[0].0, id);
-            assert!(matches!(got[0].1, Answer::Unavailable(_)));
-        }
-        let until = Instant::now() + Duration::from_secs(5);
-        while !link.connected() && Instant::now() < until {
-            answers(&mut poll, &mut link, 0);
-            thread::sleep(Duration::from_millis(10));
-            link.tick(Instant::now());
-        }
-        assert!(
-            link.connected(),
-            "the link reconnects to the respawned helper"
-        );
-        let second = link.propose(1, b"cmd".to_vec());
-        let got = answers(&mut poll, &mut link, 1);
-        assert_eq!(
-            got,
-            vec![(second, Answer::Applied(Applied::Written { ver: 5 }))]
-        );
-        helper.join().unwrap();
-    }
-
-    #[test]
-    fn a_request_not_fully_written_to_a_lost_helper_is_unavailable() {
-        let path = temp_dir("unsent").join("cluster.sock");
-        let listener = UnixListener::bind(&path).unwrap();
-        let (tx, rx) = mpsc::channel::<()>();
-        let helper = thread::spawn(move || {
-            // Reads the first small frame only, then dies with the big one half sent.
-            let (mut s, _) = listener.accept().unwrap();
-            let mut buf = Vec::new();
-            read_frame(&mut s, &mut buf).unwrap();
-            rx.recv().unwrap();
-        });
-        let (mut poll, mut link) = attached(path);
-        let small = link.propose(0, b"small".to_vec());
-        thread::sleep(Duration::from_millis(100));
-        let big = link.propose(0, vec![1; 8 << 20]);
-        tx.send(()).unwrap();
-        helper.join().unwrap();
-        let mut got = answers(&mut poll, &mut link, 2);
-        got.sort_by_key(|a| a.0);
-        assert_eq!(got.len(), 2, "{got:?}");
-        assert_eq!(got[0].0, small);
-        assert!(matches!(got[0].1, Answer::Unknown(_)), "{got:?}");
-        assert_eq!(got[1].0, big);
-        assert!(matches!(got[1].1, Answer::Unavailable(_)), "{got:?}");
-    }
-
-    #[test]
-    fn no_helper_means_unavailable_and_garbage_ends_the_connection() {
-        let dir = temp_dir("none");
-        let (_poll, mut link) = attached(dir.join("absent.sock"));
-        assert!(!link.connected());
-        assert!(link.next_deadline().is_some());
-        let id = link.propose(0, Vec::new());
-        let got: Vec<_> = link.take_answers().collect();
-        assert!(matches!(got.as_slice(), [(i, Answer::Unavailable(_))] if *i == id));
-
-        let path = dir.join("garbage.sock");
-        let listener = UnixListener::bind(&path).unwrap();
-        let helper = thread::spawn(move || {
-            let (mut s, _) = listener.accept().unwrap();
-            let mut buf = Vec::new();
-            read_frame(&mut s, &mut buf).unwrap();
-            s.write_all(&[0xff; 32]).unwrap();
-            thread::sleep(Duration::from_millis(200));
-        });
-        let (mut poll, mut link) = attached(path);
-        let id = link.propose(0, Vec::new());
-        let got = answers(&mut poll, &mut link, 1);
-        assert!(matches!(got.as_slice(), [(i, Answer::Unknown(_))] if *i == id));
-        assert!(!link.connected());
-        helper.join().unwrap();
-    }
-}
+mod tests;

@@ -37,8 +37,11 @@ use crate::peer::frame::{Frame, Kind};
 use crate::raft::rpc_codec::{self as rpc, CodecError};
 use crate::raft::{NodeId, TypeConfig};
 
-/// Idle connections kept per node; more concurrent requests open more, closed after use.
-const MAX_IDLE: usize = 8;
+/// Idle connections kept per node; more concurrent requests open more, closed after use. A
+/// forwarded write holds its connection until the write is applied, so under load there are
+/// as many in use as writes in flight towards that node (measured with 8: about 200 new
+/// connections a second under 100 clients); each idle one costs a descriptor and a task.
+const MAX_IDLE: usize = 128;
 
 /// Why a call got no answer from the peer's Raft.
 #[derive(Debug)]
@@ -261,6 +264,7 @@ impl PeerClient {
                 Err(_) => break,
             }
         }
+        self.counters.peer_connects.bump();
         let mut s = TcpStream::connect(pool.addr)
             .await
             .map_err(CallError::Unreachable)?;

@@ -92,6 +92,19 @@ pub fn leader_check_error(
     }
 }
 
+/// Confirms that `raft` leads its group (a heartbeat round to a majority, counted in
+/// `counters`) and answers the index a linearizable read must see applied: openraft's read
+/// log id (the commit index once the leader committed an entry of its term).
+pub async fn leader_read_index(
+    raft: &Raft<TypeConfig>,
+    counters: &Counters,
+) -> Result<Option<u64>, WriteError> {
+    counters.leader_checks.bump();
+    let read = raft.get_read_log_id().await;
+    read.map(|(index, _applied)| index.map(|l| l.index))
+        .map_err(leader_check_error)
+}
+
 /// The answer to a forwarded write: a tag, then its fields.
 pub fn encode_write_result(r: &Result<Applied, WriteError>) -> Vec<u8> {
     let mut out = Vec::new();

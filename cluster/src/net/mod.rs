@@ -4,11 +4,12 @@
 //! A request is a `peer::frame` (kind, group, payload) signed with the cluster's secret
 //! (`peer::auth`); its payload and the answer are `raft::rpc_codec`'s. `http` is the little
 //! HTTP/1.1 both ends speak; `forward` the proposal of a client write, here or forwarded to
-//! the leader.
+//! the leader; `read_batch` one read index shared by the reads of a group that wait for it.
 
 mod client;
 mod forward;
 mod http;
+mod read_batch;
 mod server;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -21,7 +22,10 @@ use crate::raft::TypeConfig;
 
 pub use client::{CallError, Contact, GroupNetwork, PeerClient, PeerConnection};
 pub use forward::{decode_read_index, decode_write_result, encode_read_index};
-pub use forward::{encode_write_result, leader_check_error, propose, WriteError};
+pub use forward::{
+    encode_write_result, leader_check_error, leader_read_index, propose, WriteError,
+};
+pub use read_batch::{Fetch, IndexResult, ReadBatcher};
 pub use server::Server;
 
 /// The one path of the peer protocol.

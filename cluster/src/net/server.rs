@@ -16,8 +16,9 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-use super::forward::{encode_read_index, encode_write_result, leader_check_error, propose};
+use super::forward::{encode_read_index, encode_write_result, propose};
 use super::http::{read_request, response_bytes, HttpError, Request};
+use super::read_batch::ReadBatcher;
 use super::{unix_ms, Groups, MAX_BODY, RAFT_PATH};
 use crate::metrics::Counters;
 use crate::peer::auth::PeerKey;
@@ -34,6 +35,9 @@ pub struct Server {
     groups: Arc<Groups>,
     limits: Limits,
     counters: Arc<Counters>,
+    /// The `ReadIndex` requests of a group (and this node's own reads) share one leadership
+    /// check.
+    reads: Arc<ReadBatcher>,
     /// The refusal causes logged already.
     logged: Mutex<HashSet<String>>,
 }
@@ -47,12 +51,14 @@ fn answer(status: u16, text: &str) -> Answer {
 
 impl Server {
     /// The server of `groups` (of the cluster's `group_count`), checking requests with `key`,
-    /// counting what it serves in `counters`.
+    /// counting what it serves in `counters`; `ReadIndex` requests share the leadership checks
+    /// of `reads` ([`ReadBatcher::leader_checks`], shared with the node's own reads).
     pub fn new(
         key: Arc<PeerKey>,
         groups: Arc<Groups>,
         group_count: u32,
         counters: Arc<Counters>,
+        reads: Arc<ReadBatcher>,
     ) -> Server {
         let limits = Limits {
             groups: group_count,
@@ -63,6 +69,7 @@ impl Server {
             groups,
             limits,
             counters,
+            reads,
             logged: Mutex::new(HashSet::new()),
         }
     }
@@ -158,6 +165,7 @@ impl Server {
             group: frame.group,
             raft: &raft,
             counters: &self.counters,
+            reads: &self.reads,
         };
         match dispatch(at, frame.kind, frame.payload).await {
             Some(body) => (200, body),
@@ -172,6 +180,7 @@ struct Target<'a> {
     group: u32,
     raft: &'a Raft<TypeConfig>,
     counters: &'a Counters,
+    reads: &'a Arc<ReadBatcher>,
 }
 
 /// Hands a decoded payload to the group's Raft; its encoded answer, or `None` for a payload
@@ -182,6 +191,7 @@ async fn dispatch(at: Target<'_>, kind: Kind, payload: &[u8]) -> Option<Vec<u8>>
         group,
         raft,
         counters,
+        reads,
     } = at;
     match kind {
         Kind::AppendEntries => {
@@ -221,10 +231,9 @@ async fn dispatch(at: Target<'_>, kind: Kind, payload: &[u8]) -> Option<Vec<u8>>
                 return None;
             }
             counters.read_index_served.bump();
-            // The index alone: the follower waits for its own state machine, not ours.
-            let read = raft.get_read_log_id().await;
-            let r = read.map(|(index, _)| index.map(|l| l.index));
-            Some(encode_read_index(&r.map_err(leader_check_error)))
+            // The index alone: the follower waits for its own state machine, not ours. Every
+            // request arriving meanwhile shares the next leadership check.
+            Some(encode_read_index(&reads.read_index(group).await))
         }
         // Reads are served where they arrive (after a barrier); none is forwarded yet.
         Kind::ForwardRead => None,

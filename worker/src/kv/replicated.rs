@@ -152,7 +152,11 @@ impl Replicated {
     pub fn new(conf: &conf::Conf, cluster: &conf::ClusterConf) -> Replicated {
         let placement = Placement::from_conf(cluster);
         Replicated {
-            link: Link::new(conf.data_dir.join(super::CLUSTER_SOCKET)),
+            // A request waits for a link still connecting (a worker just started) rather than
+            // being refused at once; it gives up before its park times out, so that what never
+            // left is a 503, not a 504.
+            link: Link::new(conf.data_dir.join(super::CLUSTER_SOCKET))
+                .queue_for(cluster.timeout * 4 / 5),
             groups: placement.groups(),
             timeout: cluster.timeout,
             placement,

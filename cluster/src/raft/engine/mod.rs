@@ -117,6 +117,8 @@ struct State {
     closing: bool,
     /// Syncs done, for tests and metrics.
     syncs: u64,
+    /// Log entries written (`/metrics`: entries per sync is the group commit's depth).
+    entries: u64,
 }
 
 struct Shared {
@@ -146,12 +148,15 @@ pub(crate) struct Records {
     buf: Vec<u8>,
     /// A record is over `MAX_BODY`: replay would end the log there, so it is never written.
     too_large: bool,
+    /// How many of the records are log entries.
+    entries: u64,
 }
 
 impl Records {
     /// Adds a record of `group`; `payload` writes its payload.
     pub fn push(&mut self, group: u32, kind: u8, payload: impl FnOnce(&mut Vec<u8>)) {
         let start = self.buf.len();
+        self.entries += u64::from(kind == ENTRY);
         self.buf.extend_from_slice(&[0; HEADER]);
         codec::put_u32(&mut self.buf, group);
         self.buf.push(kind);
@@ -315,6 +320,7 @@ fn replay(file: File) -> io::Result<(State, u64)> {
         failed: None,
         closing: false,
         syncs: 0,
+        entries: 0,
     };
     let mut reader = BufReader::with_capacity(1 << 20, &*file);
     let mut magic = [0u8; 8];
@@ -448,6 +454,7 @@ impl LogEngine {
             st.len += u64::from(span.len);
             rest = &rest[span.len as usize..];
         }
+        st.entries += records.entries;
         if let Some(done) = done {
             st.pending.push(done);
             shared.wake.notify_one();
@@ -525,6 +532,11 @@ impl LogEngine {
     /// Syncs done so far (`/metrics`).
     pub fn syncs(&self) -> u64 {
         self.shared().lock().syncs
+    }
+
+    /// Log entries written so far (`/metrics`).
+    pub fn entries(&self) -> u64 {
+        self.shared().lock().entries
     }
 
     /// The file's size and the bytes of its live records (`/metrics`: log size).
