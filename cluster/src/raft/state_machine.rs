@@ -3,7 +3,9 @@
 //! every entry's command applied in log order, then the group's applied state (last applied
 //! log id, last membership) stored with `Batch::set_group_state`, then one commit, so the data
 //! and the position it reflects never part, even in a crash. The answers go back as
-//! [`Applied`].
+//! [`Applied`]. An apply does not wait for the store's journal flush: the consensus log holds
+//! the entries durably, and a snapshot, which lets the log be purged, first makes the store
+//! durable.
 //!
 //! Snapshots are not kept: a snapshot is taken from the store when asked for (its group state
 //! and its slots' records by `Batch::export_slots`, read in one read transaction, so the two
@@ -121,8 +123,26 @@ impl GroupStore {
             return Ok((answers, state));
         }
         batch.set_group_state(self.group, &encode_applied_state(&state))?;
-        batch.commit()?;
+        // No wait for the journal's fdatasync: every entry applied here is already durable in
+        // the consensus log, fsynced before it was committed, and a store that loses the
+        // commit in a machine crash resumes from an older applied state whose entries the log
+        // still holds (openraft applies them again). What makes that true is `snapshot`,
+        // which makes the store durable before a snapshot lets the log be purged. A process
+        // crash loses nothing either way: the commit is in the page cache. Waiting here put
+        // a second fdatasync in series behind every write, one per group.
+        let (_, unflushed) = batch.commit_deferred()?;
+        drop(unflushed);
         Ok((answers, state))
+    }
+
+    /// Makes every commit so far durable: one journal record (the group's state as it is,
+    /// stored again) whose flush covers every earlier commit of any process.
+    fn make_durable(&self) -> storage::Result<()> {
+        let mut batch = self.store.batch();
+        let state = load_applied_state(&mut batch, self.group)?;
+        batch.set_group_state(self.group, &encode_applied_state(&state))?;
+        batch.commit()?;
+        Ok(())
     }
 
     /// Logs why the group stops applying; the operator's fix when it is the map being full
@@ -156,6 +176,11 @@ impl GroupStore {
         let mut batch = self.store.batch();
         let (last_log_id, last_membership) = load_applied_state(&mut batch, self.group)?;
         let data = batch.export_slots(self.slots.clone(), now_ms())?;
+        drop(batch);
+        // The applies do not wait for their journal flush (see `apply_all`), and openraft
+        // purges the log up to a snapshot: the state read above must be on disk first. It
+        // was committed before the read began, so a flush begun now covers it.
+        self.make_durable()?;
         let snapshot_id = match &last_log_id {
             Some(id) => format!(
                 "g{}-{}-{}-{}",
