@@ -31,7 +31,10 @@ fn check_served(server: &Server, file: &[u8], mode: &str) {
     let r = c.send("GET", "/openapi.json", &[], b"");
     assert_eq!(r.status, 200, "{mode}");
     assert_eq!(r.header("Content-Type"), Some("application/json"), "{mode}");
-    assert!(r.body == file, "{mode}: /openapi.json is not worker/openapi/{mode}.json");
+    assert!(
+        r.body == file,
+        "{mode}: /openapi.json is not worker/openapi/{mode}.json"
+    );
     let doc: Value = serde_json::from_slice(&r.body).unwrap();
     assert_eq!(doc["openapi"], "3.1.0");
     assert!(doc["info"]["title"].as_str().unwrap().contains(mode));

@@ -101,7 +101,10 @@ mod tests {
 
     #[test]
     fn every_route_is_documented_with_its_methods_and_every_documented_path_is_a_route() {
-        for (mode, table, text) in [("kv", KV_ROUTES, KV_DOCUMENT), ("mq", MQ_ROUTES, MQ_DOCUMENT)] {
+        for (mode, table, text) in [
+            ("kv", KV_ROUTES, KV_DOCUMENT),
+            ("mq", MQ_ROUTES, MQ_DOCUMENT),
+        ] {
             let diff = differences(table, &parse(text));
             assert!(diff.is_empty(), "{mode} mode:\n{}", diff.join("\n"));
         }
@@ -121,7 +124,10 @@ mod tests {
         // The table gains a row the document lacks (the mq table against the kv document
         // has several: `/ack`, `/lock`...).
         let diff = differences(MQ_ROUTES, &parse(KV_DOCUMENT));
-        assert!(diff.iter().any(|d| d == "/ack: a route the document lacks"), "{diff:?}");
+        assert!(
+            diff.iter().any(|d| d == "/ack: a route the document lacks"),
+            "{diff:?}"
+        );
     }
 
     /// Every `$ref` of `v` resolves inside `doc`.
@@ -157,7 +163,10 @@ mod tests {
                     let responses = op["responses"].as_object().unwrap();
                     // ops.md, the HTTP layer: any request may meet these.
                     for code in ["414", "431"] {
-                        assert!(responses.contains_key(code), "{mode} {method} {path}: {code}");
+                        assert!(
+                            responses.contains_key(code),
+                            "{mode} {method} {path}: {code}"
+                        );
                     }
                     let open = matches!(path.as_str(), "/version" | "/status.html");
                     assert_eq!(!open, responses.contains_key("401"), "{mode} {path}: 401");
