@@ -13,6 +13,7 @@ use crate::service::{ConnRef, Pass, Request, Service};
 use crate::{kv, mq_service};
 
 pub mod health;
+pub mod openapi;
 #[cfg(test)]
 mod spec;
 
@@ -184,9 +185,13 @@ use Methods::{Get as G, GetPost as GP, GetPostPut as GPP, GetPostPutMq as GPPM, 
 const VERSION: Route = open(health("/version", GP, health::version));
 const STATUS: Route = open(health("/status.html", GP, health::status));
 const METRICS: Route = health("/metrics", G, health::metrics);
+// The mode's OpenAPI document (huststore(8)): kv and mq have one each.
+const OPENAPI_KV: Route = health("/openapi.json", G, openapi::kv);
+const OPENAPI_MQ: Route = health("/openapi.json", G, openapi::mq);
 const DEBUG_SLEEP: Route = debug("/debug/sleep", GP, health::debug_sleep);
 
-/// kv mode (`kv-api.md` §1), plus `/metrics` (`ops.md`) and the test-only `/debug/sleep`.
+/// kv mode (`kv-api.md` §1), plus `/metrics` (`ops.md`), `/openapi.json` (huststore(8)) and the
+/// test-only `/debug/sleep`.
 pub static KV_ROUTES: &[Route] = &[
     kv("/put", GPP, W, strings::put),
     kv("/get", GP, R, strings::get),
@@ -239,10 +244,11 @@ pub static KV_ROUTES: &[Route] = &[
     VERSION,
     STATUS,
     METRICS,
+    OPENAPI_KV,
     DEBUG_SLEEP,
 ];
 
-/// mq mode (`mq-api.md` §1), plus the health paths, `/metrics` and `/debug/sleep`.
+/// mq mode (`mq-api.md` §1), plus the health paths, `/metrics`, `/openapi.json` and `/debug/sleep`.
 pub static MQ_ROUTES: &[Route] = &[
     mq("/put", GPPM, W, queue::put),
     mq("/get", G, W, queue::get),
@@ -266,6 +272,7 @@ pub static MQ_ROUTES: &[Route] = &[
     VERSION,
     STATUS,
     METRICS,
+    OPENAPI_MQ,
     DEBUG_SLEEP,
 ];
 

@@ -3,7 +3,9 @@
 //!
 //! Where the specs list endpoints: the "## 1." section of `kv-api.md` and of `mq-api.md` (a
 //! table of backticked paths, plus mq's line on the shared paths), and in `ops.md` each
-//! paragraph or table row that says "both modes" (the health paths and `/metrics`).
+//! paragraph or table row that says "both modes" (the health paths and `/metrics`). The
+//! repository's own additions to the specs' paths ([`REPO_PATHS`], e.g. `/openapi.json`) are
+//! documented in `man/huststore.8` instead, and checked there.
 
 use super::{Kind, Route, KV_ROUTES, MQ_ROUTES};
 use std::collections::BTreeSet;
@@ -11,6 +13,11 @@ use std::io::Write as _;
 use std::path::Path;
 
 const SPEC_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/spec");
+
+/// Paths of both modes that the specs do not list and huststore(8) documents.
+const REPO_PATHS: &[&str] = &["/openapi.json"];
+
+const MAN_PAGE: &str = include_str!("../../../man/huststore.8");
 
 /// The backticked tokens of `text` that look like request paths (`/name`, `/a/b.html`).
 fn paths(text: &str) -> BTreeSet<String> {
@@ -118,7 +125,19 @@ fn every_documented_path_has_a_row_and_every_row_is_documented() {
             documented.extend(cluster);
         }
         documented.extend(shared.iter().cloned());
+        documented.extend(REPO_PATHS.iter().map(|p| p.to_string()));
         check(mode, table, &documented);
+    }
+}
+
+#[test]
+fn the_repositorys_own_paths_are_in_the_man_page() {
+    for path in REPO_PATHS {
+        // roff escapes nothing in a path but a leading dot; `\fB/openapi.json\fR` is fine.
+        assert!(
+            MAN_PAGE.contains(path),
+            "man/huststore.8 does not document {path}"
+        );
     }
 }
 
