@@ -219,9 +219,9 @@ impl Replicated {
                 if !text.is_empty() && !text.ends_with('\n') {
                     out.push('\n');
                 }
-                out.push_str("huststore_cluster_report_up 1\n");
+                report_up(out, 1);
             }
-            _ => out.push_str("huststore_cluster_report_up 0\n"),
+            _ => report_up(out, 0),
         }
     }
 
@@ -541,4 +541,14 @@ pub fn tick(kv: &mut KvService, pass: &mut Pass<'_, '_>, wakeups: &mut Vec<(Conn
             }
         }
     }
+}
+
+/// Whether the consensus figures beside it are fresh (promtool wants HELP and TYPE on it too).
+fn report_up(out: &mut String, up: u8) {
+    crate::metrics::gauge(
+        out,
+        "huststore_cluster_report_up",
+        "1 while the cluster helper's consensus figures above are fresh, else 0.",
+        up,
+    );
 }

@@ -610,7 +610,7 @@ fn reports_are_relayed_and_metrics_carry_the_helpers_lines() {
     let mut pass = pass(&mut batch);
     let mut out = String::new();
     r.kv.metrics(&mut pass, &mut out);
-    assert_eq!(out, "huststore_cluster_report_up 0\n");
+    assert_eq!(out, "# HELP huststore_cluster_report_up 1 while the cluster helper's consensus figures above are fresh, else 0.\n# TYPE huststore_cluster_report_up gauge\nhuststore_cluster_report_up 0\n");
     let p = Params::default();
     parks(call(
         crate::kv::admin::cluster_status,
@@ -645,7 +645,7 @@ fn reports_are_relayed_and_metrics_carry_the_helpers_lines() {
     }
     assert_eq!(
         out,
-        "huststore_cluster_term{group=\"0\"} 2\nhuststore_cluster_report_up 1\n"
+        "huststore_cluster_term{group=\"0\"} 2\n# HELP huststore_cluster_report_up 1 while the cluster helper's consensus figures above are fresh, else 0.\n# TYPE huststore_cluster_report_up gauge\nhuststore_cluster_report_up 1\n"
     );
 }
 
