@@ -75,15 +75,17 @@ function M.start()
    return true
 end
 
---- The line http.sh parses. `requests` overrides summary.requests (fillers left out);
+--- The line http.sh parses (latency percentiles from wrk's histogram, microseconds: p50, p99,
+--- p99.9). `requests` overrides summary.requests (fillers left out);
 --- `extra` is appended as is ("name=value ...").
 function M.result(summary, latency, requests, extra)
    local secs = summary.duration / 1e6
    local e = summary.errors
    local n = requests or summary.requests
    io.write(string.format(
-      "HB_RESULT qps=%.1f p50_us=%d p99_us=%d max_us=%d reqs=%d non2xx=%d sockerr=%d bytes=%d secs=%.2f%s\n",
-      n / secs, latency:percentile(50), latency:percentile(99), latency.max, n, e.status,
+      "HB_RESULT qps=%.1f p50_us=%d p99_us=%d p999_us=%d max_us=%d reqs=%d non2xx=%d sockerr=%d bytes=%d secs=%.2f%s\n",
+      n / secs, latency:percentile(50), latency:percentile(99), latency:percentile(99.9),
+      latency.max, n, e.status,
       e.connect + e.read + e.write + e.timeout, summary.bytes, secs,
       extra and (" " .. extra) or ""))
 end

@@ -9,7 +9,8 @@
 # this folder. Every row runs the same wrk script, with the same arguments, against huststore
 # for DUR, between two runs of DUR/2 against nginx answering the same request with
 # `return 200` and a body of the same size (an empty one for PUT, DEL and MQ put), and reports
-# the ratio of huststore's rate to the mean of nginx's two. Rows:
+# the ratio of huststore's rate to the mean of nginx's two, and the p50, p99 and p99.9
+# latencies of both (wrk's histogram) with huststore's p99 over nginx's. Rows:
 #   put    PUT (POST /put?key=..., new keys) with `sync_writes on` and with `sync_writes off`
 #   get    GET /get?key=... over GET_KEYS preloaded keys
 #   del    DEL /del?key=... over preloaded keys, each deleted once (a row stops early when the
@@ -329,8 +330,9 @@ hs_stop() { # TERM to the master (fast stop), KILL to everything it started afte
 
 # ---------------------------------------------------------------- wrk
 # run_wrk SECONDS MARKER SCRIPT URL ARGS...: one wrk run; sets WRK_RES to "qps p99_us non2xx
-# sockerr reqs secs reused pool" or "FAIL" (reused: PUTs that overwrote a key of the row, see
-# put.lua). HB_GO/HB_THREADS are the scripts' start gate (see hb.lua). With a MARKER, the
+# sockerr reqs secs reused pool p50_us p999_us" or "FAIL" (reused: PUTs that overwrote a key of
+# the row, see put.lua; p999: the 99.9th percentile, which hb.lua's done() asks wrk for).
+# HB_GO/HB_THREADS are the scripts' start gate (see hb.lua). With a MARKER, the
 # script creates MARKER.<thread> when the thread is done and wrk is ended (SIGINT: it still
 # reports) once all threads are. Bounded by SECONDS + 30 s (+ 10 s to wind down).
 run_wrk() {
@@ -361,7 +363,8 @@ run_wrk() {
   fi
   WRK_RES=$(printf '%s\n' "$line" | awk -v dur="$secs" '{for(i=2;i<=NF;i++){split($i,a,"=");v[a[1]]=a[2]}
        if (v["secs"] == "") v["secs"] = dur
-       print v["qps"], v["p99_us"], v["non2xx"], v["sockerr"], v["reqs"], v["secs"], v["reused"]+0, v["pool"]+0}')
+       print v["qps"], v["p99_us"], v["non2xx"], v["sockerr"], v["reqs"], v["secs"], v["reused"]+0, v["pool"]+0,
+             (v["p50_us"] == "" ? "-" : v["p50_us"]), (v["p999_us"] == "" ? "-" : v["p999_us"])}')
 }
 
 # preload MODE NAME SIZE FIRST COUNT: preload.lua against huststore, bounded by PRELOAD_BOUND.
@@ -418,8 +421,8 @@ kv_count() { # number of plain kv records (/stat)
 }
 
 # ---------------------------------------------------------------- rows
-# A row: name, size, huststore "qps p99 non2xx sockerr reqs secs" (or "n/a ..."), the same for
-# nginx, target (">=0.8" style or "-"), note. Derived and RSS rows are stored ready-made.
+# A row: name, size, huststore "qps p99 non2xx sockerr reqs secs reused pool p50 p999" (or
+# "n/a ..."; latencies in microseconds), the same for nginx (its two runs' mean), target (">=0.8" style or "-"), note. Derived and RSS rows are stored ready-made.
 R_N=0
 declare -a R_NAME R_SIZE R_HS R_NG R_TARGET R_NOTE R_KIND
 fmt_size() { # 256 -> 256 B, 1024 -> 1 KiB
@@ -463,8 +466,9 @@ measure() {
   elif [ "$ng2" = FAIL ]; then ng=$ng1
   else
     ng=$(printf '%s\n%s\n' "$ng1" "$ng2" | awk '{for (i = 1; i <= NF; i++) v[NR, i] = $i}
-      END { printf "%.1f %d %d %d %d %.2f", (v[1,1] + v[2,1]) / 2, (v[1,2] + v[2,2]) / 2,
-            v[1,3] + v[2,3], v[1,4] + v[2,4], v[1,5] + v[2,5], v[1,6] + v[2,6] }')
+      END { printf "%.1f %d %d %d %d %.2f 0 0 %d %d", (v[1,1] + v[2,1]) / 2, (v[1,2] + v[2,2]) / 2,
+            v[1,3] + v[2,3], v[1,4] + v[2,4], v[1,5] + v[2,5], v[1,6] + v[2,6],
+            (v[1,9] + v[2,9]) / 2, (v[1,10] + v[2,10]) / 2 }')
     awk -v a="${ng1%% *}" -v b="${ng2%% *}" 'BEGIN{ m = a > b ? a : b; exit !(m > 0 && ((a - b) / m > 0.25 || (b - a) / m > 0.25)) }' &&
       EXTRA_NOTE+="${EXTRA_NOTE:+; }nginx unsteady: $(printf '%.0f' "${ng1%% *}")/s before, $(printf '%.0f' "${ng2%% *}")/s after"
   fi
@@ -685,7 +689,7 @@ phase_rss() {
 
 # ---------------------------------------------------------------- report
 report() {
-  local i hs ng q p nq np ratio tg met a b
+  local i hs ng q p nq np ratio tg met a b p50 p999 np50 np999
   echo "# huststore HTTP benchmark, $(date -u +%Y-%m-%dT%H:%M:%SZ)"
   echo
   echo "- command: \`$CMDLINE\`${ROWS:+ (rows: $ROWS)}"
@@ -695,27 +699,27 @@ report() {
   echo "- huststore: $("$BIN" -v 2>&1 | head -1), $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo "not a git checkout ($ROOT)")$(git -C "$ROOT" status --porcelain 2>/dev/null | grep -q . && echo ' with uncommitted changes'); 2 workers (mq mode: 1), map_size 8g, cache_size 64m"
   echo "- yardstick: nginx $("$NGINX_BIN" -v 2>&1 | sed 's/.*\///'), 2 workers, \`return 200\` with a body of the row's size (empty for PUT, DEL, MQ put)"
   echo "- load: \`wrk -t$THREADS -c$CONNS -d$DUR --latency\` on the same host against huststore, between two ${NG_HALF}s runs against nginx (the yardstick is their mean); the same Lua script and arguments against both servers"
-  echo "- ratio = huststore / nginx in this run (RSS rows: huststore / nginx too, so lower is better there); p99 from wrk's latency histogram"
+  echo "- ratio = huststore / nginx in this run (RSS rows: huststore / nginx too, so lower is better there); p50, p99 and p99.9 from wrk's latency histogram (hb.lua's done()), nginx's the mean of its two runs; p99 / nginx p99: huststore's p99 over nginx's in the same row (issue 13's target: ≤ 3)"
   local bad
   bad=$(grep -cE '\[(alert|crit|emerg)\]|panick' "$TMP/huststore-error.log" 2>/dev/null)
   echo "- huststore's error logs of this run: ${bad:-0} alert/crit/emerg or panic lines$( [ "${bad:-0}" -eq 0 ] || printf ', first: `%s`' "$(grep -m1 -E '\[(alert|crit|emerg)\]|panick' "$TMP/huststore-error.log" | tr '`' "'")")"
   echo
-  echo "| row | size | huststore | p99 | nginx | p99 | ratio | target | note |"
-  echo "|---|---|---:|---:|---:|---:|---:|---|---|"
+  echo "| row | size | huststore | p50 | p99 | p99.9 | nginx | p50 | p99 | p99.9 | ratio | p99 / nginx p99 | target | note |"
+  echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"
   for ((i = 0; i < R_N; i++)); do
     hs=${R_HS[i]}; ng=${R_NG[i]}; tg=${R_TARGET[i]}
     case "${R_KIND[i]}" in
       wrk)
-        read -r q p _ <<< "$hs"; read -r nq np _ <<< "$ng"
+        read -r q p _ _ _ _ _ _ p50 p999 _ <<< "$hs"; read -r nq np _ _ _ _ _ _ np50 np999 _ <<< "$ng"
         ratio=$(awk -v a="$q" -v b="$nq" 'BEGIN{ if (a ~ /^[0-9.]+$/ && b ~ /^[0-9.]+$/ && b > 0) printf "%.2f", a / b; else print "-" }')
-        printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "${R_NAME[i]}" "$(fmt_size "${R_SIZE[i]}")" \
+        printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "${R_NAME[i]}" "$(fmt_size "${R_SIZE[i]}")" \
           "$(awk -v x="$q" 'BEGIN{ if (x ~ /^[0-9.]+$/) printf "%.0f/s", x; else print x }')" \
-          "$(awk -v x="$p" 'BEGIN{ if (x ~ /^[0-9.]+$/) printf "%.2f ms", x / 1000; else print "-" }')" \
+          "$(fmt_ms "${p50:-}")" "$(fmt_ms "$p")" "$(fmt_ms "${p999:-}")" \
           "$(awk -v x="$nq" 'BEGIN{ if (x ~ /^[0-9.]+$/) printf "%.0f/s", x; else print x }')" \
-          "$(awk -v x="$np" 'BEGIN{ if (x ~ /^[0-9.]+$/) printf "%.2f ms", x / 1000; else print "-" }')" \
-          "**$ratio**" "$(target_cell "$tg" "$ratio" ge)" "${R_NOTE[i]}" ;;
+          "$(fmt_ms "${np50:-}")" "$(fmt_ms "$np")" "$(fmt_ms "${np999:-}")" \
+          "**$ratio**" "$(p99_ratio "$p" "$np")" "$(target_cell "$tg" "$ratio" ge)" "${R_NOTE[i]}" ;;
       na)
-        printf '| %s | %s | n/a | - | - | - | %s | %s | %s |\n' "${R_NAME[i]}" "$(fmt_size "${R_SIZE[i]}")" \
+        printf '| %s | %s | n/a | - | - | - | - | - | - | - | %s | - | %s | %s |\n' "${R_NAME[i]}" "$(fmt_size "${R_SIZE[i]}")" \
           "$hs" "$(target_cell "$tg" - ge)" "${R_NOTE[i]}" ;;
       derived)
         # ratio of the two rows' ratios to their own yardsticks (same scripts, so the client
@@ -723,7 +727,7 @@ report() {
         read -r q _ <<< "${R_HS[ng]}"; read -r nq _ <<< "${R_NG[ng]}"
         read -r a _ <<< "${R_HS[hs]}"; read -r b _ <<< "${R_NG[hs]}"
         ratio=$(awk -v q="$q" -v nq="$nq" -v a="$a" -v b="$b" 'BEGIN{ if (q+0 > 0 && nq+0 > 0 && a+0 > 0 && b+0 > 0) printf "%.2f", (q / nq) / (a / b); else print "-" }')
-        printf '| %s | %s | %s | - | %s | - | %s | %s | %s |\n' "${R_NAME[i]}" "$(fmt_size "${R_SIZE[i]}")" \
+        printf '| %s | %s | %s | - | - | - | %s | - | - | - | %s | - | %s | %s |\n' "${R_NAME[i]}" "$(fmt_size "${R_SIZE[i]}")" \
           "$(awk -v q="$q" -v a="$a" 'BEGIN{ if (q+0 > 0 && a+0 > 0) printf "%.2f× req/s", q / a; else print "-" }')" \
           "$(awk -v q="$nq" -v a="$b" 'BEGIN{ if (q+0 > 0 && a+0 > 0) printf "%.2f× req/s", q / a; else print "-" }')" \
           "**$ratio**" "$(target_cell "$tg" "$ratio" ge)" "ratio of the two rows' ratios to nginx" ;;
@@ -733,13 +737,22 @@ report() {
         b=$(awk -v x="$ng" 'BEGIN{ printf "%.1f", x / 1024 }')
         met=$ratio
         [ "${R_KIND[i]}" = rssadd ] && tg=$(target_cell "$tg" "$a" lt) || tg=-
-        printf '| %s | - | %s MiB | - | %s MiB | - | %s | %s | %s |\n' "${R_NAME[i]}" "$a" "$b" "$met" "$tg" "${R_NOTE[i]}" ;;
+        printf '| %s | - | %s MiB | - | - | - | %s MiB | - | - | - | %s | - | %s | %s |\n' "${R_NAME[i]}" "$a" "$b" "$met" "$tg" "${R_NOTE[i]}" ;;
     esac
   done
   echo
   echo "Targets are issue 5's (ratios to nginx at 256 B unless the row says otherwise). wrk shares the"
   echo "host's $(nproc) CPUs with the server it measures (about one CPU for wrk), so absolute req/s swing"
   echo "with the box and its load; compare ratios taken in one run."
+}
+
+fmt_ms() { # fmt_ms MICROS -> "1.23 ms" ("-" when not a number)
+  awk -v x="$1" 'BEGIN{ if (x ~ /^[0-9.]+$/) printf "%.2f ms", x / 1000; else print "-" }'
+}
+
+p99_ratio() { # p99_ratio HS_P99 NGINX_P99 (microseconds) -> "2.1×", bold past issue 13's 3×
+  awk -v a="$1" -v b="$2" 'BEGIN{ if (a ~ /^[0-9.]+$/ && b ~ /^[0-9.]+$/ && b > 0) {
+      r = a / b; if (r > 3) printf "**%.1f×**", r; else printf "%.1f×", r } else print "-" }'
 }
 
 target_cell() { # target_cell TARGET VALUE ge|lt -> "≥ 0.3 (met)" etc.

@@ -98,3 +98,94 @@ fn mq_mode_reports_queue_depths_and_parked_waiters() {
         Some(4.0)
     );
 }
+
+/// The step histograms (`worker/src/pass_timings.rs`), in its order.
+const STEPS: [&str; 5] = [
+    "huststore_pass_duration_seconds",
+    "huststore_write_lock_wait_seconds",
+    "huststore_journal_flush_duration_seconds",
+    "huststore_checkpoint_sync_duration_seconds",
+    "huststore_periodic_sync_duration_seconds",
+];
+
+/// Checks that `name` is a well-formed Prometheus histogram in `text` (typed, cumulative
+/// buckets with rising bounds ending with `+Inf`, which equals `_count`, and a `_sum`) and
+/// returns its `_count`.
+fn histogram_count(text: &str, name: &str) -> f64 {
+    assert!(
+        text.contains(&format!("# TYPE {name} histogram\n")),
+        "{name} untyped: {text}"
+    );
+    let prefix = format!("{name}_bucket{{le=\"");
+    let buckets: Vec<(String, f64)> = text
+        .lines()
+        .filter_map(|l| {
+            let (le, n) = l.strip_prefix(&prefix)?.split_once("\"} ")?;
+            Some((le.to_string(), n.parse().ok()?))
+        })
+        .collect();
+    assert!(buckets.len() >= 2, "{name}: too few buckets: {text}");
+    let (last, total) = buckets.last().unwrap();
+    assert_eq!(last, "+Inf", "{name}: the last bucket is not +Inf");
+    let mut bound = f64::NEG_INFINITY;
+    let mut below = 0.0;
+    for (le, n) in &buckets[..buckets.len() - 1] {
+        let le: f64 = le.parse().expect("a numeric bound");
+        assert!(le > bound, "{name}: bounds do not rise at {le}");
+        assert!(*n >= below, "{name}: buckets are not cumulative at {le}");
+        bound = le;
+        below = *n;
+    }
+    assert!(*total >= below, "{name}: +Inf below the last bound");
+    let count = value(text, &format!("{name}_count")).expect("a _count");
+    assert_eq!(count, *total, "{name}: _count is not the +Inf bucket");
+    let sum = value(text, &format!("{name}_sum")).expect("a _sum");
+    assert!(sum >= 0.0);
+    count
+}
+
+/// The `_count` of every step histogram, in `STEPS` order.
+fn step_counts(addr: std::net::SocketAddr) -> Vec<f64> {
+    let text = get(addr, "/metrics").text();
+    STEPS.iter().map(|s| histogram_count(&text, s)).collect()
+}
+
+#[test]
+fn a_durable_write_is_timed_in_every_step_histogram() {
+    let server = Server::start(&[("worker_processes", "1")]);
+    let addr = server.addr();
+    let before = step_counts(addr);
+    let mut c = Client::connect(addr);
+    for i in 0..5 {
+        let r = c.send("POST", &format!("/put?key=t{i}"), &[], b"value");
+        assert_eq!(r.status, 200);
+    }
+    // The pass, the write lock and the journal flush are counted before the reply leaves;
+    // the checkpoint thread syncs within a quarter of a second of a change.
+    let mut after = Vec::new();
+    let grew = wait_until(Duration::from_secs(10), || {
+        after = step_counts(addr);
+        (0..4).all(|i| after[i] > before[i])
+    });
+    assert!(grew, "before {before:?}, after {after:?}");
+    // The lock is taken once per pass that writes (one environment here): at least once, at
+    // most once per put, plus the metrics' own passes write nothing.
+    assert!(after[1] - before[1] <= 5.0, "{before:?} {after:?}");
+    // Durable mode has no periodic flush.
+    assert_eq!(after[4], 0.0);
+}
+
+#[test]
+fn the_periodic_flush_of_sync_writes_off_is_timed() {
+    let server = Server::start(&[("sync_writes", "off"), ("sync_interval", "50ms")]);
+    let addr = server.addr();
+    assert_eq!(get(addr, "/put?key=p&val=v").status, 200);
+    let mut after = Vec::new();
+    let grew = wait_until(Duration::from_secs(10), || {
+        after = step_counts(addr);
+        after[4] > 0.0
+    });
+    assert!(grew, "{after:?}");
+    // No journal without sync_writes: nothing is flushed on the flusher thread.
+    assert_eq!(after[2], 0.0);
+}

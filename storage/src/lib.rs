@@ -242,6 +242,34 @@ pub struct CommitStats {
     pub disk_full: u64,
 }
 
+/// A step storage times for `/metrics` and reports to the process's [`observe_steps`] hook.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Beginning a pass's write transaction on one environment: waiting for LMDB's write
+    /// lock, which serialises the worker processes (and the checkpoint's short hold).
+    WriteLockWait,
+    /// The checkpoint thread's msync of the data file (`env.sync`), the writeback of the map's
+    /// dirty pages.
+    CheckpointSync,
+}
+
+type StepHook = Box<dyn Fn(Step, std::time::Duration) + Send + Sync>;
+static STEP_HOOK: std::sync::OnceLock<StepHook> = std::sync::OnceLock::new();
+
+/// Sets where this process's storage reports its [`Step`] times (the worker: its `/metrics`
+/// histograms); once per process, later calls are ignored. The hook runs on the thread that
+/// did the step (the event loop, the checkpoint thread), so it must be cheap and never block.
+pub fn observe_steps(hook: impl Fn(Step, std::time::Duration) + Send + Sync + 'static) {
+    let _ = STEP_HOOK.set(Box::new(hook));
+}
+
+/// Reports that `step` took since `start` (nothing when no hook is set).
+pub(crate) fn step_done(step: Step, start: std::time::Instant) {
+    if let Some(hook) = STEP_HOOK.get() {
+        hook(step, start.elapsed());
+    }
+}
+
 /// Bucket of a key, `kv-api.md` §2.7: `h = h*31 + b (mod 2^32)` over unsigned bytes, mod 1024.
 pub fn bucket(key: &[u8]) -> u32 {
     let mut h: u32 = 0;

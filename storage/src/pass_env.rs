@@ -125,7 +125,9 @@ impl<'s> PassEnv<'s> {
             if !keep_ro {
                 self.ro = None;
             }
+            let start = std::time::Instant::now();
             self.rw = Some(begin(self.target.env(), |e| e.begin_rw_txn())?);
+            crate::step_done(crate::Step::WriteLockWait, start);
             self.pass = Pass::default();
         }
         Ok(())

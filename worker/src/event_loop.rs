@@ -12,6 +12,7 @@ use crate::dispatch::{account, dispatch, DispatchCtx, ParkedRequests, PassLog, S
 use crate::flusher::{Committed, Flushes};
 use crate::http::{Head, Response};
 use crate::metrics::SharedMetrics;
+use crate::pass_timings::Timed;
 use crate::routes::{self, Route};
 use crate::service::{ConnRef, Pass, Replication, Service};
 use crate::signals::{Signals, Stop};
@@ -227,9 +228,11 @@ impl EventLoop {
                 self.own_lent();
                 drop(batch);
             }
-            self.flushes.sync_if_due(store);
+            self.flushes.sync_if_due(store, self.metrics.steps());
+            let took = now.elapsed();
+            self.metrics.steps().record(Timed::Pass, took);
             self.pass_log
-                .account(&self.metrics, self.access_log.as_mut(), now.elapsed());
+                .account(&self.metrics, self.access_log.as_mut(), took);
             if stop == Stop::Now {
                 return 0;
             }

@@ -6,6 +6,7 @@
 //! a socket.
 
 use crate::metrics::SharedMetrics;
+use crate::pass_timings::{Steps, Timed};
 
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -83,7 +84,7 @@ impl Flushes {
     /// A failed flush fail-stops the daemon (`Store::sync` says so at `[alert]`); once
     /// stopped nothing is written, so there is nothing to flush (and a flush after a failed
     /// one may succeed without covering what the failed one lost).
-    pub fn sync_if_due(&mut self, store: &storage::Store) {
+    pub fn sync_if_due(&mut self, store: &storage::Store, steps: &Steps) {
         let Some((every, next)) = self.sync_every else {
             return;
         };
@@ -95,7 +96,7 @@ impl Flushes {
         if store.fail_stopped() {
             return;
         }
-        if let Err(e) = store.sync() {
+        if let Err(e) = steps.time(Timed::PeriodicSync, || store.sync()) {
             // The first failure of the daemon is the alert; a later one is no news.
             log::debug!("the periodic flush of the store failed: {e}");
         }
@@ -114,7 +115,7 @@ impl Flushes {
                 self.stats.record(stats);
                 metrics.commit(stats);
                 // A flush done here that failed leaves a committed pass: not acknowledged.
-                match flush.map(|flush| self.hand_over(registry, flush)) {
+                match flush.map(|flush| self.hand_over(registry, flush, metrics.steps())) {
                     Some(false) => Committed::Unacknowledged,
                     _ => Committed::Yes,
                 }
@@ -139,29 +140,36 @@ impl Flushes {
 
     /// Hands a committed pass's journal flush to the flusher; if the flusher cannot start it
     /// flushes here, and `false` says that flush failed (the pass is not acknowledged).
-    fn hand_over(&mut self, registry: &mio::Registry, flush: storage::JournalFlush) -> bool {
+    fn hand_over(
+        &mut self,
+        registry: &mio::Registry,
+        flush: storage::JournalFlush,
+        steps: &'static Steps,
+    ) -> bool {
+        let wait = |flush: storage::JournalFlush| steps.time(Timed::JournalFlush, || flush.wait());
         if self.flusher.is_none() {
-            let started = mio::Waker::new(registry, self.token).and_then(Flusher::start);
+            let started =
+                mio::Waker::new(registry, self.token).and_then(|w| Flusher::start(w, steps));
             match started {
                 Ok(f) => self.flusher = Some(f),
                 Err(e) => {
                     log::error!("could not start the journal flusher, flushing in the loop: {e}");
-                    return flush.wait().is_ok();
+                    return wait(flush).is_ok();
                 }
             }
         }
         let Some(flusher) = self.flusher.as_ref() else {
-            return flush.wait().is_ok();
+            return wait(flush).is_ok();
         };
         let Some(jobs) = flusher.jobs.as_ref() else {
-            return flush.wait().is_ok();
+            return wait(flush).is_ok();
         };
         self.issued += 1;
         match jobs.send((self.issued, flush)) {
             Ok(()) => true,
             // The thread is gone: flush here, and count the ticket done.
             Err(SendError((ticket, flush))) => {
-                let ok = flush.wait().is_ok();
+                let ok = wait(flush).is_ok();
                 let done = if ok {
                     &flusher.durable
                 } else {
@@ -233,7 +241,7 @@ struct Flusher {
 }
 
 impl Flusher {
-    fn start(waker: mio::Waker) -> io::Result<Flusher> {
+    fn start(waker: mio::Waker, steps: &'static Steps) -> io::Result<Flusher> {
         let (jobs, queue) = std::sync::mpsc::channel::<(u64, storage::JournalFlush)>();
         let durable = Arc::new(AtomicU64::new(0));
         let failed = Arc::new(AtomicU64::new(0));
@@ -246,7 +254,7 @@ impl Flusher {
                         job = newer;
                     }
                     let (ticket, flush) = job;
-                    match flush.wait() {
+                    match steps.time(Timed::JournalFlush, || flush.wait()) {
                         Ok(()) => d.store(ticket, Ordering::Release),
                         Err(_) => f.store(ticket, Ordering::Release),
                     }

@@ -112,6 +112,8 @@ pub fn run(args: WorkerArgs) -> i32 {
         },
         None => None,
     };
+    // Before the store opens: its checkpoint thread takes the first checkpoint at once.
+    pass_timings::observe_storage(args.metrics.for_slot(args.slot).steps());
     // The environment is opened here, after the fork: LMDB forbids carrying one across it.
     let store = match storage::Store::open(&storage::StoreOptions {
         data_dir: store_dir(&conf),
@@ -187,6 +189,7 @@ mod kv;
 mod metrics;
 mod mq_service;
 mod outq;
+mod pass_timings;
 pub mod query;
 mod routes;
 mod service;

@@ -51,6 +51,8 @@ struct Region {
     /// Writes refused for a full map, and for a full disk.
     map_full: AtomicU64,
     disk_full: AtomicU64,
+    /// How long each step of the passes took (`pass_timings`).
+    steps: crate::pass_timings::Steps,
 }
 
 /// The shared counters. Cheap to copy: a pointer into the inherited mapping.
@@ -142,6 +144,14 @@ impl SharedMetrics {
 
     pub fn bytes_out(&self, n: usize) {
         self.mine().bytes_out.fetch_add(n as u64, Relaxed);
+    }
+
+    /// This slot's step histograms (`pass_timings`), for any thread of the worker.
+    pub fn steps(&self) -> &'static crate::pass_timings::Steps {
+        // SAFETY: `region < REGIONS` and the mapping holds REGIONS zero-initialised regions
+        // (atomics only), never unmapped: the reference is valid for the life of the process
+        // and, all atomics, may be shared between threads.
+        unsafe { &(*self.base.add(self.region)).steps }
     }
 
     pub fn connection_opened(&self) {
@@ -261,6 +271,17 @@ impl SharedMetrics {
             sum(&|r| &r.map_full),
             sum(&|r| &r.disk_full)
         );
+        for (h, (name, help)) in crate::pass_timings::HISTOGRAMS.iter().enumerate() {
+            histogram(
+                out,
+                name,
+                help,
+                &crate::pass_timings::BOUNDS_US,
+                1e6,
+                &|i| sum(&|r| &r.steps.hists[h].buckets[i]),
+                sum(&|r| &r.steps.hists[h].sum_ns) as f64 / 1e9,
+            );
+        }
     }
 }
 

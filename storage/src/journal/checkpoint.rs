@@ -430,7 +430,12 @@ fn checkpoint<'e>(
         Some(e) => Err(StorageError::Lmdb(lmdb::Error::Other(
             e.raw_os_error().unwrap_or(libc::EIO),
         ))),
-        None => env.sync(true).map_err(StorageError::from),
+        None => {
+            let start = std::time::Instant::now();
+            let synced = env.sync(true).map_err(StorageError::from);
+            crate::step_done(crate::Step::CheckpointSync, start);
+            synced
+        }
     };
     let data = ctx.dir.parent().unwrap_or(&ctx.dir).join("data.mdb");
     if let Err(e) = synced {
