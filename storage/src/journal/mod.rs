@@ -71,6 +71,7 @@ pub(crate) use checkpoint::Checkpoint;
 pub(crate) use checkpoint::{boot_id, forget, read_checkpoint};
 use checkpoint::{checkpoint_thread, discard, restore_meta, Checkpointer};
 pub use fail_stop::{FailState, FailStop};
+pub use record::{decode_journal_record, encode_journal_record, DecodedRecord, RecordChange};
 use record::{
     encode_record, load_position, lock, segment_path, sync_dir, txn_id, Position, SEGMENT_BYTES,
     WAL_KEY,
