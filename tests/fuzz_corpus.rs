@@ -27,7 +27,10 @@ fn every_corpus_input_passes_its_target_checks() {
             }
         }
     }
-    assert!(failures.is_empty(), "corpus inputs failing their checks: {failures:#?}");
+    assert!(
+        failures.is_empty(),
+        "corpus inputs failing their checks: {failures:#?}"
+    );
 }
 
 #[test]

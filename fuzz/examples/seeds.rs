@@ -30,7 +30,9 @@ fn membership() -> Membership<NodeId, BasicNode> {
 }
 
 fn write(target: &str, name: &str, data: &[u8]) {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus").join(target);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("corpus")
+        .join(target);
     std::fs::create_dir_all(&dir).expect("corpus folder");
     std::fs::write(dir.join(format!("seed-{name}")), data).expect("seed");
 }
@@ -51,12 +53,19 @@ fn main() {
         write("http_head", name, head);
     }
     for (name, body) in [
-        ("two", &b"\xff\x015;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nTrailer: x\r\n\r\nNEXT"[..]),
+        (
+            "two",
+            &b"\xff\x015;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nTrailer: x\r\n\r\nNEXT"[..],
+        ),
         ("lf", b"\x10\x03a\nxxxxxxxxxx\n0\n\n"),
     ] {
         write("chunked", name, body);
     }
-    write("query", "pairs", b"key=a%20b+c%2B&val=%00%ff&tb=&flag&key=2");
+    write(
+        "query",
+        "pairs",
+        b"key=a%20b+c%2B&val=%00%ff&tb=&flag&key=2",
+    );
     write("query", "number", b"-9223372036854775808");
     let conf_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../conf");
     for dir in [conf_dir.clone(), conf_dir.join("cluster")] {
@@ -70,14 +79,27 @@ fn main() {
     }
     let rec = storage::encode_journal_record(
         7,
-        &[(1, b"key".to_vec(), Some(b"val".to_vec())), (2, b"gone".to_vec(), None)],
+        &[
+            (1, b"key".to_vec(), Some(b"val".to_vec())),
+            (2, b"gone".to_vec(), None),
+        ],
     );
     write("journal_record", "put-del", &rec);
-    write("journal_record", "empty", &storage::encode_journal_record(1, &[]));
+    write(
+        "journal_record",
+        "empty",
+        &storage::encode_journal_record(1, &[]),
+    );
 
     let limits_prefix = [8u8, 0xff, 0xff];
     for (kind, payload) in [(Kind::Vote, &b"vote"[..]), (Kind::ReadIndex, b"")] {
-        let frame = Frame { kind, group: 3, payload }.encode().expect("a frame");
+        let frame = Frame {
+            kind,
+            group: 3,
+            payload,
+        }
+        .encode()
+        .expect("a frame");
         let mut seed = limits_prefix.to_vec();
         seed.extend_from_slice(&frame);
         write("peer_frame", kind.name().replace(' ', "-").as_str(), &seed);
@@ -93,12 +115,20 @@ fn main() {
         prev_log_id: Some(log_id(6, 1, 9)),
         leader_commit: None,
         entries: vec![
-            Entry { log_id: log_id(7, 2, 10), payload: EntryPayload::Blank },
+            Entry {
+                log_id: log_id(7, 2, 10),
+                payload: EntryPayload::Blank,
+            },
             Entry {
                 log_id: log_id(7, 2, 11),
-                payload: EntryPayload::Normal(LogCommand { bytes: b"a command".to_vec() }),
+                payload: EntryPayload::Normal(LogCommand {
+                    bytes: b"a command".to_vec(),
+                }),
             },
-            Entry { log_id: log_id(7, 2, 12), payload: EntryPayload::Membership(membership()) },
+            Entry {
+                log_id: log_id(7, 2, 12),
+                payload: EntryPayload::Membership(membership()),
+            },
         ],
     };
     let snapshot = InstallSnapshotRequest::<TypeConfig> {
@@ -114,10 +144,19 @@ fn main() {
     };
     let put = Command {
         now_ms: 1_700_000_000_000,
-        write: Write::Put { key: b"k", val: b"v", expires_at: 0, ver: 3 },
+        write: Write::Put {
+            key: b"k",
+            val: b"v",
+            expires_at: 0,
+            ver: 3,
+        },
     };
     let messages: Vec<(&str, u8, Vec<u8>)> = vec![
-        ("vote-request", 0, encode_vote_request(&VoteRequest::new(vote, Some(log_id(2, 1, 5))))),
+        (
+            "vote-request",
+            0,
+            encode_vote_request(&VoteRequest::new(vote, Some(log_id(2, 1, 5)))),
+        ),
         ("append-request", 1, encode_append_request(&append)),
         ("snapshot-request", 2, encode_snapshot_request(&snapshot)),
         (
@@ -125,18 +164,28 @@ fn main() {
             3,
             encode_vote_result(&Ok(VoteResponse::new(vote, Some(log_id(2, 1, 5)), true))),
         ),
-        ("vote-stopped", 3, encode_vote_result(&Err(RaftError::Fatal(Fatal::Stopped)))),
+        (
+            "vote-stopped",
+            3,
+            encode_vote_result(&Err(RaftError::Fatal(Fatal::Stopped))),
+        ),
         (
             "append-result",
             4,
-            encode_append_result(&Ok(AppendEntriesResponse::PartialSuccess(Some(log_id(1, 1, 1))))),
+            encode_append_result(&Ok(AppendEntriesResponse::PartialSuccess(Some(log_id(
+                1, 1, 1,
+            ))))),
         ),
         (
             "snapshot-result",
             5,
             encode_snapshot_result(&Ok(InstallSnapshotResponse { vote })),
         ),
-        ("write-result", 6, encode_write_result(&Ok(Applied::Counted { ver: 2, value: -5 }))),
+        (
+            "write-result",
+            6,
+            encode_write_result(&Ok(Applied::Counted { ver: 2, value: -5 })),
+        ),
         (
             "write-not-leader",
             6,
