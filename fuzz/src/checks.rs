@@ -16,8 +16,11 @@ use cluster::raft::rpc_codec;
 use worker::http::{parse_head, ChunkProgress, ChunkedDecoder, HeadParse};
 use worker::query::{self, Params};
 
+/// One target's check of one input (it panics on a broken invariant).
+pub type Check = fn(&[u8]);
+
 /// The targets, by name: the folder of each one's corpus (`fuzz/corpus/<name>/`) and its check.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Check)] = &[
     ("http_head", http_head),
     ("chunked", chunked),
     ("query", query),
