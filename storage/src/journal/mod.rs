@@ -72,6 +72,7 @@ pub(crate) use checkpoint::{boot_id, forget, read_checkpoint};
 use checkpoint::{checkpoint_thread, discard, restore_meta, Checkpointer};
 pub(crate) use fail_stop::open_without_journal;
 pub use fail_stop::{FailState, FailStop};
+pub use record::{decode_journal_record, encode_journal_record, DecodedRecord, RecordChange};
 use record::{
     encode_record, load_position, lock, segment_path, sync_dir, txn_id, Position, SEGMENT_BYTES,
     WAL_KEY,

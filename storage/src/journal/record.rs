@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use lmdb::{Database, Transaction};
 
+use crate::txn::{decode_ops, Op, Ops};
 use crate::{Result, StorageError};
 
 /// Key in `meta` of the journal's tail: where the next record goes.
@@ -50,6 +51,56 @@ pub(crate) fn parse_record(buf: &[u8]) -> Option<(u64, &[u8], usize)> {
     let body = buf.get(..end)?;
     let crc = u32::from_le_bytes(buf.get(end..end + 4)?.try_into().ok()?);
     (crc32fast::hash(body) == crc).then(|| (txnid, &body[RECORD_HEAD..], end + 4))
+}
+
+/// One change of a journal record as [`decode_journal_record`] gives it back: the database
+/// tag, the key and, for a put, the value (`None`: a delete).
+pub type RecordChange = (u8, Vec<u8>, Option<Vec<u8>>);
+
+/// What [`decode_journal_record`] read at the start of its input.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecodedRecord {
+    pub txnid: u64,
+    /// Bytes the record takes, its CRC included.
+    pub taken: usize,
+    /// The changes of its payload; `None` when a CRC-valid payload does not decode (replay
+    /// stops there with an error).
+    pub changes: Option<Vec<RecordChange>>,
+}
+
+/// The journal record decoder as replay runs it (the record, then its payload's changes), for
+/// the fuzz targets (`fuzz/fuzz_targets/journal_record.rs`) and the corpus test; `None` where
+/// replay sees the end of the journal. Not used by the store itself.
+pub fn decode_journal_record(buf: &[u8]) -> Option<DecodedRecord> {
+    let (txnid, payload, taken) = parse_record(buf)?;
+    let changes = decode_ops(payload).map(|ops| {
+        ops.into_iter()
+            .map(|op| match op {
+                Op::Put(db, k, v) => (db, k.to_vec(), Some(v.to_vec())),
+                Op::Del(db, k) => (db, k.to_vec(), None),
+            })
+            .collect()
+    });
+    Some(DecodedRecord {
+        txnid,
+        taken,
+        changes,
+    })
+}
+
+/// The bytes of the record of `txnid` with these changes, as the store writes it: what
+/// [`decode_journal_record`] reads back (the fuzz targets check that it does).
+pub fn encode_journal_record(txnid: u64, changes: &[RecordChange]) -> Vec<u8> {
+    let mut ops = Ops::default();
+    for (db, k, v) in changes {
+        match v {
+            Some(v) => ops.put(*db, k, v),
+            None => ops.del(*db, k),
+        }
+    }
+    let mut out = Vec::new();
+    encode_record(&mut out, txnid, ops.bytes());
+    out
 }
 
 /// A place in the journal: segment `gen`, byte `off`.
@@ -141,7 +192,6 @@ pub(crate) fn remove_segments_before(dir: &Path, gen: u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::txn::Ops;
 
     #[test]
     fn records_stop_at_zeros_torn_and_stale_bytes() {

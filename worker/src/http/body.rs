@@ -63,22 +63,19 @@ impl ChunkedDecoder {
                         self.state = ChunkState::Extension
                     }
                     b'\r' if self.size_digits > 0 => self.state = ChunkState::SizeLf,
-                    b'\n' if self.size_digits > 0 => self.end_size_line(),
+                    b'\n' if self.size_digits > 0 => self.end_size_line(body, max)?,
                     _ => return Err(FramingError::closing(400)),
                 },
                 ChunkState::Extension => match b {
                     b'\r' => self.state = ChunkState::SizeLf,
-                    b'\n' => self.end_size_line(),
+                    b'\n' => self.end_size_line(body, max)?,
                     _ => {}
                 },
                 ChunkState::SizeLf => {
                     if b != b'\n' {
                         return Err(FramingError::closing(400));
                     }
-                    self.end_size_line();
-                    if self.state == ChunkState::Data && body.len() as u64 + self.size > max {
-                        return Err(FramingError::closing(413));
-                    }
+                    self.end_size_line(body, max)?;
                 }
                 ChunkState::Data => {
                     let take = (self.size as usize).min(input.len() - i);
@@ -133,14 +130,21 @@ impl ChunkedDecoder {
         Ok(ChunkProgress::NeedMore(i))
     }
 
-    fn end_size_line(&mut self) {
+    /// The size line ended (`\r\n` or a bare `\n`): the chunk's data follows, or the trailer
+    /// after the last chunk. A chunk that would take the body past `max` is refused here,
+    /// before any of its data is taken, whichever line end the size line had.
+    fn end_size_line(&mut self, body: &[u8], max: u64) -> Result<(), FramingError> {
         self.size_digits = 0;
-        self.state = if self.size == 0 {
+        if self.size == 0 {
             self.line_len = 0;
-            ChunkState::Trailer
-        } else {
-            ChunkState::Data
-        };
+            self.state = ChunkState::Trailer;
+            return Ok(());
+        }
+        if body.len() as u64 + self.size > max {
+            return Err(FramingError::closing(413));
+        }
+        self.state = ChunkState::Data;
+        Ok(())
     }
 
     /// True when the line just ended was the empty line that closes the body.
@@ -190,6 +194,26 @@ mod tests {
         let mut body = Vec::new();
         let err = dec.feed(b"10\r\n", &mut body, 8).unwrap_err();
         assert_eq!(err.status, 413);
+    }
+
+    /// Found by the fuzzer (fuzz/corpus/chunked/): a size line ended by a bare `\n` (or an
+    /// extension then `\n`) skipped the limit, so the body grew past `max`.
+    #[test]
+    fn a_bare_lf_size_line_is_held_to_the_limit() {
+        for wire in [&b"aa\nxxxx"[..], b"aa;ext\nxxxx", b"aa\r\nxxxx"] {
+            let mut dec = ChunkedDecoder::default();
+            let mut body = Vec::new();
+            let err = dec.feed(wire, &mut body, 8).unwrap_err();
+            assert_eq!(err.status, 413, "{:?}", String::from_utf8_lossy(wire));
+            assert!(body.is_empty());
+        }
+        let mut dec = ChunkedDecoder::default();
+        let mut body = Vec::new();
+        let done = dec.feed(b"3\nabc\n0\n\n", &mut body, 3).unwrap();
+        assert_eq!(
+            (done, body.as_slice()),
+            (ChunkProgress::Done(9), &b"abc"[..])
+        );
     }
 
     #[test]
