@@ -45,11 +45,13 @@ impl Report {
         })
     }
 
-    /// The reply's `Content-Type`.
+    /// The reply's `Content-Type`: the JSON reports are labelled `text/plain` as every body of
+    /// the kv API is (kv-api.md D18, kept from the original, whose `/get_table` a single node
+    /// answers the same way); the metrics in Prometheus's text format.
     pub fn content_type(self) -> &'static str {
         match self {
             Report::Metrics => "text/plain; version=0.0.4",
-            _ => "application/json",
+            _ => "text/plain",
         }
     }
 }
