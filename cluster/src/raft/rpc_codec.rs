@@ -148,6 +148,9 @@ const PANICKED: u8 = 2;
 const STORAGE: u8 = 3;
 const MISMATCH: u8 = 4;
 
+/// What a storage error decoded from a peer's answer begins with.
+const PEER_PREFIX: &str = "on the peer: ";
+
 fn put_fatal(out: &mut Vec<u8>, f: &Fatal<NodeId>) {
     match f {
         Fatal::Stopped => out.push(STOPPED),
@@ -165,11 +168,14 @@ fn get_fatal(tag: u8, r: &mut Reader<'_>) -> Result<Fatal<NodeId>, CodecError> {
         PANICKED => Ok(Fatal::Panicked),
         STORAGE => {
             let msg = get_string(r)?;
-            let source = StorageIOError::new(
-                ErrorSubject::Store,
-                ErrorVerb::Read,
-                AnyError::error(format!("on the peer: {msg}")),
-            );
+            // Said once: an answer relayed again (decoded, encoded as openraft displays it,
+            // "when Read Store: on the peer: ...", decoded) keeps its text.
+            let text = match msg.find(PEER_PREFIX) {
+                Some(at) => msg[at..].to_string(),
+                None => format!("{PEER_PREFIX}{msg}"),
+            };
+            let source =
+                StorageIOError::new(ErrorSubject::Store, ErrorVerb::Read, AnyError::error(text));
             Ok(Fatal::StorageError(RaftStorageError::IO { source }))
         }
         _ => Err(CodecError),
