@@ -557,6 +557,13 @@ pub static DIRECTIVES: &[Directive] = &[
 /// production conf cannot turn it on.
 fn debug_count(c: &Conf, a: &Args<'_>) -> Result<u64, Bad> {
     let n = a.number(0, 0, u64::MAX, "a number")?;
+    // The switches make a daemon fail on purpose: a release build (what users run) has none.
+    if n > 0 && !cfg!(debug_assertions) {
+        return a.bad(
+            0,
+            "0 in a release build (a test-only fault switch of debug builds)",
+        );
+    }
     if n > 0 && !c.debug_endpoints {
         return a.bad(0, "0, or a number after \"debug_endpoints on\" (test-only)");
     }

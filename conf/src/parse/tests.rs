@@ -254,6 +254,12 @@ fn every_directive_rejects_bad_values() {
 
 #[test]
 fn fault_switches_need_debug_endpoints_before_them() {
+    if !cfg!(debug_assertions) {
+        // A release build refuses the fault switches whatever comes before them.
+        let switched = "debug_endpoints on;\ndebug_fail_flush 3;";
+        assert!(err(switched).contains("release build"));
+        return;
+    }
     let c = ok("debug_endpoints on;\ndebug_fail_flush 3;\ndebug_fail_checkpoint 2;");
     assert_eq!((c.debug_fail_flush, c.debug_fail_checkpoint), (3, 2));
     assert!(err("debug_fail_flush 3;\ndebug_endpoints on;").contains("debug_endpoints on"));
