@@ -110,11 +110,9 @@ fn metric(server: &Server, line_start: &str) -> u64 {
         .unwrap_or(0)
 }
 
-#[test]
-fn a_small_disk_fills_with_data_deletes_always_succeed_and_writes_come_back() {
-    let Some(fs) = tmpfs_or_skip("64m") else {
-        return;
-    };
+/// A daemon of two workers whose `data_dir` is on `fs`, with a map larger than the disk (so
+/// that the disk, not the map, runs out); and its data folder.
+fn start_on(fs: &Tmpfs) -> (Server, std::path::PathBuf) {
     let data = fs.dir.join("data");
     let data_text = data.to_str().expect("utf-8 path").to_string();
     let server = Server::start(&[
@@ -122,6 +120,15 @@ fn a_small_disk_fills_with_data_deletes_always_succeed_and_writes_come_back() {
         ("map_size", "1g"),
         ("worker_processes", "2"),
     ]);
+    (server, data)
+}
+
+#[test]
+fn a_small_disk_fills_with_data_deletes_always_succeed_and_writes_come_back() {
+    let Some(fs) = tmpfs_or_skip("64m") else {
+        return;
+    };
+    let (server, data) = start_on(&fs);
     let value = vec![b'v'; 16 << 10];
     // Fill: bounded by the disk (64 MiB / 16 KiB = 4096 at most) and by time.
     let start = Instant::now();
@@ -278,13 +285,7 @@ fn a_full_journal_answers_507_and_writes_come_back_once_space_is_freed() {
     let Some(fs) = tmpfs_or_skip("128m") else {
         return;
     };
-    let data = fs.dir.join("data");
-    let data_text = data.to_str().expect("utf-8 path").to_string();
-    let server = Server::start(&[
-        ("data_dir", &data_text),
-        ("map_size", "1g"),
-        ("worker_processes", "2"),
-    ]);
+    let (server, _data) = start_on(&fs);
     let value = vec![b'j'; 16 << 10];
     // The first writes allocate the data file's blocks well ahead (a quarter of the free
     // disk: some 30 MiB on this one) and the journal's only 5 MiB ahead: the journal runs out
