@@ -230,9 +230,10 @@ fn the_helper_fetches_from_a_nodes_client_address_and_answers_reports() {
         panic!("{got:?}");
     };
     assert_eq!(status, 200);
+    // JSON labelled text/plain, as every body of the kv API (kv-api.md D18).
     assert_eq!(
         headers,
-        vec![("Content-Type".to_string(), "application/json".to_string())]
+        vec![("Content-Type".to_string(), "text/plain".to_string())]
     );
     assert!(body.starts_with(b"{"), "{}", String::from_utf8_lossy(&body));
     let got = ask(&mut stream, &mut buf, 9, Message::Report { what: 4 });
