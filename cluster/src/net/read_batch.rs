@@ -179,22 +179,20 @@ mod tests {
         panic!("{} calls, not {n}", calls.load(Ordering::SeqCst));
     }
 
+    /// A read of `group`'s index in a task of its own.
+    fn spawn_read(b: &Arc<ReadBatcher>, group: u32) -> tokio::task::JoinHandle<IndexResult> {
+        let b = b.clone();
+        tokio::spawn(async move { b.read_index(group).await })
+    }
+
     #[tokio::test]
     async fn a_read_arriving_during_a_request_waits_for_the_next_which_serves_all() {
         let (fetch, calls, gate) = gated();
         let b = ReadBatcher::new(fetch);
-        let first = tokio::spawn({
-            let b = b.clone();
-            async move { b.read_index(1).await }
-        });
+        let first = spawn_read(&b, 1);
         until_calls(&calls, 1).await;
         // Request 1 is in flight: these three must not be served by it.
-        let later: Vec<_> = (0..3)
-            .map(|_| {
-                let b = b.clone();
-                tokio::spawn(async move { b.read_index(1).await })
-            })
-            .collect();
+        let later: Vec<_> = (0..3).map(|_| spawn_read(&b, 1)).collect();
         for _ in 0..100 {
             tokio::task::yield_now().await;
         }
@@ -216,10 +214,7 @@ mod tests {
     async fn groups_do_not_share_requests_and_errors_reach_every_waiter() {
         let (fetch, calls, gate) = gated();
         let b = ReadBatcher::new(fetch);
-        let spawn = |g: u32| {
-            let b = b.clone();
-            tokio::spawn(async move { b.read_index(g).await })
-        };
+        let spawn = |g: u32| spawn_read(&b, g);
         let (a, e1) = (spawn(2), spawn(99));
         until_calls(&calls, 2).await;
         let e2 = spawn(99);
@@ -234,10 +229,7 @@ mod tests {
     async fn a_read_that_gave_up_costs_no_request() {
         let (fetch, calls, gate) = gated();
         let b = ReadBatcher::new(fetch);
-        let first = tokio::spawn({
-            let b = b.clone();
-            async move { b.read_index(5).await }
-        });
+        let first = spawn_read(&b, 5);
         until_calls(&calls, 1).await;
         let gone = tokio::time::timeout(Duration::from_millis(1), b.read_index(5)).await;
         assert!(gone.is_err());
