@@ -326,7 +326,7 @@ pub use journal::{FailState, FailStop, JournalFlush};
 // The journal record decoder, public for the fuzz targets and the corpus test only.
 pub use journal::{decode_journal_record, encode_journal_record, DecodedRecord, RecordChange};
 pub use reads::{InPlace, ReplyValue};
-pub use store::Store;
+pub use store::{Store, Syncer};
 
 #[cfg(test)]
 mod tests;

@@ -171,23 +171,19 @@ impl Store {
     /// be written may be dropped, so a later sync that succeeds would not mean they are on
     /// disk.
     pub fn sync(&self) -> Result<()> {
-        if self.journal.is_none() {
-            // A checkpoint stored by a journaled worker of before a reload (`sync_writes` was
-            // on) would be wrong to restore once this store has written without pins.
-            journal::forget(&self.data_dir);
+        self.syncer().sync()
+    }
+
+    /// What runs [`Store::sync`] from another thread: the worker's periodic flush runs off its
+    /// loop, which would otherwise stop serving for as long as the flush takes (hundreds of
+    /// milliseconds under a write load: every page written since the last one).
+    pub fn syncer(&self) -> Syncer {
+        Syncer {
+            env: self.env.clone(),
+            data_dir: self.data_dir.clone(),
+            fail_stop: self.fail_stop,
+            journaled: self.journal.is_some(),
         }
-        let synced = match self.fail_stop.flush_fault() {
-            Some(e) => Err(lmdb::Error::Other(e.raw_os_error().unwrap_or(libc::EIO))),
-            None => self.env.sync(true),
-        };
-        if let Err(e) = synced {
-            let data = self.data_dir.join("data.mdb");
-            let journal = self.data_dir.join("journal");
-            self.fail_stop
-                .trip("the periodic sync", &data, &e, Some(&journal));
-            return Err(e.into());
-        }
-        Ok(())
     }
 
     /// The persistent environment, for the queue crate's own databases. Do not begin a write
@@ -252,5 +248,37 @@ impl Store {
             db: &self.cdb,
             room: &self.croom,
         }
+    }
+}
+
+/// [`Store::sync`] for another thread than the store's ([`Store::syncer`]).
+#[derive(Clone)]
+pub struct Syncer {
+    env: Arc<Environment>,
+    data_dir: std::path::PathBuf,
+    fail_stop: crate::FailStop,
+    journaled: bool,
+}
+
+impl Syncer {
+    /// Flushes the persistent environment to disk; see [`Store::sync`].
+    pub fn sync(&self) -> Result<()> {
+        if !self.journaled {
+            // A checkpoint stored by a journaled worker of before a reload (`sync_writes` was
+            // on) would be wrong to restore once this store has written without pins.
+            journal::forget(&self.data_dir);
+        }
+        let synced = match self.fail_stop.flush_fault() {
+            Some(e) => Err(lmdb::Error::Other(e.raw_os_error().unwrap_or(libc::EIO))),
+            None => self.env.sync(true),
+        };
+        if let Err(e) = synced {
+            let data = self.data_dir.join("data.mdb");
+            let journal = self.data_dir.join("journal");
+            self.fail_stop
+                .trip("the periodic sync", &data, &e, Some(&journal));
+            return Err(e.into());
+        }
+        Ok(())
     }
 }

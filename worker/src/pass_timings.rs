@@ -58,7 +58,7 @@ pub const HISTOGRAMS: [(&str, &str); 5] = [
     ),
     (
         "huststore_periodic_sync_duration_seconds",
-        "Time of the periodic flush of the data file (sync_writes off), in the event loop.",
+        "Time of the periodic flush of the data file (sync_writes off), by its own thread beside the event loop.",
     ),
 ];
 

@@ -181,8 +181,12 @@ pub(crate) fn remove_segments_before(dir: &Path, gen: u64) {
         let name = entry.file_name();
         if let Some(g) = name.to_str().and_then(segment_gen) {
             if g < gen {
-                if let Err(e) = fs::remove_file(entry.path()) {
-                    log::warn!("could not delete journal segment {name:?}: {e}");
+                match fs::remove_file(entry.path()) {
+                    // Another worker's checkpoint thread deleted it first.
+                    Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                        log::warn!("could not delete journal segment {name:?}: {e}")
+                    }
+                    _ => {}
                 }
             }
         }
