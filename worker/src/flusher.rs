@@ -324,7 +324,8 @@ fn sync_now(syncer: &storage::Syncer, steps: &Steps) {
 /// loop asks, one at a time; asks that come while one runs are done by one flush after it.
 struct PeriodicSync {
     jobs: Option<Sender<()>>,
-    /// Flushes done.
+    /// Flushes done (read by tests).
+    #[cfg_attr(not(test), allow(dead_code))]
     done: Arc<AtomicU64>,
     thread: Option<std::thread::JoinHandle<()>>,
 }

@@ -370,7 +370,7 @@ pub(crate) fn checkpoint_thread(
     }
 }
 
-/// The covered start of the current segment, given back to the disk (`space`).
+/// The covered start of the current segment, given back to a disk short of space (`space`).
 #[derive(Default)]
 struct Punch {
     /// The segment, open, and how far its start is punched out.
@@ -392,7 +392,7 @@ impl Punch {
                 .map(|f| (pos.gen, f, 0));
         }
         if let Some((_, file, punched)) = self.segment.as_mut() {
-            if *punched != u64::MAX {
+            if *punched != u64::MAX && super::space::short_of_space(file) {
                 *punched = super::space::punch_covered(file, *punched, pos.off);
             }
         }
