@@ -196,3 +196,48 @@ fn replay_stops_at_a_hole_in_a_segment_that_is_not_the_last() {
     assert_eq!(s.batch().get(b"new", 0).unwrap().value, b"n");
     assert!(s.batch().get(b"last", 0).is_err());
 }
+
+/// Two workers' passes (two stores of one daemon, one shared state): once the later pass's
+/// flush is done, the earlier pass's flush is done too, without an `fdatasync` of its own;
+/// a flush that nothing covers still does one; a failed flush stops the covered ones too.
+#[test]
+fn a_flush_covers_the_passes_committed_before_it_in_any_worker() {
+    let d = TempDir::new("failstop");
+    // A fault switch that never fires (the flush numbered u64::MAX) counts the flushes.
+    let fail = FailStop::default().with_faults(u64::MAX, 0);
+    let a = open_with(&d, fail);
+    let b = open_with(&d, fail);
+    let pass = |s: &Store, k: &[u8]| {
+        let mut batch = s.batch();
+        batch.put(k, b"v", 0, 0, 0).unwrap();
+        batch.commit_deferred().unwrap().1.expect("a journal flush")
+    };
+    let earlier = pass(&a, b"a1");
+    let later = pass(&b, b"b1");
+    let begun = fail.flushes_begun();
+    later.wait().unwrap();
+    assert_eq!(
+        fail.flushes_begun(),
+        begun + 1,
+        "the later pass did not flush"
+    );
+    earlier.wait().unwrap();
+    assert_eq!(
+        fail.flushes_begun(),
+        begun + 1,
+        "the covered pass flushed again"
+    );
+    // A pass after them is not covered by what came before it.
+    let next = pass(&a, b"a2");
+    next.wait().unwrap();
+    assert_eq!(fail.flushes_begun(), begun + 2);
+    // Covered, but the daemon stopped meanwhile: no acknowledgement.
+    let earlier = pass(&a, b"a3");
+    let later = pass(&b, b"b3");
+    later.wait().unwrap();
+    fail.trip("a test's flush", &jdir(&d), &"EIO", None);
+    assert!(matches!(
+        earlier.wait(),
+        Err(StorageError::Stopped { committed: true })
+    ));
+}
