@@ -22,10 +22,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// that stopped.
 const MARKER: &str = "fail-stop";
 
-/// The state shared by every process of a daemon (of one data folder). Plain atomics, valid
-/// when all zero, so that it can live in an anonymous shared mapping (`worker::SharedMetrics`).
-/// Besides the flag and the fault switch's counters, where the workers' journal flushes
-/// stand, so that one worker's `fdatasync` can answer for another's records.
+/// The state shared by every process of a daemon. Plain atomics, valid when all zero, so that
+/// it can live in an anonymous shared mapping (`worker::SharedMetrics`).
 #[repr(C)]
 #[derive(Default)]
 pub struct FailState {
@@ -36,12 +34,6 @@ pub struct FailState {
     flushes: AtomicU64,
     /// Checkpoint syncs begun, for the fault switch.
     checkpoints: AtomicU64,
-    /// The newest transaction whose journal record a finished `fdatasync` made durable
-    /// ([`FailStop::covered`]).
-    durable_txn: AtomicU64,
-    /// The newest transaction an `fdatasync` under way (or given up by a killed worker) will
-    /// make durable.
-    flushing_txn: AtomicU64,
 }
 
 /// A handle on the daemon's [`FailState`] and the fault switch; cheap to copy.
@@ -130,39 +122,6 @@ impl FailStop {
     /// still running (a binary upgrade of a stopped daemon) is stopped as well.
     pub(crate) fn inherit(&self) {
         self.state.tripped.store(1, Ordering::Release);
-    }
-
-    /// Whether the record of transaction `txnid` is durable by another flush already. The
-    /// journal is one file sequence written in commit order, and a segment is made durable
-    /// before the next one starts: an `fdatasync` begun after transaction `t` committed makes
-    /// the records of every transaction up to `t` durable, whoever wrote them. Each worker's
-    /// flush publishes its own transaction when it ends well ([`FailStop::flushed`]), so a
-    /// worker whose pass committed before another worker's flushed pass is done without an
-    /// `fdatasync` of its own. (A failed flush trips the flag instead, which every waiter
-    /// checks first.)
-    pub(crate) fn covered(&self, txnid: u64) -> bool {
-        self.state.durable_txn.load(Ordering::Acquire) >= txnid
-    }
-
-    /// Whether an `fdatasync` under way will cover transaction `txnid`.
-    pub(crate) fn being_covered(&self, txnid: u64) -> bool {
-        self.state.flushing_txn.load(Ordering::Acquire) >= txnid
-    }
-
-    /// Tests: journal flushes (and commit and periodic syncs) begun by the daemon.
-    #[cfg(test)]
-    pub(crate) fn flushes_begun(&self) -> u64 {
-        self.state.flushes.load(Ordering::Acquire)
-    }
-
-    /// An `fdatasync` of the journal begins, after transaction `txnid` committed.
-    pub(crate) fn flush_begins(&self, txnid: u64) {
-        self.state.flushing_txn.fetch_max(txnid, Ordering::AcqRel);
-    }
-
-    /// That `fdatasync` succeeded: every record up to `txnid` is durable.
-    pub(crate) fn flushed(&self, txnid: u64) {
-        self.state.durable_txn.fetch_max(txnid, Ordering::AcqRel);
     }
 
     /// Counts a journal flush (or a commit sync, or a periodic sync); the injected error if it

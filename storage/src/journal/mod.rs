@@ -312,7 +312,6 @@ impl Journal {
                 file,
                 at: pos.off,
                 gen: pos.gen,
-                txnid,
             })
         })();
         w.record = record;
@@ -329,18 +328,11 @@ impl Journal {
     }
 }
 
-/// How long a flush waits for another worker's flush under way that covers it before it
-/// does its own: longer than a slow `fdatasync` seen on the reference VM, short enough that
-/// the replies of a worker whose partner was killed mid-flush are not held for long.
-const COVERING_FLUSH_WAIT: std::time::Duration = std::time::Duration::from_millis(250);
-
 /// A record written by [`Journal::append`].
 pub(crate) struct Appended {
     file: Arc<File>,
     at: u64,
     gen: u64,
-    /// The transaction the record is of.
-    txnid: u64,
 }
 
 impl Appended {
@@ -350,7 +342,6 @@ impl Appended {
             segment: self.file,
             dir: journal.dir.clone(),
             gen: self.gen,
-            txnid: self.txnid,
             fail: journal.fail,
         }
     }
@@ -362,8 +353,6 @@ pub struct JournalFlush {
     segment: Arc<File>,
     dir: PathBuf,
     gen: u64,
-    /// The committed transaction whose record this flush makes durable.
-    txnid: u64,
     fail: FailStop,
 }
 
@@ -372,28 +361,7 @@ impl JournalFlush {
     /// any worker) are then on disk. A failure fail-stops the daemon (see [`FailStop`]); once
     /// it is stopped, a flush that succeeds still answers `Stopped`: Linux reports a writeback
     /// error once, so a later success does not cover the pages lost then.
-    ///
-    /// The workers share their flushes (see [`FailStop::covered`]): a flush whose transaction
-    /// another worker's finished flush covers is done without an `fdatasync`, and one that a
-    /// flush under way covers waits for it (a while at most) instead of queueing a second one.
     pub fn wait(self) -> Result<()> {
-        let stopped = Err(StorageError::Stopped { committed: true });
-        let waited_since = std::time::Instant::now();
-        loop {
-            if self.fail.is_tripped() {
-                return stopped;
-            }
-            if self.fail.covered(self.txnid) {
-                return Ok(());
-            }
-            // A worker killed in the middle of its flush never ends it: not waited for long.
-            if !self.fail.being_covered(self.txnid) || waited_since.elapsed() >= COVERING_FLUSH_WAIT
-            {
-                break;
-            }
-            thread::sleep(std::time::Duration::from_micros(50));
-        }
-        self.fail.flush_begins(self.txnid);
         let synced = match self.fail.flush_fault() {
             Some(e) => Err(e),
             None => self.segment.sync_data(),
@@ -404,9 +372,8 @@ impl JournalFlush {
                 .trip("the journal fdatasync", &path, &e, Some(&self.dir));
         }
         if self.fail.is_tripped() {
-            return stopped;
+            return Err(StorageError::Stopped { committed: true });
         }
-        self.fail.flushed(self.txnid);
         Ok(())
     }
 }
