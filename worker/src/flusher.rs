@@ -110,8 +110,7 @@ impl Flushes {
                 Err(e) => log::error!("could not start the periodic flush thread: {e}"),
             }
         }
-        let asked = self.syncing.as_ref().map(PeriodicSync::ask);
-        if asked.is_none() || asked == Some(Err(())) {
+        if !self.syncing.as_ref().is_some_and(PeriodicSync::ask) {
             // No thread: flushed here, as before there was one.
             sync_now(&store.syncer(), steps);
         }
@@ -184,11 +183,8 @@ impl Flushes {
         let Some(flusher) = self.flusher.as_ref() else {
             return wait(flush).is_ok();
         };
-        let Some(jobs) = flusher.jobs.as_ref() else {
-            return wait(flush).is_ok();
-        };
         self.issued += 1;
-        match jobs.send((self.issued, flush)) {
+        match flusher.jobs.send((self.issued, flush)) {
             Ok(()) => true,
             // The thread is gone: flush here, and count the ticket done.
             Err(SendError((ticket, flush))) => {
@@ -255,42 +251,35 @@ impl Flushes {
 /// flush (see `Conn::after_commit`), so a `200` still means the write is on disk; what
 /// changes is that the worker reads, applies and commits the next requests meanwhile.
 struct Flusher {
-    jobs: Option<Sender<(u64, storage::JournalFlush)>>,
+    jobs: NewestJob<(u64, storage::JournalFlush)>,
     /// The newest ticket known durable.
     durable: Arc<AtomicU64>,
     /// The newest ticket whose flush failed.
     failed: Arc<AtomicU64>,
-    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Flusher {
     fn start(waker: mio::Waker, steps: &'static Steps) -> io::Result<Flusher> {
-        let (jobs, queue) = std::sync::mpsc::channel::<(u64, storage::JournalFlush)>();
         let durable = Arc::new(AtomicU64::new(0));
         let failed = Arc::new(AtomicU64::new(0));
         let (d, f) = (durable.clone(), failed.clone());
-        let thread = std::thread::Builder::new()
-            .name("journal-flush".into())
-            .spawn(move || {
-                while let Ok(mut job) = queue.recv() {
-                    while let Ok(newer) = queue.try_recv() {
-                        job = newer;
-                    }
-                    let (ticket, flush) = job;
-                    match steps.time(Timed::JournalFlush, || flush.wait()) {
-                        Ok(()) => d.store(ticket, Ordering::Release),
-                        Err(_) => f.store(ticket, Ordering::Release),
-                    }
-                    if let Err(e) = waker.wake() {
-                        log::error!("could not wake the loop after a journal flush: {e}");
-                    }
+        // The newest flush covers the older ones waiting.
+        let jobs = NewestJob::start(
+            "journal-flush",
+            move |(ticket, flush): (u64, storage::JournalFlush)| {
+                match steps.time(Timed::JournalFlush, || flush.wait()) {
+                    Ok(()) => d.store(ticket, Ordering::Release),
+                    Err(_) => f.store(ticket, Ordering::Release),
                 }
-            })?;
+                if let Err(e) = waker.wake() {
+                    log::error!("could not wake the loop after a journal flush: {e}");
+                }
+            },
+        )?;
         Ok(Flusher {
-            jobs: Some(jobs),
+            jobs,
             durable,
             failed,
-            thread: Some(thread),
         })
     }
 
@@ -303,9 +292,50 @@ impl Flusher {
     }
 }
 
-impl Drop for Flusher {
+/// A thread that runs the newest of the jobs sent to it (the older ones waiting are dropped:
+/// the newest covers them), and that is joined when dropped, after the jobs sent so far.
+struct NewestJob<T> {
+    jobs: Option<Sender<T>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl<T: Send + 'static> NewestJob<T> {
+    fn start(name: &str, mut run: impl FnMut(T) + Send + 'static) -> io::Result<NewestJob<T>> {
+        let (jobs, queue) = std::sync::mpsc::channel::<T>();
+        let thread = std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || {
+                while let Ok(mut job) = queue.recv() {
+                    while let Ok(newer) = queue.try_recv() {
+                        job = newer;
+                    }
+                    run(job);
+                }
+            })?;
+        Ok(NewestJob {
+            jobs: Some(jobs),
+            thread: Some(thread),
+        })
+    }
+
+    /// Hands `job` over; it comes back when the thread is gone.
+    fn send(&self, job: T) -> Result<(), SendError<T>> {
+        match &self.jobs {
+            Some(jobs) => jobs.send(job),
+            None => Err(SendError(job)),
+        }
+    }
+
+    /// Tests: the thread's id.
+    #[cfg(test)]
+    fn thread_id(&self) -> Option<std::thread::ThreadId> {
+        self.thread.as_ref().map(|t| t.thread().id())
+    }
+}
+
+impl<T> Drop for NewestJob<T> {
     fn drop(&mut self) {
-        // Let the flushes handed over finish before the worker exits.
+        // The jobs handed over end before the worker goes on and exits.
         self.jobs = None;
         if let Some(t) = self.thread.take() {
             let _ = t.join();
@@ -323,51 +353,26 @@ fn sync_now(syncer: &storage::Syncer, steps: &Steps) {
 /// `sync_writes off`'s periodic flush thread: runs [`storage::Syncer::sync`] each time the
 /// loop asks, one at a time; asks that come while one runs are done by one flush after it.
 struct PeriodicSync {
-    jobs: Option<Sender<()>>,
+    asks: NewestJob<()>,
     /// Flushes done (read by tests).
     #[cfg_attr(not(test), allow(dead_code))]
     done: Arc<AtomicU64>,
-    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl PeriodicSync {
     fn start(syncer: storage::Syncer, steps: &'static Steps) -> io::Result<PeriodicSync> {
-        let (jobs, asks) = std::sync::mpsc::channel::<()>();
         let done = Arc::new(AtomicU64::new(0));
         let d = done.clone();
-        let thread = std::thread::Builder::new()
-            .name("periodic-sync".into())
-            .spawn(move || {
-                while asks.recv().is_ok() {
-                    // A flush now covers every ask so far.
-                    while asks.try_recv().is_ok() {}
-                    sync_now(&syncer, steps);
-                    d.fetch_add(1, Ordering::AcqRel);
-                }
-            })?;
-        Ok(PeriodicSync {
-            jobs: Some(jobs),
-            done,
-            thread: Some(thread),
-        })
+        let asks = NewestJob::start("periodic-sync", move |()| {
+            sync_now(&syncer, steps);
+            d.fetch_add(1, Ordering::AcqRel);
+        })?;
+        Ok(PeriodicSync { asks, done })
     }
 
-    /// Asks for a flush; `Err` when the thread is gone.
-    fn ask(&self) -> Result<(), ()> {
-        match self.jobs.as_ref().map(|j| j.send(())) {
-            Some(Ok(())) => Ok(()),
-            _ => Err(()),
-        }
-    }
-}
-
-impl Drop for PeriodicSync {
-    fn drop(&mut self) {
-        // The flush under way ends before the worker goes on to its last one and exits.
-        self.jobs = None;
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+    /// Asks for a flush; false when the thread is gone.
+    fn ask(&self) -> bool {
+        self.asks.send(()).is_ok()
     }
 }
 
@@ -423,16 +428,7 @@ mod tests {
     fn the_periodic_flush_runs_beside_the_loop() {
         let dir = std::env::temp_dir().join(format!("hust-psync-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let store = storage::Store::open(&storage::StoreOptions {
-            data_dir: dir.join("db"),
-            map_size: 16 << 20,
-            sync_writes: false,
-            cache_dir: dir.join("cache"),
-            cache_size: 16 << 20,
-            write_map: true,
-            fail_stop: Default::default(),
-        })
-        .unwrap();
+        let store = crate::test_store(&dir);
         let conf = conf::parse_str(
             "sync_writes off;\nsync_interval 1ms;\n",
             std::path::Path::new("test.conf"),
@@ -447,7 +443,7 @@ mod tests {
         }
         assert!(flushes.periodic_syncs_done() >= 3);
         let p = flushes.syncing.take().expect("a flush thread");
-        let thread = p.thread.as_ref().map(|t| t.thread().id());
+        let thread = p.asks.thread_id();
         assert_ne!(thread, Some(std::thread::current().id()));
         let done = p.done.clone();
         // Joins the thread: no flush is under way after this.

@@ -708,16 +708,7 @@ mod cluster_tests {
             std::thread::sleep(Duration::from_millis(200));
             groups
         });
-        let store = storage::Store::open(&storage::StoreOptions {
-            data_dir: dir.join("db"),
-            map_size: 16 << 20,
-            sync_writes: false,
-            cache_dir: dir.join("cache"),
-            cache_size: 16 << 20,
-            write_map: true,
-            fail_stop: Default::default(),
-        })
-        .unwrap();
+        let store = crate::test_store(&dir);
         let timeout = Duration::from_secs(3);
         let mut kv = KvService {
             node: "127.0.0.1:8082".into(),

@@ -194,3 +194,19 @@ pub mod query;
 mod routes;
 mod service;
 mod signals;
+
+/// Tests: a store in `dir` as a kv-mode worker opens one (`write_map`), with `sync_writes off`
+/// and small maps.
+#[cfg(test)]
+pub(crate) fn test_store(dir: &std::path::Path) -> storage::Store {
+    storage::Store::open(&storage::StoreOptions {
+        data_dir: dir.join("db"),
+        map_size: 16 << 20,
+        sync_writes: false,
+        cache_dir: dir.join("cache"),
+        cache_size: 16 << 20,
+        write_map: true,
+        fail_stop: Default::default(),
+    })
+    .expect("open the test store")
+}

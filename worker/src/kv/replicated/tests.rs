@@ -99,18 +99,7 @@ fn rig(name: &str, placement: Placement, this: NodeIndex, answer: Answerer) -> R
     std::fs::create_dir_all(&dir).unwrap();
     let sock = dir.join("cluster.sock");
     let seen = fake_helper(sock.clone(), answer);
-    let store = Box::leak(Box::new(
-        storage::Store::open(&storage::StoreOptions {
-            data_dir: dir.join("db"),
-            map_size: 16 << 20,
-            sync_writes: false,
-            cache_dir: dir.join("cache"),
-            cache_size: 16 << 20,
-            write_map: true,
-            fail_stop: Default::default(),
-        })
-        .unwrap(),
-    ));
+    let store = Box::leak(Box::new(crate::test_store(&dir)));
     let mut kv = KvService {
         node: "127.0.0.1:8082".into(),
         next_purge: Instant::now(),
