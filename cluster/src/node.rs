@@ -186,6 +186,7 @@ impl Node {
             leader_checks,
             this,
             timeout: cluster.timeout,
+            leader_wait: leader_wait(cluster.election_timeout, cluster.timeout),
         });
         let fetch: Fetch = Arc::new(move |group| Box::pin(indexes.clone().get(group)));
         let node = Node {
@@ -251,6 +252,7 @@ impl Node {
         let Some(raft) = self.groups.get(group) else {
             return self.write_elsewhere(group, &cmd, deadline).await;
         };
+        await_leader(&raft, leader_wait(self.election, self.timeout)).await;
         let leading = raft.metrics().borrow().state == ServerState::Leader;
         if leading {
             self.check_majority(&raft)?;
@@ -489,6 +491,31 @@ struct ReadIndexes {
     leader_checks: Arc<ReadBatcher>,
     this: NodeId,
     timeout: Duration,
+    /// How long a read waits for its group to know a leader (`leader_wait`).
+    leader_wait: Duration,
+}
+
+/// How long a request waits for a group that knows no leader to elect or hear from one
+/// before it is refused: two election timeouts (a follower that has not yet heard the new
+/// leader's first heartbeat, an election under way), never past the request's `timeout`.
+fn leader_wait(election: Duration, timeout: Duration) -> Duration {
+    (2 * election).min(timeout)
+}
+
+/// Returns once `raft` knows a leader (itself or another node), or after `within`; the
+/// caller then reads the state it finds. A follower right after an election, before the
+/// leader's first append reached it, would otherwise refuse reads and writes it can serve.
+async fn await_leader(raft: &Raft<TypeConfig>, within: Duration) {
+    let knows = |m: &openraft::RaftMetrics<NodeId, BasicNode>| {
+        m.state == ServerState::Leader || m.current_leader.is_some()
+    };
+    if knows(&raft.metrics().borrow()) {
+        return;
+    }
+    let _ = raft
+        .wait(Some(within))
+        .metrics(knows, "a known leader")
+        .await;
 }
 
 impl ReadIndexes {
@@ -496,6 +523,7 @@ impl ReadIndexes {
     /// check), else the leader's answer to a `ReadIndex` call.
     async fn get(self: Arc<Self>, group: u32) -> IndexResult {
         let raft = self.groups.get(group).ok_or(WriteError::NoGroup(group))?;
+        await_leader(&raft, self.leader_wait).await;
         let known = {
             let m = raft.metrics();
             let m = m.borrow();
