@@ -16,10 +16,11 @@
 //! Each layer uses only the layers below it (`tools/modcycles.py` finds no circle):
 //!
 //! 1. `codec`: byte layouts and their arithmetic, pure. Knows no transaction.
-//! 2. `env`, `room`, `txn`: environments and their transactions, the operations' context
-//!    (`Ctx`: environment, named databases, room), capacity accounting and file blocks, the
-//!    journaling write transaction (`Wtx`) and its change record (`Ops`). Never know a
-//!    record's layout, an operation, the journal's files or a batch.
+//! 2. `env`, `room`, `txn`, `direct`: environments and their transactions, the operations'
+//!    context (`Ctx`: environment, named databases, room), capacity accounting and file
+//!    blocks, the journaling write transaction (`Wtx`) and its change record (`Ops`), large
+//!    values written into the file by `pwrite`. Never know a record's layout, an operation,
+//!    the journal's files or a batch.
 //! 3. `journal` (records, writer, replay) and `journal::checkpoint` (the checkpoint file and
 //!    thread, restoring a meta page): durability of the persistent store's passes. Never
 //!    know an operation or a batch: they see changes only as `Ops`.
@@ -296,8 +297,9 @@ pub(crate) fn io_error(e: std::io::Error) -> StorageError {
     StorageError::Lmdb(lmdb::Error::Other(e.raw_os_error().unwrap_or(libc::EIO)))
 }
 
-// Bottom: environments, room, transactions.
+// Bottom: environments, room, transactions, large values by pwrite.
 mod codec;
+mod direct;
 mod env;
 mod room;
 mod txn;

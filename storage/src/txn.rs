@@ -7,6 +7,7 @@
 use lmdb::{Cursor, Database, RoTransaction, RwTransaction, Transaction, WriteFlags};
 
 use crate::codec::u64_be_at;
+use crate::direct;
 use crate::env::{Ctx, Dbs};
 use crate::Result;
 
@@ -51,6 +52,13 @@ impl<D, P: Apply<D>, T, F: FnOnce(P::Out) -> T> Apply<D> for Map<P, F> {
     }
 }
 
+thread_local! {
+    /// The bytes of a large value written by `pwrite` where no journal record holds them.
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+/// A larger scratch buffer is let go after use.
+const SCRATCH_KEEP: usize = 4 << 20;
+
 const OP_PUT: u8 = 1;
 const OP_DEL: u8 = 2;
 
@@ -73,6 +81,25 @@ impl Ops {
         self.buf.push(OP_DEL);
         self.buf.push(db);
         push_bytes(&mut self.buf, key);
+    }
+
+    /// Records a put of a value of `len` bytes that `fill` writes into the record itself;
+    /// answers the value's bytes.
+    pub(crate) fn put_filled(
+        &mut self,
+        db: u8,
+        key: &[u8],
+        len: usize,
+        fill: impl FnOnce(&mut [u8]),
+    ) -> &[u8] {
+        self.buf.push(OP_PUT);
+        self.buf.push(db);
+        push_bytes(&mut self.buf, key);
+        self.buf.extend_from_slice(&(len as u32).to_le_bytes());
+        let start = self.buf.len();
+        self.buf.resize(start + len, 0);
+        fill(&mut self.buf[start..]);
+        &self.buf[start..]
     }
 
     pub(crate) fn is_empty(&self) -> bool {
@@ -168,7 +195,9 @@ impl<'a, 'e> Wtx<'a, 'e> {
         Ok(())
     }
 
-    /// Stores a value of `len` bytes that `fill` writes in place.
+    /// Stores a value of `len` bytes that `fill` writes: into the journal record and then the
+    /// file by `pwrite` when the value has overflow pages of its own in a `WRITEMAP` file
+    /// (`direct`), else in place.
     pub(crate) fn put_with(
         &mut self,
         db: Database,
@@ -176,7 +205,26 @@ impl<'a, 'e> Wtx<'a, 'e> {
         len: usize,
         fill: impl FnOnce(&mut [u8]),
     ) -> lmdb::Result<()> {
+        let txn = self.txn.txn();
         let buf = self.txn.reserve(db, &key, len, WriteFlags::empty())?;
+        if let Some(place) = direct::place_of(txn, buf) {
+            return match self.ops.as_mut() {
+                Some((ops, dbs)) => {
+                    direct::write_at(place, ops.put_filled(dbs.tag_of(db), key, len, fill))
+                }
+                None => SCRATCH.with(|s| {
+                    let mut s = s.borrow_mut();
+                    s.clear();
+                    s.resize(len, 0);
+                    fill(&mut s);
+                    let r = direct::write_at(place, &s);
+                    if s.capacity() > SCRATCH_KEEP {
+                        *s = Vec::new();
+                    }
+                    r
+                }),
+            };
+        }
         fill(buf);
         if let Some((ops, dbs)) = self.ops.as_mut() {
             ops.put(dbs.tag_of(db), key, buf);

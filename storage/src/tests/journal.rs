@@ -46,6 +46,21 @@ pub(super) fn write_history(s: &Store) {
             if pass % 3 == 0 {
                 b.del(format!("key-{pass}-0").as_bytes(), 0, now).unwrap();
             }
+            // Values on overflow pages of their own (written by `pwrite`, see `direct`),
+            // overwritten in later passes, some deleted.
+            let large = format!("large-{}", pass % 5);
+            b.put(
+                large.as_bytes(),
+                &vec![pass as u8; 5000 + 1000 * pass as usize],
+                0,
+                0,
+                now,
+            )
+            .unwrap();
+            if pass % 7 == 6 {
+                b.del(format!("large-{}", (pass + 1) % 5).as_bytes(), 0, now)
+                    .unwrap();
+            }
             if pass == 20 {
                 b.put(b"ttl", b"soon", 60, 0, now).unwrap();
                 for m in 0..=20 {
