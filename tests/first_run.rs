@@ -47,14 +47,27 @@ fn the_checkouts_conf_serves_as_root_from_a_private_folder() {
         .spawn()
         .expect("start");
     let addr = format!("127.0.0.1:{port}").parse().unwrap();
+    // The master writes its pid file once every worker serves (ops.md), which may be a
+    // moment after the first request is answered: `-s quit` needs it.
+    let pid_file = conf.parent().unwrap().join("../run/huststore.pid");
     let served = wait_until(Duration::from_secs(20), || {
         try_request(addr, "GET", "/put?key=k&val=v", b"", Duration::from_secs(1))
             .is_ok_and(|r| r.status == 200)
+            && pid_file.exists()
     });
     let stop = run_bin(
         &["-c", conf.to_str().unwrap(), "-s", "quit"],
         Duration::from_secs(20),
     );
+    let exited = wait_until(Duration::from_secs(20), || {
+        child.try_wait().is_ok_and(|s| s.is_some())
+    });
+    if !exited {
+        // Never leave the daemon behind (nor wait on it for ever) when the stop failed.
+        // SAFETY: kill(2) on the master this test started; its workers get their
+        // parent-death signal (SIGQUIT) and exit.
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGKILL) };
+    }
     let status = child.wait().expect("wait");
     assert!(
         served,
