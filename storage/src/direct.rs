@@ -31,6 +31,8 @@ const PAGE_HEADER: usize = 16;
 const FLAGS_AT: usize = 10;
 const P_OVERFLOW: u16 = 0x04;
 const P_DIRTY: u16 = 0x10;
+/// LMDB's page is the OS page, 4 KiB or more.
+const SMALLEST_PAGE: usize = 4096;
 
 /// Where a reserved value lies in the data file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,6 +45,10 @@ pub(crate) struct Place {
 /// answered, when they are a value on overflow pages of a `WRITEMAP` environment; `None`
 /// otherwise (the caller then fills `reserved` itself).
 pub(crate) fn place_of(txn: *mut MDB_txn, reserved: &[u8]) -> Option<Place> {
+    // Most values are small: no call into LMDB for them (its pages are never below 4 KiB).
+    if reserved.len() < SMALLEST_PAGE {
+        return None;
+    }
     // SAFETY: `txn` is a live write transaction (the caller holds it), so its environment is
     // open; the three calls only read the environment's settings into the out parameters.
     let (flags, psize, map_size, fd) = unsafe {
