@@ -19,8 +19,10 @@
 //! the caller fills the map as before. `WRITEMAP` only: without it the reserved bytes are a
 //! heap copy that LMDB writes out at commit.
 
-use std::mem::MaybeUninit;
-use std::os::fd::RawFd;
+use std::fs::File;
+use std::mem::{ManuallyDrop, MaybeUninit};
+use std::os::fd::{FromRawFd, RawFd};
+use std::os::unix::fs::FileExt;
 
 use lmdb_sys::{MDB_envinfo, MDB_stat, MDB_txn};
 
@@ -107,31 +109,11 @@ pub(crate) fn place_of(txn: *mut MDB_txn, reserved: &[u8]) -> Option<Place> {
 /// Writes `bytes` at `place`, whole: an I/O error (a full disk cannot be one, the blocks are
 /// allocated before a request's first change) is LMDB's `Other(errno)` to the caller.
 pub(crate) fn write_at(place: Place, bytes: &[u8]) -> lmdb::Result<()> {
-    let mut done = 0;
-    while done < bytes.len() {
-        let rest = &bytes[done..];
-        // SAFETY: `rest` is a live slice of `rest.len()` bytes; `place.fd` is the
-        // environment's open data file, owned by LMDB for as long as the transaction lives.
-        let n = unsafe {
-            libc::pwrite(
-                place.fd,
-                rest.as_ptr().cast(),
-                rest.len(),
-                (place.offset + done as u64) as libc::off_t,
-            )
-        };
-        if n < 0 {
-            let e = std::io::Error::last_os_error();
-            if e.kind() == std::io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(lmdb::Error::Other(e.raw_os_error().unwrap_or(libc::EIO)));
-        }
-        if n == 0 {
-            return Err(lmdb::Error::Other(libc::EIO));
-        }
-        done += n as usize;
-    }
+    // SAFETY: `place.fd` is the environment's open data file, which LMDB owns and keeps open
+    // for as long as the transaction lives; `ManuallyDrop` never closes it.
+    let file = ManuallyDrop::new(unsafe { File::from_raw_fd(place.fd) });
+    file.write_all_at(bytes, place.offset)
+        .map_err(|e| lmdb::Error::Other(e.raw_os_error().unwrap_or(libc::EIO)))?;
     #[cfg(test)]
     WRITES.with(|w| w.set(w.get() + 1));
     Ok(())
