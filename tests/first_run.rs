@@ -63,10 +63,9 @@ fn the_checkouts_conf_serves_as_root_from_a_private_folder() {
         child.try_wait().is_ok_and(|s| s.is_some())
     });
     if !exited {
-        // Never leave the daemon behind (nor wait on it for ever) when the stop failed.
-        // SAFETY: kill(2) on the master this test started; its workers get their
-        // parent-death signal (SIGQUIT) and exit.
-        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGKILL) };
+        // Never leave the daemon behind (nor wait on it for ever) when the stop failed: its
+        // workers get their parent-death signal (SIGQUIT) and exit.
+        let _ = child.kill();
     }
     let status = child.wait().expect("wait");
     assert!(

@@ -23,10 +23,10 @@ fn counters_add_up_over_all_workers() {
             assert_eq!(c.send("GET", "/nope", &[], b"").status, 404);
         }
     }
-    // A worker adds a pass's replies to the counters when the pass ends, after its replies
-    // went out, so under load the last ones may show a moment after the client has them
-    // (seen: 79 of 80 puts with the machine's CPUs busy); a count that never arrives fails
-    // the exact checks below.
+    // Under load the last replies may show in the counters a moment after the client has
+    // them (seen: 79 of 80 puts with the machine's CPUs busy; a worker counts a pass's
+    // replies when the pass ends, likely after some went out); a count that never arrives
+    // fails the exact checks below.
     let put_200 = "huststore_requests_total{path=\"/put\",status=\"200\"}";
     let other_404 = "huststore_requests_total{path=\"other\",status=\"404\"}";
     wait_until(Duration::from_secs(5), || {

@@ -71,10 +71,16 @@ pub(crate) struct Ops {
 
 impl Ops {
     pub(crate) fn put(&mut self, db: u8, key: &[u8], val: &[u8]) {
+        self.put_head(db, key, val.len());
+        self.buf.extend_from_slice(val);
+    }
+
+    /// A put's opcode, database, key and value length: what comes before its value.
+    fn put_head(&mut self, db: u8, key: &[u8], len: usize) {
         self.buf.push(OP_PUT);
         self.buf.push(db);
         push_bytes(&mut self.buf, key);
-        push_bytes(&mut self.buf, val);
+        self.buf.extend_from_slice(&(len as u32).to_le_bytes());
     }
 
     pub(crate) fn del(&mut self, db: u8, key: &[u8]) {
@@ -92,10 +98,7 @@ impl Ops {
         len: usize,
         fill: impl FnOnce(&mut [u8]),
     ) -> &[u8] {
-        self.buf.push(OP_PUT);
-        self.buf.push(db);
-        push_bytes(&mut self.buf, key);
-        self.buf.extend_from_slice(&(len as u32).to_le_bytes());
+        self.put_head(db, key, len);
         let start = self.buf.len();
         self.buf.resize(start + len, 0);
         fill(&mut self.buf[start..]);
