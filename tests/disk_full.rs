@@ -147,18 +147,27 @@ fn a_small_disk_fills_with_data_deletes_always_succeed_and_writes_come_back() {
     }
     assert_eq!(refusal, Some(507), "a full disk must be refused with 507");
     eprintln!("stored {} values before the disk was full", stored.len());
-    // It held data up to what the disk holds: at least a third of it in values (a 16 KiB
-    // value takes five 4 KiB pages, and the journal writes each value once more).
+    // It held data up to what the disk holds: at least half of it in values (a 16 KiB value
+    // takes five 4 KiB pages, and the journal writes each value once more, its blocks given
+    // back by the next checkpoint; 40-47 MiB in 30 runs here, 20-37 MiB with checkpoints
+    // every 250 ms on a nearly full disk).
     let held = stored.len() as u64 * value.len() as u64;
     assert!(
-        held >= 20 << 20,
+        held >= 32 << 20,
         "only {held} bytes stored on a 64 MiB disk"
     );
     // Full: the data file leaves the journal a few MiB (storage room.rs, KEEP_FREE).
     assert!(free_bytes(&fs.dir) < 10 << 20, "the disk is not full");
     // Every value went through the journal, which kept only a few MiB of it: the checkpoints
-    // gave the covered records' blocks back.
-    let journal = journal_blocks(&data);
+    // gave the covered records' blocks back. The last records are covered by the next
+    // checkpoint (every 50 ms on a nearly full disk, later on a loaded machine; at 250 ms CI
+    // once saw 13 MiB at the moment the disk filled, 2 MiB 100 ms later), so this polls,
+    // bounded.
+    let mut journal = journal_blocks(&data);
+    common::wait_until(Duration::from_secs(5), || {
+        journal = journal_blocks(&data);
+        journal < 12 << 20
+    });
     assert!(
         journal < 12 << 20,
         "the journal holds {journal} bytes of blocks after {held} bytes of values"

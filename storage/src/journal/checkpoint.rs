@@ -24,6 +24,11 @@ use crate::{io_error, Result, StorageError};
 /// 4 s insert run left a 321-353 MiB file at 1 s, 193-225 MiB at 250 ms) and makes each
 /// flush longer, which the journal's flushes then queue behind (p99 10 ms instead of 25-55).
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
+/// The interval on a disk nearly full ([`NEARLY_FULL_BELOW`](super::space::NEARLY_FULL_BELOW)):
+/// the records written since the last checkpoint hold their blocks until the next one covers
+/// them, which the data cannot have meanwhile. At 250 ms a 64 MiB disk filled by 16 KiB
+/// puts held up to 9 MiB of them when the data file first found no room (tests/disk_full.rs).
+const CHECKPOINT_EVERY_NEARLY_FULL: Duration = Duration::from_millis(50);
 /// Bytes of a meta page kept in a checkpoint: the page header and `MDB_meta` (152 bytes in
 /// LMDB 0.9); the rest of the page is unused.
 const META_BYTES: usize = 256;
@@ -297,7 +302,8 @@ fn periodic_held(_: &Path) -> bool {
 }
 
 /// The checkpoint thread of one worker: the first checkpoint (answered on `ready`), then one
-/// every [`CHECKPOINT_EVERY`] while the store changes, and a last one when told to stop with
+/// every [`CHECKPOINT_EVERY`] ([`CHECKPOINT_EVERY_NEARLY_FULL`] on a nearly full disk) while
+/// the store changes, and a last one when told to stop with
 /// `true`. Once the daemon is fail-stopped it takes none (a checkpoint would say the data
 /// file is on disk, and its success would drop journal segments that recovery needs): it
 /// keeps its pin, so the last good checkpoint's pages stay intact, and waits to be stopped.
@@ -327,7 +333,12 @@ pub(crate) fn checkpoint_thread(
     };
     let _ = ready.send(Ok(()));
     loop {
-        let stopping = match stop.recv_timeout(CHECKPOINT_EVERY) {
+        let every = if punch.nearly_full {
+            CHECKPOINT_EVERY_NEARLY_FULL
+        } else {
+            CHECKPOINT_EVERY
+        };
+        let stopping = match stop.recv_timeout(every) {
             Err(mpsc::RecvTimeoutError::Timeout) => false,
             Ok(false) => return,
             Ok(true) | Err(mpsc::RecvTimeoutError::Disconnected) => true,
@@ -375,6 +386,8 @@ pub(crate) fn checkpoint_thread(
 struct Punch {
     /// The segment, open, and how far its start is punched out.
     segment: Option<(u64, File, u64)>,
+    /// Whether the disk was nearly full at the last checkpoint.
+    nearly_full: bool,
 }
 
 impl Punch {
@@ -391,9 +404,12 @@ impl Punch {
                 .ok()
                 .map(|f| (pos.gen, f, 0));
         }
+        self.nearly_full = false;
         if let Some((_, file, punched)) = self.segment.as_mut() {
-            if *punched != u64::MAX && super::space::short_of_space(file) {
-                *punched = super::space::punch_covered(file, *punched, pos.off);
+            let free = super::space::disk_free(file);
+            self.nearly_full = free.is_some_and(|f| f < super::space::NEARLY_FULL_BELOW);
+            if *punched != u64::MAX && free.is_some_and(|f| f < super::space::PUNCH_BELOW_FREE) {
+                *punched = super::space::punch_covered(file, *punched, pos.off, self.nearly_full);
             }
         }
     }

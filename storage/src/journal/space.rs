@@ -10,7 +10,9 @@
 //! - After each checkpoint, on a disk short of space ([`PUNCH_BELOW_FREE`]), the covered
 //!   start of the current segment is punched out (`FALLOC_FL_PUNCH_HOLE`): replay starts at
 //!   the checkpoint's position and never reads it, and a small disk no longer fills up with a
-//!   segment that rotates only at 64 MiB.
+//!   segment that rotates only at 64 MiB. It is punched in steps of [`PUNCH_STEP`], or of a
+//!   page on a nearly full disk ([`NEARLY_FULL_BELOW`]), where checkpoints also come five
+//!   times as often: there the covered records' blocks are what the data needs next.
 //!   (Whole older segments are deleted as before.)
 //!
 //! Filesystems without these calls keep today's behaviour (space is taken as records are
@@ -76,17 +78,26 @@ pub(crate) fn ensure_room(
 /// a 4 KiB PUT load.
 pub(crate) const PUNCH_BELOW_FREE: u64 = 1 << 30;
 
-/// Whether the disk of `file` is short enough of space for the covered start of a segment to
-/// be given back ([`PUNCH_BELOW_FREE`]); a filesystem that does not say is not.
-pub(crate) fn short_of_space(file: &File) -> bool {
-    crate::room::disk_free(file.as_raw_fd()).is_some_and(|free| free < PUNCH_BELOW_FREE)
+/// Below this much free space on the journal's disk checkpoints come more often, so that the
+/// records they cover give their blocks back sooner (see the checkpoint thread).
+pub(crate) const NEARLY_FULL_BELOW: u64 = 128 << 20;
+
+/// The free space of the disk of `file`; `None` when its filesystem does not say.
+pub(crate) fn disk_free(file: &File) -> Option<u64> {
+    crate::room::disk_free(file.as_raw_fd())
 }
 
 /// Punches out `[0, covered)` of `file` (rounded down to whole pages) when it has grown by
-/// [`PUNCH_STEP`] since `punched`; returns the new mark.
-pub(crate) fn punch_covered(file: &File, punched: u64, covered: u64) -> u64 {
+/// [`PUNCH_STEP`] since `punched`, or by any whole page when the disk is `nearly_full`;
+/// returns the new mark.
+///
+/// On a nearly full disk the step would strand up to a step of covered blocks: once the data
+/// file has taken the rest, no growing record can be written, so the covered mark never moves
+/// on by a step, and writes would not come back after deletes (seen in tests/disk_full.rs).
+pub(crate) fn punch_covered(file: &File, punched: u64, covered: u64, nearly_full: bool) -> u64 {
     let upto = covered - covered % 4096;
-    if upto < punched.saturating_add(PUNCH_STEP) {
+    let step = if nearly_full { 4096 } else { PUNCH_STEP };
+    if upto < punched.saturating_add(step) {
         return punched;
     }
     match fallocate(
@@ -199,7 +210,7 @@ mod tests {
         let big = vec![7u8; 3 << 20];
         f.write_all(&big).unwrap();
         let covered = (2 << 20) + 100;
-        let punched = punch_covered(&f, 0, covered);
+        let punched = punch_covered(&f, 0, covered, false);
         assert!(punched == 2 << 20 || punched == u64::MAX, "{punched}");
         let data = std::fs::read(&path).unwrap();
         assert_eq!(data.len(), 10 + (3 << 20));
@@ -208,8 +219,13 @@ mod tests {
         }
         assert!(data[(2 << 20)..].iter().all(|&b| b == 7));
         // Less than a step more: nothing to do.
-        assert_eq!(punch_covered(&f, punched, covered + 4096), punched);
+        assert_eq!(punch_covered(&f, punched, covered + 4096, false), punched);
         if punched != u64::MAX {
+            // On a nearly full disk a page is enough.
+            assert_eq!(
+                punch_covered(&f, punched, covered + 4096, true),
+                punched + 4096
+            );
             // Another worker's older mark (0 here) does not fill the punched start again:
             // only the blocks past the tail are allocated.
             use std::os::unix::fs::MetadataExt;
