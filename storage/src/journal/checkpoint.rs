@@ -381,7 +381,8 @@ pub(crate) fn checkpoint_thread(
     }
 }
 
-/// The covered start of the current segment, given back to a disk short of space (`space`).
+/// The covered start of the current segment, given back to a disk short of space (`space`),
+/// and whether that disk was nearly full, which sets the checkpoint interval.
 #[derive(Default)]
 struct Punch {
     /// The segment, open, and how far its start is punched out.
