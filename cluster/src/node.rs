@@ -38,7 +38,7 @@ use crate::net::{Fetch, GroupNetwork, Groups, IndexResult, PeerClient, ReadBatch
 use crate::peer::auth::PeerKey;
 use crate::peer::frame::Kind;
 use crate::placement::Placement;
-use crate::raft::{Applied, LogCommand, LogEngine, NodeId, StateMachine, TypeConfig};
+use crate::raft::{Applied, Applier, LogCommand, LogEngine, NodeId, StateMachine, TypeConfig};
 
 /// Logs after which a group takes a snapshot (its log is purged up to it).
 const SNAPSHOT_EVERY: u64 = 10_000;
@@ -78,6 +78,8 @@ pub struct Node {
     groups: Arc<Groups>,
     client: Arc<PeerClient>,
     engine: LogEngine,
+    /// Applies the committed entries of every group of the node.
+    applier: Applier,
     /// How long a forwarded write may take (the conf's `timeout`).
     timeout: Duration,
     /// The conf's `election_timeout`.
@@ -143,8 +145,9 @@ impl Node {
             let node = |&i: &usize| (i as NodeId, BasicNode::new(&cluster.nodes[i].peer_text));
             nodes.map(node).collect()
         };
+        let applier = Applier::start(store.clone())?;
         for g in placement.groups_of_node(cluster.this) {
-            let sm = StateMachine::open(store.clone(), g, placement.slots_of_group(g))
+            let sm = StateMachine::open(&applier, g, placement.slots_of_group(g))
                 .map_err(io::Error::other)?;
             let network = GroupNetwork::new(client.clone(), g);
             let raft = Raft::new(this, config.clone(), network, engine.group(g), sm)
@@ -195,6 +198,7 @@ impl Node {
             groups,
             client,
             engine,
+            applier,
             timeout: cluster.timeout,
             election: cluster.election_timeout,
             peer_addr,
@@ -427,6 +431,12 @@ impl Node {
     /// The syncs of the node's log and the entries written to it so far.
     pub fn log_counts(&self) -> (u64, u64) {
         (self.engine.syncs(), self.engine.entries())
+    }
+
+    /// The applies of committed entries so far (every group) and the store commits that made
+    /// them.
+    pub fn apply_counts(&self) -> (u64, u64) {
+        self.applier.counts()
     }
 
     /// The node's log file size and the bytes of its live records.

@@ -293,6 +293,7 @@ impl Node {
         let c = self.counters();
         let (file, live) = self.log_sizes();
         let (syncs, entries) = self.log_counts();
+        let (applies, apply_commits) = self.apply_counts();
         let mut out = String::new();
         let lag = |g: &GroupStatus| {
             let applied = g.applied_index.unwrap_or(0);
@@ -432,6 +433,20 @@ impl Node {
             "counter",
             "Entries written to the consensus log, every group (per sync: the group commit's depth).",
             &one(entries),
+        );
+        metric(
+            m,
+            "huststore_cluster_applies_total",
+            "counter",
+            "Applies of committed entries to this node's store (one per group and batch of entries).",
+            &one(applies),
+        );
+        metric(
+            m,
+            "huststore_cluster_apply_commits_total",
+            "counter",
+            "Store commits of those applies (one covers every group's apply pending then).",
+            &one(apply_commits),
         );
         metric(
             m,

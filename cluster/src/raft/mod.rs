@@ -14,9 +14,12 @@
 //! and entries; every decoder returns an error on garbage), `engine` (the shared append-only
 //! file and its replay; its `flusher` thread: group commit and compaction), `log_store`
 //! (openraft's `RaftLogStorage` over the engine for one group), `applied` (what an applied
-//! command answers), `state_machine` (openraft's `RaftStateMachine` over `storage::Store`).
+//! command answers), `state_machine` (openraft's `RaftStateMachine` over `storage::Store`),
+//! `applier` (the node's one thread that applies every group's committed entries, those pending
+//! at once in one commit).
 
 mod applied;
+pub(crate) mod applier;
 mod codec;
 mod engine;
 mod log_store;
@@ -28,6 +31,7 @@ mod tests;
 use std::io::Cursor;
 
 pub use applied::Applied;
+pub use applier::Applier;
 pub use codec::CodecError;
 pub use engine::LogEngine;
 pub use log_store::LogStore;

@@ -1,5 +1,6 @@
 //! One group's state machine over the node's LMDB store ([`StateMachine`]): openraft's
-//! `RaftStateMachine` and snapshot builder. Each `apply` of openraft is one storage `Batch`:
+//! `RaftStateMachine` and snapshot builder. Each `apply` of openraft goes into one storage
+//! `Batch`, shared with the other groups' applies pending at the time (the node's `Applier`):
 //! every entry's command applied in log order, then the group's applied state (last applied
 //! log id, last membership) stored with `Batch::set_group_state`, then one commit, so the data
 //! and the position it reflects never part, even in a crash. The answers go back as
@@ -13,8 +14,8 @@
 //! one batch; records of other groups are untouched. Its id is the group and the log id
 //! it reflects, so a snapshot asked for twice at one position is the same snapshot.
 //!
-//! The LMDB work (applying, building and installing snapshots) runs on tokio's blocking
-//! threads, never on openraft's async tasks, which keep answering heartbeats meanwhile. A
+//! The LMDB work runs off openraft's async tasks (applies on the applier's thread, snapshots
+//! built and installed on tokio's blocking threads), which keep answering heartbeats meanwhile. A
 //! failure stops the group on this node (openraft's storage error); the store being full is
 //! logged at `alert` with its fix (`map_size`).
 //!
@@ -25,24 +26,13 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use openraft::storage::{RaftStateMachine, Snapshot, SnapshotMeta};
-use openraft::{AnyError, BasicNode, Entry, EntryPayload, LogId, OptionalSend};
+use openraft::{AnyError, BasicNode, Entry, OptionalSend};
 use openraft::{RaftSnapshotBuilder, StorageIOError, StoredMembership};
-use storage::{Batch, Command, Store};
+use storage::{Batch, Store};
 
+use super::applier::{encode_applied_state, AppliedState, Applier};
 use super::codec::{self, CodecError, Reader};
 use super::{Applied, NodeId, RaftStorageError, TypeConfig};
-
-/// The last applied log id and the last membership.
-type AppliedState = (Option<LogId<NodeId>>, StoredMembership<NodeId, BasicNode>);
-
-/// What the store holds for a group (`Batch::set_group_state`).
-fn encode_applied_state(state: &AppliedState) -> Vec<u8> {
-    let mut out = Vec::new();
-    codec::put_opt_log_id(&mut out, &state.0);
-    codec::put_opt_log_id(&mut out, state.1.log_id());
-    codec::put_membership(&mut out, state.1.membership());
-    out
-}
 
 /// Reads a whole buffer written by [`encode_applied_state`].
 pub(crate) fn decode_applied_state(buf: &[u8]) -> Result<AppliedState, CodecError> {
@@ -89,52 +79,6 @@ struct GroupStore {
 }
 
 impl GroupStore {
-    /// Applies `entries` over `state` in one batch: the answers in order and the state after
-    /// them, or an error (an LMDB failure, a failed commit) after which nothing of the call is
-    /// applied. Blocking (LMDB): run on a blocking thread.
-    fn apply_all(
-        &self,
-        mut state: AppliedState,
-        entries: Vec<Entry<TypeConfig>>,
-    ) -> storage::Result<(Vec<Applied>, AppliedState)> {
-        let before = state.0;
-        let mut batch = self.store.batch();
-        let mut answers = Vec::with_capacity(entries.len());
-        for entry in entries {
-            state.0 = Some(entry.log_id);
-            let answer = match entry.payload {
-                EntryPayload::Blank => Applied::Nothing,
-                EntryPayload::Membership(m) => {
-                    state.1 = StoredMembership::new(Some(entry.log_id), m);
-                    Applied::Nothing
-                }
-                EntryPayload::Normal(cmd) => match Command::decode(&cmd.bytes) {
-                    // Every replica refuses the same bytes the same way.
-                    Err(_) => Applied::Undecodable,
-                    Ok(cmd) => match batch.apply(&cmd) {
-                        Err(e @ storage::StorageError::Lmdb(_)) => return Err(e),
-                        r => Applied::of(r).unwrap_or(Applied::Undecodable),
-                    },
-                },
-            };
-            answers.push(answer);
-        }
-        if state.0 == before {
-            return Ok((answers, state));
-        }
-        batch.set_group_state(self.group, &encode_applied_state(&state))?;
-        // No wait for the journal's fdatasync: every entry applied here is already durable in
-        // the consensus log, fsynced before it was committed, and a store that loses the
-        // commit in a machine crash resumes from an older applied state whose entries the log
-        // still holds (openraft applies them again). What makes that true is `snapshot`,
-        // which makes the store durable before a snapshot lets the log be purged. A process
-        // crash loses nothing either way: the commit is in the page cache. Waiting here put
-        // a second fdatasync in series behind every write, one per group.
-        let (_, unflushed) = batch.commit_deferred()?;
-        drop(unflushed);
-        Ok((answers, state))
-    }
-
     /// Makes every commit so far durable: one journal record (the group's state as it is,
     /// stored again) whose flush covers every earlier commit of any process.
     fn make_durable(&self) -> storage::Result<()> {
@@ -177,7 +121,7 @@ impl GroupStore {
         let (last_log_id, last_membership) = load_applied_state(&mut batch, self.group)?;
         let data = batch.export_slots(self.slots.clone(), now_ms())?;
         drop(batch);
-        // The applies do not wait for their journal flush (see `apply_all`), and openraft
+        // The applies do not wait for their journal flush (see `applier`), and openraft
         // purges the log up to a snapshot: the state read above must be on disk first. It
         // was committed before the read began, so a flush begun now covers it.
         self.make_durable()?;
@@ -202,6 +146,8 @@ impl GroupStore {
 /// A group's state machine.
 pub struct StateMachine {
     group: GroupStore,
+    /// The node's applier, shared by its groups.
+    applier: Applier,
     /// What the store holds for the group, kept here so `applied_state` reads nothing.
     applied: AppliedState,
 }
@@ -212,20 +158,25 @@ pub struct SnapshotBuilder {
 }
 
 impl StateMachine {
-    /// The state machine of `group`, whose records are those of `slots`, over `store`;
-    /// resumes from the applied state the store holds.
+    /// The state machine of `group`, whose records are those of `slots`, over the store of
+    /// `applier`, which applies its entries; resumes from the applied state the store holds.
     pub fn open(
-        store: Arc<Store>,
+        applier: &Applier,
         group: u32,
         slots: Range<u32>,
     ) -> Result<StateMachine, storage::StorageError> {
+        let store = applier.store().clone();
         let applied = load_applied_state(&mut store.batch(), group)?;
         let group = GroupStore {
             store,
             group,
             slots,
         };
-        Ok(StateMachine { group, applied })
+        Ok(StateMachine {
+            group,
+            applier: applier.clone(),
+            applied,
+        })
     }
 }
 
@@ -264,8 +215,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         I::IntoIter: OptionalSend,
     {
         let entries: Vec<_> = entries.into_iter().collect();
-        let (group, state) = (self.group.clone(), self.applied.clone());
-        match blocking(move || group.apply_all(state, entries)).await {
+        let applying = self
+            .applier
+            .apply(self.group.group, self.applied.clone(), entries);
+        match applying.await {
             Ok((answers, state)) => {
                 self.applied = state;
                 Ok(answers)

@@ -14,9 +14,9 @@ use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse};
 use openraft::raft::{InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest, VoteResponse};
 use openraft::{BasicNode, Config, Raft, ServerState};
 
-use super::suite::{open_store, put};
+use super::suite::{open_sm, open_store, put};
 use super::TempDir;
-use crate::raft::{Applied, LogEngine, StateMachine, TypeConfig};
+use crate::raft::{Applied, LogEngine, TypeConfig};
 
 /// The network of a group of one: there is no one to call.
 struct NoPeers;
@@ -86,7 +86,7 @@ async fn start_and_write(dir: &TempDir, first: bool, ver: u32) -> (Applied, u64,
         ..Default::default()
     };
     let config = Arc::new(config.validate().expect("config"));
-    let sm = StateMachine::open(store.clone(), 2, 0..1024).expect("state machine");
+    let sm = open_sm(&store, 2, 0..1024).expect("state machine");
     let raft = Raft::<TypeConfig>::new(0, config, NoPeers, engine.group(2), sm)
         .await
         .expect("raft");

@@ -13,8 +13,19 @@ use openraft::{AnyError, Entry, EntryPayload, Membership, StorageIOError};
 use storage::{Command, Store, StoreOptions, Write};
 
 use super::{log_id, TempDir};
+use crate::raft::StateMachine;
 use crate::raft::TypeConfig;
-use crate::raft::{Applied, LogCommand, LogEngine, LogStore, RaftStorageError, StateMachine};
+use crate::raft::{Applied, Applier, LogCommand, LogEngine, LogStore, RaftStorageError};
+
+/// `group`'s state machine over `store`, with an applier of its own.
+pub(super) fn open_sm(
+    store: &Arc<Store>,
+    group: u32,
+    slots: std::ops::Range<u32>,
+) -> storage::Result<StateMachine> {
+    let applier = Applier::start(store.clone()).expect("the applier's thread");
+    StateMachine::open(&applier, group, slots)
+}
 
 pub(super) fn open_store(dir: &std::path::Path) -> storage::Result<Store> {
     Store::open(&StoreOptions {
@@ -41,7 +52,7 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachine, TempDir> for Builder {
         let dir = TempDir::new("suite");
         let engine = LogEngine::open(dir.path()).map_err(|e| setup_error(&e))?;
         let store = open_store(dir.path()).map_err(|e| setup_error(&e))?;
-        let sm = StateMachine::open(Arc::new(store), 0, 0..1024).map_err(|e| setup_error(&e))?;
+        let sm = open_sm(&Arc::new(store), 0, 0..1024).map_err(|e| setup_error(&e))?;
         Ok((dir, engine.group(0), sm))
     }
 }
@@ -77,7 +88,7 @@ fn commands_apply_in_one_batch_and_the_state_survives_a_reopen() {
     let rt = super::rt();
     let membership = Membership::new(vec![BTreeSet::from([0, 1, 2])], ());
     let answers = rt.block_on(async {
-        let mut sm = StateMachine::open(store.clone(), 3, 0..64).expect("open");
+        let mut sm = open_sm(&store, 3, 0..64).expect("open");
         sm.apply([
             Entry {
                 log_id: log_id(1, 1),
@@ -120,9 +131,9 @@ fn commands_apply_in_one_batch_and_the_state_survives_a_reopen() {
     drop(store);
     let store = Arc::new(open_store(dir.path()).expect("reopen"));
     rt.block_on(async {
-        let mut other = StateMachine::open(store.clone(), 4, 64..128).expect("open");
+        let mut other = open_sm(&store, 4, 64..128).expect("open");
         assert_eq!(other.applied_state().await.expect("state").0, None);
-        let mut sm = StateMachine::open(store.clone(), 3, 0..64).expect("open");
+        let mut sm = open_sm(&store, 3, 0..64).expect("open");
         let (last, m) = sm.applied_state().await.expect("state");
         assert_eq!(last, Some(log_id(1, 6)));
         assert_eq!(
@@ -146,7 +157,7 @@ fn a_malformed_group_state_is_refused() {
     let mut batch = store.batch();
     batch.set_group_state(9, b"\x01garbage").expect("set");
     batch.commit().expect("commit");
-    assert!(StateMachine::open(store, 9, 0..1024).is_err());
+    assert!(open_sm(&store, 9, 0..1024).is_err());
 }
 
 /// A key whose slot is in `slots`.
@@ -165,13 +176,13 @@ fn a_snapshot_carries_the_groups_slots_to_another_store() {
     let (inside, outside) = (key_in(0..512, 1), key_in(512..1024, 2));
     let now = 1_700_000_000_001;
     super::rt().block_on(async {
-        let mut sm_l = StateMachine::open(leader.clone(), 0, 0..512).expect("open");
-        let mut sm_f = StateMachine::open(follower.clone(), 0, 0..512).expect("open");
+        let mut sm_l = open_sm(&leader, 0, 0..512).expect("open");
+        let mut sm_f = open_sm(&follower, 0, 0..512).expect("open");
         sm_l.apply([normal(1, put(&inside, b"replicated", 0))])
             .await
             .expect("apply");
         // The follower has a record of another group, and a stale one of this group.
-        let mut other = StateMachine::open(follower.clone(), 1, 512..1024).expect("open");
+        let mut other = open_sm(&follower, 1, 512..1024).expect("open");
         other
             .apply([normal(1, put(&outside, b"other group", 0))])
             .await
@@ -203,7 +214,7 @@ fn a_snapshot_carries_the_groups_slots_to_another_store() {
             .expect("some");
         assert_eq!(current.meta, snap.meta);
         // A state machine opened afresh on the follower's store resumes from the snapshot.
-        let mut again = StateMachine::open(follower.clone(), 0, 0..512).expect("open");
+        let mut again = open_sm(&follower, 0, 0..512).expect("open");
         assert_eq!(
             again.applied_state().await.expect("state").0,
             Some(log_id(1, 1))
@@ -225,7 +236,7 @@ fn a_snapshot_carries_the_groups_slots_to_another_store() {
 
     // A garbage snapshot is refused and changes nothing.
     super::rt().block_on(async {
-        let mut sm_f = StateMachine::open(follower.clone(), 0, 0..512).expect("open");
+        let mut sm_f = open_sm(&follower, 0, 0..512).expect("open");
         let snap = sm_f
             .get_current_snapshot()
             .await
@@ -248,4 +259,55 @@ fn a_snapshot_carries_the_groups_slots_to_another_store() {
             .value,
         b"replicated"
     );
+}
+
+#[test]
+fn the_applies_of_several_groups_pending_together_take_one_commit() {
+    let dir = TempDir::new("applier");
+    let store = Arc::new(open_store(dir.path()).expect("store"));
+    let ranges = [0..256, 256..512, 512..1024];
+    let keys: Vec<Vec<u8>> = (0u8..)
+        .zip(&ranges)
+        .map(|(t, r)| key_in(r.clone(), t))
+        .collect();
+    let applies = (0u32..)
+        .zip(&keys)
+        .map(|(g, key)| {
+            let entries = vec![
+                normal(1, put(key, b"one", 0)),
+                normal(2, put(key, b"two", 1)),
+            ];
+            (g, Default::default(), entries)
+        })
+        .collect();
+    let (results, commits) = crate::raft::applier::apply_together(&store, applies);
+    assert_eq!(commits, 1, "one commit for the three groups");
+    for result in results {
+        let (answers, state) = result.expect("applied");
+        assert_eq!(
+            answers,
+            vec![Applied::Written { ver: 1 }, Applied::Written { ver: 2 }]
+        );
+        assert_eq!(state.0, Some(log_id(1, 2)));
+    }
+    // Each group's records and applied state are its own, as if applied alone.
+    let now = 1_700_000_000_001;
+    for (g, key) in (0u32..).zip(&keys) {
+        let rec = store.batch().get(key, now).expect("get");
+        assert_eq!((rec.ver, rec.value), (2, b"two".to_vec()));
+        let ranges = ranges[g as usize].clone();
+        let mut sm = open_sm(&store, g, ranges).expect("open");
+        let state = super::rt().block_on(sm.applied_state()).expect("state");
+        assert_eq!(state.0, Some(log_id(1, 2)));
+    }
+
+    // Through the thread: one applier serves every group's state machine, and counts.
+    let applier = Applier::start(store.clone()).expect("applier");
+    let fresh = key_in(0..256, 9);
+    let answers = super::rt().block_on(async {
+        let mut sm = StateMachine::open(&applier, 0, 0..256).expect("open");
+        sm.apply([normal(3, put(&fresh, b"three", 0))]).await
+    });
+    assert_eq!(answers.expect("apply"), vec![Applied::Written { ver: 1 }]);
+    assert_eq!(applier.counts(), (1, 1));
 }
