@@ -534,7 +534,7 @@ preload() {
 declare -A RES CPU_NOTE COUNT_NOTE
 # Consensus counters of /metrics, summed over the cluster's nodes (a worker shows its helper's
 # figures of at most METRICS_EVERY = 2 s ago, hence the pauses around a row).
-COUNTERS="proposals log_syncs log_entries applies apply_commits read_barriers leader_checks read_index peer_connects"
+COUNTERS="proposals proposal_entries log_syncs log_entries applies apply_commits read_barriers leader_checks read_index peer_connects"
 cluster_counters() {
   local u
   for u in "${NODE_URLS[@]}"; do curl -s --max-time 3 "$u/metrics" 2>/dev/null; done |
@@ -548,8 +548,8 @@ counts_note() {
     n = split(names, k, " "); split(b, x, " "); split(a, y, " ")
     for (i = 1; i <= n; i++) d[k[i]] = y[i] - x[i]
     if (r <= 0) r = 1
-    printf "counters: %.2f log entries per fsync (%d fsyncs, 3 nodes), %.2f group applies per store commit, per request %.2f leader checks, %.2f ReadIndex calls, %.3f new peer connections",
-      (d["log_syncs"] > 0 ? d["log_entries"] / d["log_syncs"] : 0), d["log_syncs"], (d["apply_commits"] > 0 ? d["applies"] / d["apply_commits"] : 0), d["leader_checks"] / r, d["read_index"] / r, d["peer_connects"] / r }'
+    printf "counters: %.2f writes per proposed entry, %.2f log entries per fsync (%d fsyncs, 3 nodes), %.2f group applies per store commit, per request %.2f leader checks, %.2f ReadIndex calls, %.3f new peer connections",
+      (d["proposal_entries"] > 0 ? d["proposals"] / d["proposal_entries"] : 0), (d["log_syncs"] > 0 ? d["log_entries"] / d["log_syncs"] : 0), d["log_syncs"], (d["apply_commits"] > 0 ? d["applies"] / d["apply_commits"] : 0), d["leader_checks"] / r, d["read_index"] / r, d["peer_connects"] / r }'
 }
 
 # measure OP SIZE SYSTEM: one row; RES[op,size,system] = PAR_RES

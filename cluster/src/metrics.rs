@@ -46,6 +46,9 @@ pub enum Refusal {
 pub struct Counters {
     /// Commands proposed to a group's Raft on this node (its own clients' and forwarded ones).
     pub proposals: Counter,
+    /// Log entries of client writes proposed on this node: one carries every write to its
+    /// group that waited meanwhile (`net::proposer`).
+    pub proposal_entries: Counter,
     /// Log entries applied to this node's store, every group.
     pub applied: Counter,
     /// Times a group learned of a new leader (this node or another).

@@ -33,7 +33,7 @@ use tokio::time::Instant;
 pub use crate::metrics::Refusal;
 use crate::metrics::{watch_group, Counters};
 pub use crate::net::WriteError;
-use crate::net::{decode_read_index, decode_write_result, propose, unix_ms};
+use crate::net::{decode_read_index, decode_write_result, unix_ms};
 use crate::net::{Fetch, GroupNetwork, Groups, IndexResult, PeerClient, ReadBatcher, Server};
 use crate::peer::auth::PeerKey;
 use crate::peer::frame::Kind;
@@ -157,7 +157,7 @@ impl Node {
             if m.last_log_index.is_none() && m.last_applied.is_none() {
                 groups.started_empty(g);
             }
-            groups.insert(g, raft.clone());
+            groups.insert(g, raft.clone(), counters.clone());
             tokio::spawn(watch_group(raft.clone(), counters.clone()));
             if placement.initializer(g) == Some(cluster.this) {
                 tokio::spawn(initialize(raft, g, members_of(g)));
@@ -253,15 +253,16 @@ impl Node {
         }
         let cmd = LogCommand::new(cmd);
         let deadline = Instant::now() + self.timeout;
-        let Some(raft) = self.groups.get(group) else {
+        let Some(proposer) = self.groups.proposer(group) else {
             return self.write_elsewhere(group, &cmd, deadline).await;
         };
-        await_leader(&raft, leader_wait(self.election, self.timeout)).await;
+        let raft = proposer.raft();
+        await_leader(raft, leader_wait(self.election, self.timeout)).await;
         let leading = raft.metrics().borrow().state == ServerState::Leader;
         if leading {
-            self.check_majority(&raft)?;
+            self.check_majority(raft)?;
         }
-        match propose(&raft, cmd.clone(), &self.counters).await {
+        match proposer.propose(cmd.clone()).await {
             Err(WriteError::NotLeader { leader: Some(l) }) if l != self.this => {
                 self.forward(l, group, &cmd, deadline).await
             }

@@ -345,6 +345,13 @@ impl Node {
         );
         metric(
             m,
+            "huststore_cluster_proposal_entries_total",
+            "counter",
+            "Log entries of client writes proposed on this node (one carries the writes to its group that waited meanwhile).",
+            &one(c.proposal_entries.get()),
+        );
+        metric(
+            m,
             "huststore_cluster_commits_total",
             "counter",
             "Committed log entries applied to this node's store.",

@@ -12,7 +12,7 @@ use cluster::net::{
     decode_read_index, decode_write_result, encode_read_index, encode_write_result,
 };
 use cluster::peer::frame::{Frame, Limits};
-use cluster::raft::rpc_codec;
+use cluster::raft::{rpc_codec, LogCommand};
 use worker::http::{parse_head, ChunkProgress, ChunkedDecoder, HeadParse};
 use worker::query::{self, Params};
 
@@ -275,7 +275,7 @@ pub fn peer_frame(data: &[u8]) {
 
 /// The payload decoders of peer messages: openraft's RPCs and their answers
 /// (`cluster::raft::rpc_codec`), the answers to forwarded writes and read-index requests
-/// (`cluster::net`) and a forwarded write's command (`storage::Command`, also a log entry's). The first byte picks the decoder. Each must refuse garbage, and what it
+/// (`cluster::net`), a log entry's batch of commands and a forwarded write's command (`storage::Command`, also a log entry's). The first byte picks the decoder. Each must refuse garbage, and what it
 /// accepts must encode to bytes that decode and encode the same again.
 pub fn peer_messages(data: &[u8]) {
     let Some((&which, buf)) = data.split_first() else {
@@ -295,7 +295,7 @@ pub fn peer_messages(data: &[u8]) {
         c.encode(&mut out);
         out
     };
-    match which % 9 {
+    match which % 10 {
         0 => stable!(
             rpc_codec::decode_vote_request,
             rpc_codec::encode_vote_request
@@ -319,6 +319,23 @@ pub fn peer_messages(data: &[u8]) {
         ),
         6 => stable!(decode_write_result, encode_write_result),
         7 => stable!(decode_read_index, encode_read_index),
+        8 => {
+            // A log entry's batch of commands: its members, framed again, are its bytes.
+            let entry = LogCommand {
+                bytes: buf.to_vec(),
+            };
+            if let Ok(members) = entry.batch_members() {
+                let cmds: Vec<LogCommand> = members
+                    .iter()
+                    .map(|m| LogCommand { bytes: m.to_vec() })
+                    .collect();
+                assert_eq!(
+                    LogCommand::batch(&cmds),
+                    entry,
+                    "batch framing is not stable"
+                );
+            }
+        }
         _ => stable!(storage::Command::decode, command),
     }
 }

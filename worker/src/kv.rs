@@ -309,6 +309,7 @@ fn replicated(answer_of: Answer) -> Response {
             Applied::Invalid(_) => Ok(Err(StorageError::Invalid("refused by its group"))),
             Applied::Nothing => Err("no answer for a write"),
             Applied::Undecodable => Err("the group could not decode the write"),
+            Applied::Batch(_) => Err("a batch's answers for one write"),
         },
     };
     match result {

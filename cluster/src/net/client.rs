@@ -21,11 +21,11 @@ use std::time::Duration;
 
 use conf::ClusterConf;
 use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError};
-use openraft::error::{Timeout, Unreachable};
+use openraft::error::{PayloadTooLarge, Timeout, Unreachable};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse};
 use openraft::raft::{InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest, VoteResponse};
-use openraft::{BasicNode, RPCTypes};
+use openraft::{BasicNode, Entry, EntryPayload, RPCTypes};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
@@ -33,7 +33,7 @@ use super::http::{read_response, request_bytes};
 use super::{unix_ms, MAX_BODY, RAFT_PATH};
 use crate::metrics::Counters;
 use crate::peer::auth::PeerKey;
-use crate::peer::frame::{Frame, Kind};
+use crate::peer::frame::{Frame, Kind, HEADER_LEN};
 use crate::raft::rpc_codec::{self as rpc, CodecError};
 use crate::raft::{NodeId, TypeConfig};
 
@@ -346,6 +346,28 @@ impl PeerConnection {
     }
 }
 
+/// How many of `entries`, from the first, take about `budget` bytes on the wire (at least
+/// one): the hint of a `PayloadTooLarge` answer.
+fn entries_that_fit(entries: &[Entry<TypeConfig>], budget: usize) -> u64 {
+    // Above what the codec adds to an entry (log id, tags, lengths).
+    const ENTRY_OVERHEAD: usize = 64;
+    let mut used = 0usize;
+    let mut fit = 0u64;
+    for e in entries {
+        used += ENTRY_OVERHEAD
+            + match &e.payload {
+                EntryPayload::Normal(cmd) => cmd.bytes.len(),
+                EntryPayload::Membership(_) => 4096,
+                EntryPayload::Blank => 0,
+            };
+        if used > budget {
+            break;
+        }
+        fit += 1;
+    }
+    fit.max(1)
+}
+
 impl RaftNetwork<TypeConfig> for PeerConnection {
     async fn append_entries(
         &mut self,
@@ -353,6 +375,20 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         option: RPCOption,
     ) -> RpcResult<AppendEntriesResponse<NodeId>, openraft::error::Infallible> {
         let payload = rpc::encode_append_request(&rpc);
+        if payload.len() + HEADER_LEN > MAX_BODY as usize {
+            // The peer would refuse it: openraft sends at most the hint's entries at once for
+            // a while (a replica far behind, or batches of large values, fill a request fast).
+            let fit = entries_that_fit(&rpc.entries, MAX_BODY as usize / 2);
+            if rpc.entries.len() <= 1 {
+                log::error!(
+                    "an entry of {} bytes is over the peer protocol's limit of {MAX_BODY} bytes",
+                    payload.len()
+                );
+            }
+            return Err(RPCError::PayloadTooLarge(
+                PayloadTooLarge::new_entries_hint(fit),
+            ));
+        }
         let decode = rpc::decode_append_result;
         self.rpc(
             RPCTypes::AppendEntries,
@@ -396,5 +432,33 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         let decode = rpc::decode_vote_result;
         self.rpc(RPCTypes::Vote, Kind::Vote, payload, &option, decode)
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::{CommittedLeaderId, LogId};
+
+    use super::*;
+    use crate::raft::LogCommand;
+
+    fn entry(index: u64, len: usize) -> Entry<TypeConfig> {
+        Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 0), index),
+            payload: EntryPayload::Normal(LogCommand {
+                bytes: vec![7; len],
+            }),
+        }
+    }
+
+    #[test]
+    fn an_append_over_the_limit_is_cut_to_the_entries_that_fit() {
+        let entries: Vec<_> = (1..=10).map(|i| entry(i, 1000)).collect();
+        assert_eq!(entries_that_fit(&entries, 1_000_000), 10);
+        assert_eq!(entries_that_fit(&entries, 3 * 1064), 3);
+        assert_eq!(entries_that_fit(&entries, 3 * 1064 - 1), 2);
+        // One entry larger than the budget still goes (alone), never zero.
+        assert_eq!(entries_that_fit(&entries, 10), 1);
+        assert_eq!(entries_that_fit(&[], 10), 1);
     }
 }

@@ -4,20 +4,24 @@
 //! A request is a `peer::frame` (kind, group, payload) signed with the cluster's secret
 //! (`peer::auth`); its payload and the answer are `raft::rpc_codec`'s. `http` is the little
 //! HTTP/1.1 both ends speak; `forward` the proposal of a client write, here or forwarded to
-//! the leader; `read_batch` one read index shared by the reads of a group that wait for it.
+//! the leader; `proposer` the client writes to a group that wait while its entries are in
+//! flight, proposed together in the next; `read_batch` one read index shared by the reads of
+//! a group that wait for it.
 
 mod client;
 mod forward;
 mod http;
+mod proposer;
 mod read_batch;
 mod server;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use openraft::Raft;
 
+use crate::metrics::Counters;
 use crate::raft::TypeConfig;
 
 pub use client::{CallError, Contact, GroupNetwork, PeerClient, PeerConnection};
@@ -25,6 +29,7 @@ pub use forward::{decode_read_index, decode_write_result, encode_read_index};
 pub use forward::{
     encode_write_result, leader_check_error, leader_read_index, propose, WriteError,
 };
+pub use proposer::Proposer;
 pub use read_batch::{Fetch, IndexResult, ReadBatcher};
 pub use server::Server;
 
@@ -53,6 +58,7 @@ pub fn unix_ms() -> u64 {
 #[derive(Default)]
 pub struct Groups {
     rafts: RwLock<BTreeMap<u32, Raft<TypeConfig>>>,
+    proposers: RwLock<BTreeMap<u32, Arc<Proposer>>>,
     empty_at_start: RwLock<BTreeSet<u32>>,
 }
 
@@ -63,8 +69,18 @@ impl Groups {
         rafts.get(&group).cloned()
     }
 
-    /// Serves `group` with `raft`.
-    pub fn insert(&self, group: u32, raft: Raft<TypeConfig>) {
+    /// The proposer of client writes to `group`, if this node serves it.
+    pub fn proposer(&self, group: u32) -> Option<Arc<Proposer>> {
+        let proposers = self.proposers.read().unwrap_or_else(|e| e.into_inner());
+        proposers.get(&group).cloned()
+    }
+
+    /// Serves `group` with `raft`, its proposals counted in `counters`.
+    pub fn insert(&self, group: u32, raft: Raft<TypeConfig>, counters: Arc<Counters>) {
+        let proposer = Proposer::new(raft.clone(), counters);
+        let mut proposers = self.proposers.write().unwrap_or_else(|e| e.into_inner());
+        proposers.insert(group, proposer);
+        drop(proposers);
         let mut rafts = self.rafts.write().unwrap_or_else(|e| e.into_inner());
         rafts.insert(group, raft);
     }
@@ -104,6 +120,9 @@ impl Groups {
 
     /// Every group's Raft, taken out (the server answers `404` for them from now on).
     pub fn take_all(&self) -> BTreeMap<u32, Raft<TypeConfig>> {
+        let mut proposers = self.proposers.write().unwrap_or_else(|e| e.into_inner());
+        proposers.clear();
+        drop(proposers);
         let mut rafts = self.rafts.write().unwrap_or_else(|e| e.into_inner());
         std::mem::take(&mut *rafts)
     }

@@ -224,7 +224,11 @@ async fn dispatch(at: Target<'_>, kind: Kind, payload: &[u8]) -> Option<Vec<u8>>
             let cmd = LogCommand {
                 bytes: payload.to_vec(),
             };
-            Some(encode_write_result(&propose(raft, cmd, counters).await))
+            let answer = match groups.proposer(group) {
+                Some(proposer) => proposer.propose(cmd).await,
+                None => propose(raft, cmd, counters).await,
+            };
+            Some(encode_write_result(&answer))
         }
         Kind::ReadIndex => {
             if !payload.is_empty() {

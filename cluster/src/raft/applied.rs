@@ -9,6 +9,9 @@ use storage::{Outcome, StorageError, Written};
 
 use super::codec::{CodecError, Reader};
 
+/// The tag of [`Applied::Batch`]'s binary form.
+const BATCH: u8 = 16;
+
 /// The answer of one applied log entry.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Applied {
@@ -44,6 +47,8 @@ pub enum Applied {
     Invalid(String),
     /// The entry's bytes are not a command (every replica refuses them alike).
     Undecodable,
+    /// A batch entry's answers, one per command in order (`LogCommand::batch`); never nested.
+    Batch(Vec<Applied>),
 }
 
 impl Applied {
@@ -69,7 +74,8 @@ impl Applied {
         })
     }
 
-    /// Appends the binary form: a tag byte, then the fields (little endian).
+    /// Appends the binary form: a tag byte, then the fields (little endian); a batch's is
+    /// its tag, a u32 count and each answer's form.
     pub fn encode(&self, out: &mut Vec<u8>) {
         let (tag, a, b): (u8, u64, u64) = match self {
             Applied::Nothing => (0, 0, 0),
@@ -92,6 +98,14 @@ impl Applied {
                 return;
             }
             Applied::Undecodable => (15, 0, 0),
+            Applied::Batch(answers) => {
+                out.push(BATCH);
+                super::codec::put_u32(out, answers.len() as u32);
+                for a in answers {
+                    a.encode(out);
+                }
+                return;
+            }
         };
         out.push(tag);
         out.extend_from_slice(&a.to_le_bytes());
@@ -102,13 +116,34 @@ impl Applied {
     pub fn decode(buf: &[u8]) -> Result<Applied, CodecError> {
         let mut r = Reader::new(buf);
         let tag = r.u8()?;
+        if tag == BATCH {
+            // One answer takes at least a tag and a string's length.
+            let n = r.count(5)?;
+            let mut answers = Vec::with_capacity(n);
+            for _ in 0..n {
+                answers.push(Self::read_one(&mut r)?);
+            }
+            r.end()?;
+            return Ok(Applied::Batch(answers));
+        }
+        let answer = Self::read_tagged(tag, &mut r)?;
+        r.end()?;
+        Ok(answer)
+    }
+
+    /// One answer that is not a batch, from `r`.
+    fn read_one(r: &mut Reader<'_>) -> Result<Applied, CodecError> {
+        let tag = r.u8()?;
+        Self::read_tagged(tag, r)
+    }
+
+    /// The rest of an answer whose tag was `tag` (a batch's is refused: never nested).
+    fn read_tagged(tag: u8, r: &mut Reader<'_>) -> Result<Applied, CodecError> {
         if tag == 14 {
             let why = String::from_utf8(r.bytes()?.to_vec()).map_err(|_| CodecError)?;
-            r.end()?;
             return Ok(Applied::Invalid(why));
         }
         let (a, b) = (r.u64()?, r.u64()?);
-        r.end()?;
         let ver = || u32::try_from(a).map_err(|_| CodecError);
         Ok(match tag {
             0 => Applied::Nothing,

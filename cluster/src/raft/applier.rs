@@ -56,14 +56,18 @@ fn apply_into(
                 state.1 = StoredMembership::new(Some(entry.log_id), m.clone());
                 Applied::Nothing
             }
-            EntryPayload::Normal(cmd) => match Command::decode(&cmd.bytes) {
-                // Every replica refuses the same bytes the same way.
+            EntryPayload::Normal(cmd) if cmd.is_batch() => match cmd.batch_members() {
+                // A malformed batch applies none of its commands, on every replica.
                 Err(_) => Applied::Undecodable,
-                Ok(cmd) => match batch.apply(&cmd) {
-                    Err(e @ storage::StorageError::Lmdb(_)) => return Err(e),
-                    r => Applied::of(r).unwrap_or(Applied::Undecodable),
-                },
+                Ok(members) => {
+                    let mut each = Vec::with_capacity(members.len());
+                    for bytes in members {
+                        each.push(apply_command(batch, bytes)?);
+                    }
+                    Applied::Batch(each)
+                }
             },
+            EntryPayload::Normal(cmd) => apply_command(batch, &cmd.bytes)?,
         };
         answers.push(answer);
     }
@@ -71,6 +75,18 @@ fn apply_into(
         batch.set_group_state(group, &encode_applied_state(state))?;
     }
     Ok(answers)
+}
+
+/// Applies one encoded command; its answer. Only an LMDB failure is an error (it stops the
+/// group); every replica answers the same bytes, a command or not, alike.
+fn apply_command(batch: &mut Batch<'_>, bytes: &[u8]) -> storage::Result<Applied> {
+    let Ok(cmd) = Command::decode(bytes) else {
+        return Ok(Applied::Undecodable);
+    };
+    match batch.apply(&cmd) {
+        Err(e @ storage::StorageError::Lmdb(_)) => Err(e),
+        r => Ok(Applied::of(r).unwrap_or(Applied::Undecodable)),
+    }
 }
 
 /// The outcome of one apply: the answers in log order and the group's state after them.

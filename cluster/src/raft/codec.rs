@@ -67,7 +67,7 @@ impl<'a> Reader<'a> {
 
     /// A count of items that take at least `min_size` bytes each: refused when the rest of
     /// the input cannot hold them, so garbage never makes us reserve gigabytes.
-    fn count(&mut self, min_size: usize) -> Result<usize, CodecError> {
+    pub fn count(&mut self, min_size: usize) -> Result<usize, CodecError> {
         let n = self.u32()? as usize;
         if n.saturating_mul(min_size) > self.buf.len() {
             return Err(CodecError);

@@ -56,12 +56,17 @@ pub type NodeId = u64;
 /// The error of every storage call openraft makes.
 pub type RaftStorageError = openraft::StorageError<NodeId>;
 
-/// One log entry's application data: the bytes of one encoded `storage::Command`, encoded
-/// once by the proposer so that every replica decodes and applies the very same bytes.
+/// One log entry's application data, encoded once by the proposer so that every replica
+/// decodes and applies the very same bytes: the bytes of one encoded `storage::Command`, or a
+/// batch of them ([`LogCommand::batch`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogCommand {
     pub bytes: Vec<u8>,
 }
+
+/// The first byte of a batch payload. An encoded command starts with its encoding's version
+/// (1), never this, so the logs written before batches existed still read the same.
+const BATCH_TAG: u8 = 0xB7;
 
 impl LogCommand {
     /// The log payload of `cmd`.
@@ -69,5 +74,46 @@ impl LogCommand {
         let mut bytes = Vec::new();
         cmd.encode(&mut bytes);
         LogCommand { bytes }
+    }
+
+    /// One payload carrying the commands of `cmds` in order (each a single command's
+    /// payload): the tag, a u32 count, each command's bytes prefixed by their u32 length. It
+    /// is applied as one entry, the commands one after the other in one transaction, and
+    /// answers [`Applied::Batch`]: several clients' writes to a group cost the consensus one
+    /// entry (`net::proposer`).
+    pub fn batch(cmds: &[LogCommand]) -> LogCommand {
+        let len = 5 + cmds.iter().map(|c| 4 + c.bytes.len()).sum::<usize>();
+        let mut bytes = Vec::with_capacity(len);
+        bytes.push(BATCH_TAG);
+        codec::put_u32(&mut bytes, cmds.len() as u32);
+        for c in cmds {
+            codec::put_bytes(&mut bytes, &c.bytes);
+        }
+        LogCommand { bytes }
+    }
+
+    /// Whether this is a batch payload ([`LogCommand::batch`]).
+    pub fn is_batch(&self) -> bool {
+        self.bytes.first() == Some(&BATCH_TAG)
+    }
+
+    /// The bytes of each command of a batch payload, in order; `CodecError` when this is not
+    /// a batch or its framing is malformed (cut short, bytes left over, no command at all),
+    /// which every replica refuses alike.
+    pub fn batch_members(&self) -> Result<Vec<&[u8]>, CodecError> {
+        let Some((&BATCH_TAG, rest)) = self.bytes.split_first() else {
+            return Err(CodecError);
+        };
+        let mut r = codec::Reader::new(rest);
+        let n = r.count(4)?;
+        if n == 0 {
+            return Err(CodecError);
+        }
+        let mut members = Vec::with_capacity(n);
+        for _ in 0..n {
+            members.push(r.bytes()?);
+        }
+        r.end()?;
+        Ok(members)
     }
 }

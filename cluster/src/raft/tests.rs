@@ -404,11 +404,25 @@ fn decoders_refuse_garbage() {
         Applied::VersionMismatch { current: 7 },
         Applied::Invalid("empty key".into()),
         Applied::Undecodable,
+        Applied::Batch(vec![
+            Applied::Written { ver: 1 },
+            Applied::Invalid("why".into()),
+            Applied::NotFound,
+        ]),
     ] {
         let mut out = Vec::new();
         a.encode(&mut out);
-        assert_eq!(Applied::decode(&out), Ok(a));
+        assert_eq!(Applied::decode(&out), Ok(a.clone()));
+        if matches!(a, Applied::Batch(_)) {
+            for cut in 0..out.len() {
+                assert!(Applied::decode(&out[..cut]).is_err(), "cut at {cut}");
+            }
+        }
     }
+    // Batches do not nest.
+    let mut nested = Vec::new();
+    Applied::Batch(vec![Applied::Batch(vec![Applied::Done])]).encode(&mut nested);
+    assert!(Applied::decode(&nested).is_err());
 }
 
 #[test]

@@ -140,3 +140,68 @@ fn a_group_of_one_commits_applies_and_resumes_after_a_restart() {
     let (answer, _, _) = rt.block_on(start_and_write(&dir, false, 1));
     assert_eq!(answer, Applied::VersionMismatch { current: 2 });
 }
+
+/// Writes proposed through a group's `Proposer` while its entries are in flight share
+/// entries, and each gets its own answer: 64 overwrites of one key, all at once, answer
+/// the versions 1 to 64, each once, in fewer entries than writes.
+#[test]
+fn concurrent_writes_share_entries_and_each_gets_its_own_answer() {
+    let dir = TempDir::new("single-node-batch");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let engine = LogEngine::open(dir.path()).expect("log");
+    let store = Arc::new(open_store(dir.path()).expect("store"));
+    let counters = Arc::new(crate::metrics::Counters::default());
+    let answers = rt.block_on(async {
+        let config = Config {
+            heartbeat_interval: 50,
+            election_timeout_min: 150,
+            election_timeout_max: 300,
+            ..Default::default()
+        };
+        let config = Arc::new(config.validate().expect("config"));
+        let sm = open_sm(&store, 2, 0..1024).expect("state machine");
+        let raft = Raft::<TypeConfig>::new(0, config, NoPeers, engine.group(2), sm)
+            .await
+            .expect("raft");
+        let node = BasicNode {
+            addr: "127.0.0.1:9082".into(),
+        };
+        raft.initialize(BTreeMap::from([(0, node)]))
+            .await
+            .expect("initialize");
+        raft.wait(Some(Duration::from_secs(10)))
+            .state(ServerState::Leader, "leads its group of one")
+            .await
+            .expect("leader");
+        let proposer = crate::net::Proposer::new(raft.clone(), counters.clone());
+        let mut writes = tokio::task::JoinSet::new();
+        for _ in 0..64 {
+            let proposer = proposer.clone();
+            writes.spawn(async move { proposer.propose(put(b"k", b"v", 0)).await });
+        }
+        let mut answers = Vec::new();
+        while let Some(answer) = writes.join_next().await {
+            answers.push(answer.expect("a write's task"));
+        }
+        raft.shutdown().await.expect("shutdown");
+        answers
+    });
+    let mut versions: Vec<u32> = answers
+        .into_iter()
+        .map(|a| match a {
+            Ok(Applied::Written { ver }) => ver,
+            other => panic!("a write answered {other:?}"),
+        })
+        .collect();
+    versions.sort_unstable();
+    assert_eq!(versions, (1..=64).collect::<Vec<u32>>());
+    let (writes, entries) = (counters.proposals.get(), counters.proposal_entries.get());
+    assert_eq!(writes, 64);
+    assert!(entries < 32, "64 writes took {entries} entries");
+    let now = 1_700_000_000_001;
+    assert_eq!(store.batch().get(b"k", now).expect("get").ver, 64);
+}

@@ -151,6 +151,81 @@ fn commands_apply_in_one_batch_and_the_state_survives_a_reopen() {
 }
 
 #[test]
+fn a_batch_entry_applies_its_commands_in_order_each_with_its_own_answer() {
+    let dir = TempDir::new("sm-batch");
+    let store = Arc::new(open_store(dir.path()).expect("store"));
+    let rt = super::rt();
+    let batch = LogCommand::batch(&[
+        put(b"a", b"1", 0),
+        put(b"a", b"2", 1),
+        // A failed condition refuses that command alone.
+        put(b"a", b"3", 1),
+        LogCommand {
+            bytes: b"\x01garbage".to_vec(),
+        },
+        put(b"b", b"1", 0),
+    ]);
+    assert!(batch.is_batch() && !put(b"a", b"1", 0).is_batch());
+    let mut cut = batch.clone();
+    cut.bytes.pop();
+    let answers = rt.block_on(async {
+        let mut sm = open_sm(&store, 2, 0..1024).expect("open");
+        sm.apply([
+            normal(1, batch),
+            normal(2, cut),
+            normal(3, put(b"c", b"1", 0)),
+        ])
+        .await
+        .expect("apply")
+    });
+    assert_eq!(
+        answers,
+        vec![
+            Applied::Batch(vec![
+                Applied::Written { ver: 1 },
+                Applied::Written { ver: 2 },
+                Applied::VersionMismatch { current: 2 },
+                Applied::Undecodable,
+                Applied::Written { ver: 1 },
+            ]),
+            // A batch cut short applies nothing of it.
+            Applied::Undecodable,
+            Applied::Written { ver: 1 },
+        ]
+    );
+    let now = 1_700_000_000_001;
+    let rec = store.batch().get(b"a", now).expect("get a");
+    assert_eq!((rec.ver, rec.value), (2, b"2".to_vec()));
+    assert_eq!(store.batch().get(b"b", now).expect("get b").ver, 1);
+}
+
+#[test]
+fn batch_framing_refuses_garbage() {
+    let one = put(b"k", b"v", 0);
+    let batch = LogCommand::batch(&[one.clone(), one.clone()]);
+    assert_eq!(
+        batch.batch_members().expect("members"),
+        vec![&one.bytes[..], &one.bytes[..]]
+    );
+    assert!(one.batch_members().is_err());
+    assert!(LogCommand::batch(&[]).batch_members().is_err());
+    for cut in 0..batch.bytes.len() {
+        let short = LogCommand {
+            bytes: batch.bytes[..cut].to_vec(),
+        };
+        assert!(short.batch_members().is_err(), "cut at {cut}");
+    }
+    let mut longer = batch.clone();
+    longer.bytes.push(0);
+    assert!(longer.batch_members().is_err());
+    // A count beyond what the bytes can hold reserves nothing.
+    let huge = LogCommand {
+        bytes: vec![batch.bytes[0], 0xff, 0xff, 0xff, 0xff],
+    };
+    assert!(huge.batch_members().is_err());
+}
+
+#[test]
 fn a_malformed_group_state_is_refused() {
     let dir = TempDir::new("sm-garbage");
     let store = Arc::new(open_store(dir.path()).expect("store"));
