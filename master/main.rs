@@ -32,12 +32,6 @@ use nix::unistd::Pid;
 use args::{Action, Command};
 use error::MasterError;
 
-/// Every process of the daemon (master, workers, cluster helper) allocates with mimalloc:
-/// measured against glibc's malloc on cluster PUT, alternated binaries, two sessions: ahead in
-/// every pair (benches/RESULTS.md).
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() {
     let command = match args::parse(std::env::args_os().skip(1)) {
         Ok(command) => command,
