@@ -2,7 +2,8 @@
 //! free loopback ports with temp data folders replicate a write; a `kill -9` of one node's
 //! cluster helper alone is survived (the master respawns it, writes through that node work
 //! again); QUIT leaves no process of a node behind (its helper included); a one-node cluster
-//! serves writes.
+//! serves writes; concurrent writes to one group share log entries and each is answered its
+//! own version.
 //!
 //! The helper's pid is read from the master's error log: the last "started cluster helper PID"
 //! line, checked to be a live child of the master (the master's other children are workers).
@@ -239,4 +240,94 @@ fn a_helper_that_cannot_start_fails_the_start_with_one_line() {
         "{log}"
     );
     assert!(!nodes[0].pid_file().exists());
+}
+
+/// The sum over `nodes` of the `/metrics` counter `name` (a worker shows its helper's
+/// figures of up to two seconds ago).
+fn counter_sum(nodes: &[Server], name: &str) -> u64 {
+    nodes
+        .iter()
+        .map(|n| {
+            let r = get(n.addr(), "/metrics");
+            let text = r.text();
+            text.lines()
+                .find_map(|l| l.strip_prefix(name)?.trim().parse::<u64>().ok())
+                .unwrap_or_else(|| panic!("no {name} in /metrics of {}:\n{text}", n.addr()))
+        })
+        .sum()
+}
+
+/// Concurrent writes to one key (so one group), through all three nodes (most of them
+/// forwarded to the leader): every one is answered `200` with a version of its own, the
+/// versions are exactly the next ones in a row, and writes waiting at once were proposed
+/// together, several in one log entry (`net::proposer`), as the consensus counters in
+/// `/metrics` show (summed over the nodes: a follower counts its attempt before it forwards).
+#[test]
+fn concurrent_writes_share_log_entries_and_each_gets_its_own_version() {
+    const CLIENTS: usize = 24;
+    const WRITES: usize = 10;
+    let mut nodes = prepare(3, 3);
+    for n in &mut nodes {
+        n.restart();
+    }
+    put_until_ok(&nodes[0], "hot", "first");
+    for n in &nodes {
+        read_until(n, "hot", "first");
+    }
+    let addrs: Vec<_> = nodes.iter().map(|n| n.addr()).collect();
+    let versions: Vec<u32> = std::thread::scope(|s| {
+        let clients: Vec<_> = (0..CLIENTS)
+            .map(|c| {
+                let addr = addrs[c % addrs.len()];
+                s.spawn(move || {
+                    let mut got = Vec::new();
+                    for w in 0..WRITES {
+                        let body = format!("client {c} write {w}");
+                        // A 503 certainly did not happen: tried again (bounded).
+                        let mut tries = 0;
+                        loop {
+                            let r = try_request(
+                                addr,
+                                "POST",
+                                "/put?key=hot",
+                                body.as_bytes(),
+                                Duration::from_secs(20),
+                            )
+                            .expect("a PUT's answer");
+                            tries += 1;
+                            if r.status == 503 && tries < 50 {
+                                std::thread::sleep(Duration::from_millis(20));
+                                continue;
+                            }
+                            assert_eq!(r.status, 200, "{:?}", r.text());
+                            let ver = r.header("Version").expect("a Version header");
+                            got.push(ver.parse::<u32>().expect("a version"));
+                            break;
+                        }
+                    }
+                    got
+                })
+            })
+            .collect();
+        clients
+            .into_iter()
+            .flat_map(|c| c.join().expect("a client thread"))
+            .collect()
+    });
+    let mut sorted = versions.clone();
+    sorted.sort_unstable();
+    let total = (CLIENTS * WRITES) as u32;
+    // The first write made version 1; each of these made the next one.
+    assert_eq!(sorted, (2..=total + 1).collect::<Vec<u32>>());
+
+    let counted = wait_until(Duration::from_secs(10), || {
+        counter_sum(&nodes, "huststore_cluster_proposals_total") > u64::from(total)
+    });
+    assert!(counted, "the proposals never showed in /metrics");
+    let proposals = counter_sum(&nodes, "huststore_cluster_proposals_total");
+    let entries = counter_sum(&nodes, "huststore_cluster_proposal_entries_total");
+    assert!(
+        entries > 0 && entries < proposals,
+        "{proposals} writes proposed in {entries} log entries"
+    );
 }
