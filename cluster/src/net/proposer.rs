@@ -145,8 +145,8 @@ impl Proposer {
                     let _ = answer.send(Ok(applied));
                 }
             }
-            // Not this entry's answer (a replica that cannot read batches, say): the same
-            // for every command of it.
+            // Not a batch's answers: only a malformed batch answers so (`Undecodable`, nothing
+            // of it applied), which `LogCommand::batch` never makes; each write gets it.
             Ok(other) => {
                 for answer in answers {
                     let _ = answer.send(Ok(other.clone()));

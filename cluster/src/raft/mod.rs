@@ -65,7 +65,11 @@ pub struct LogCommand {
 }
 
 /// The first byte of a batch payload. An encoded command starts with its encoding's version
-/// (1), never this, so the logs written before batches existed still read the same.
+/// (1), never this, so the logs written before batches existed still read the same. A binary
+/// from before batches would refuse a batch entry as undecodable while the others apply it:
+/// every node of a cluster must run a binary that reads them (mixed binaries in one cluster
+/// are not supported yet; rolling upgrades across log formats come with membership changes,
+/// `cluster.md` §6).
 const BATCH_TAG: u8 = 0xB7;
 
 impl LogCommand {
