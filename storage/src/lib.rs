@@ -325,6 +325,7 @@ mod store;
 pub use batch::Batch;
 pub use command::{expires_at, Command, Outcome, Write};
 pub use journal::{FailState, FailStop, JournalFlush};
+pub use room::take_refusals;
 // The journal record decoder, public for the fuzz targets and the corpus test only.
 pub use journal::{decode_journal_record, encode_journal_record, DecodedRecord, RecordChange};
 pub use reads::{InPlace, ReplyValue};

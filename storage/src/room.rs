@@ -283,8 +283,9 @@ static DISK_FULL_LOGGED: AtomicU64 = AtomicU64::new(0);
 /// At most one log line per reason per this many seconds.
 const LOG_EVERY_SECS: u64 = 60;
 
-/// The refusals for a full map and for a full disk since the last call (this process).
-pub(crate) fn take_refusals() -> (u64, u64) {
+/// The refusals for a full map and for a full disk since the last call (this process): a
+/// commit's figures carry them, and a caller whose commit was refused takes them itself.
+pub fn take_refusals() -> (u64, u64) {
     (
         MAP_FULL.swap(0, Ordering::Relaxed),
         DISK_FULL.swap(0, Ordering::Relaxed),

@@ -150,9 +150,13 @@ impl Flushes {
                 Committed::Unacknowledged
             }
             Err(storage::StorageError::Stopped { committed: false }) => Committed::Failed(503),
-            // A full disk, logged (rate-limited) where it was found; counted in the next
-            // commit's figures.
-            Err(storage::StorageError::MapFull) => Committed::Failed(507),
+            // A full disk, logged (rate-limited) where it was found; counted now, since this
+            // worker may commit nothing more for a while (the next requests may go to another).
+            Err(storage::StorageError::MapFull) => {
+                let (map_full, disk_full) = storage::take_refusals();
+                metrics.refusals(map_full, disk_full);
+                Committed::Failed(507)
+            }
             Err(e) => {
                 log::error!("commit failed, answering the pass's requests with 500: {e}");
                 Committed::Failed(500)

@@ -173,6 +173,13 @@ impl SharedMetrics {
         r.disk_full.fetch_add(stats.disk_full, Relaxed);
     }
 
+    /// Writes refused with `507` outside a commit's figures: for a full map, for a full disk.
+    pub fn refusals(&self, map_full: u64, disk_full: u64) {
+        let r = self.mine();
+        r.map_full.fetch_add(map_full, Relaxed);
+        r.disk_full.fetch_add(disk_full, Relaxed);
+    }
+
     /// Appends the Prometheus text of every counter, summed over all regions; `paths` are
     /// the route labels (the mode's route table, in order).
     pub fn render(&self, paths: &[&str], out: &mut String) {
@@ -358,6 +365,8 @@ mod tests {
             map_full: 2,
             disk_full: 1,
         });
+        // A refused commit's refusals, counted by another worker's slot.
+        b.refusals(1, 2);
         let mut out = String::new();
         let paths: Vec<&str> = crate::routes::KV_ROUTES.iter().map(|r| r.path).collect();
         m.render(&paths, &mut out);
@@ -367,8 +376,8 @@ mod tests {
         );
         assert!(out.contains("huststore_requests_total{path=\"other\",status=\"404\"} 1\n"));
         assert!(out.contains("huststore_received_bytes_total 15\n"));
-        assert!(out.contains("huststore_store_full_total{reason=\"map\"} 2\n"));
-        assert!(out.contains("huststore_store_full_total{reason=\"disk\"} 1\n"));
+        assert!(out.contains("huststore_store_full_total{reason=\"map\"} 3\n"));
+        assert!(out.contains("huststore_store_full_total{reason=\"disk\"} 3\n"));
         assert!(out.contains("huststore_open_connections 1\n"));
         assert!(out.contains("huststore_worker_restarts_total 1\n"));
         assert!(out.contains("huststore_request_duration_seconds_bucket{le=\"0.0001\"} 2\n"));
