@@ -64,21 +64,13 @@ impl RaftNetwork<TypeConfig> for NoPeers {
     }
 }
 
-/// Starts node 0 of group 2 on the data folder, waits until it leads, writes `val` to `k`
-/// with `ver`, and returns the answer and the term it led in.
-async fn start_and_write(dir: &TempDir, first: bool, ver: u32) -> (Applied, u64, storage::Store) {
-    // The previous run's log handles go with openraft's tasks, shortly after its shutdown.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let engine = loop {
-        match LogEngine::open(dir.path()) {
-            Err(e) if std::time::Instant::now() < deadline => {
-                assert_eq!(e.kind(), io::ErrorKind::WouldBlock, "{e}");
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-            r => break r.expect("log"),
-        }
-    };
-    let store = Arc::new(open_store(dir.path()).expect("store"));
+/// Node 0's Raft of group 2 over `engine` and `store` (initialized first when `first`),
+/// once it leads; with its metrics then.
+async fn lead_group_of_one(
+    engine: &LogEngine,
+    store: &Arc<storage::Store>,
+    first: bool,
+) -> (Raft<TypeConfig>, openraft::RaftMetrics<u64, BasicNode>) {
     let config = Config {
         heartbeat_interval: 50,
         election_timeout_min: 150,
@@ -86,7 +78,7 @@ async fn start_and_write(dir: &TempDir, first: bool, ver: u32) -> (Applied, u64,
         ..Default::default()
     };
     let config = Arc::new(config.validate().expect("config"));
-    let sm = open_sm(&store, 2, 0..1024).expect("state machine");
+    let sm = open_sm(store, 2, 0..1024).expect("state machine");
     let raft = Raft::<TypeConfig>::new(0, config, NoPeers, engine.group(2), sm)
         .await
         .expect("raft");
@@ -103,6 +95,25 @@ async fn start_and_write(dir: &TempDir, first: bool, ver: u32) -> (Applied, u64,
         .state(ServerState::Leader, "leads its group of one")
         .await
         .expect("leader");
+    (raft, metrics)
+}
+
+/// Starts node 0 of group 2 on the data folder, waits until it leads, writes `val` to `k`
+/// with `ver`, and returns the answer and the term it led in.
+async fn start_and_write(dir: &TempDir, first: bool, ver: u32) -> (Applied, u64, storage::Store) {
+    // The previous run's log handles go with openraft's tasks, shortly after its shutdown.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let engine = loop {
+        match LogEngine::open(dir.path()) {
+            Err(e) if std::time::Instant::now() < deadline => {
+                assert_eq!(e.kind(), io::ErrorKind::WouldBlock, "{e}");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            r => break r.expect("log"),
+        }
+    };
+    let store = Arc::new(open_store(dir.path()).expect("store"));
+    let (raft, metrics) = lead_group_of_one(&engine, &store, first).await;
     let answer = raft
         .client_write(put(b"k", b"v", ver))
         .await
@@ -156,27 +167,7 @@ fn concurrent_writes_share_entries_and_each_gets_its_own_answer() {
     let store = Arc::new(open_store(dir.path()).expect("store"));
     let counters = Arc::new(crate::metrics::Counters::default());
     let answers = rt.block_on(async {
-        let config = Config {
-            heartbeat_interval: 50,
-            election_timeout_min: 150,
-            election_timeout_max: 300,
-            ..Default::default()
-        };
-        let config = Arc::new(config.validate().expect("config"));
-        let sm = open_sm(&store, 2, 0..1024).expect("state machine");
-        let raft = Raft::<TypeConfig>::new(0, config, NoPeers, engine.group(2), sm)
-            .await
-            .expect("raft");
-        let node = BasicNode {
-            addr: "127.0.0.1:9082".into(),
-        };
-        raft.initialize(BTreeMap::from([(0, node)]))
-            .await
-            .expect("initialize");
-        raft.wait(Some(Duration::from_secs(10)))
-            .state(ServerState::Leader, "leads its group of one")
-            .await
-            .expect("leader");
+        let (raft, _) = lead_group_of_one(&engine, &store, true).await;
         let proposer = crate::net::Proposer::new(raft.clone(), counters.clone());
         let mut writes = tokio::task::JoinSet::new();
         for _ in 0..64 {
