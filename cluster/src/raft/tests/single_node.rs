@@ -129,14 +129,20 @@ async fn start_and_write(dir: &TempDir, first: bool, ver: u32) -> (Applied, u64,
     (answer.data, metrics.current_term, store)
 }
 
-#[test]
-fn a_group_of_one_commits_applies_and_resumes_after_a_restart() {
-    let dir = TempDir::new("single-node");
-    let rt = tokio::runtime::Builder::new_multi_thread()
+/// The runtime of these tests: two threads, as the helper's, so openraft's tasks run
+/// beside the test's.
+fn two_thread_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-        .expect("runtime");
+        .expect("runtime")
+}
+
+#[test]
+fn a_group_of_one_commits_applies_and_resumes_after_a_restart() {
+    let dir = TempDir::new("single-node");
+    let rt = two_thread_runtime();
     let now = 1_700_000_000_001;
     let (answer, term, store) = rt.block_on(start_and_write(&dir, true, 0));
     assert_eq!(answer, Applied::Written { ver: 1 });
@@ -158,11 +164,7 @@ fn a_group_of_one_commits_applies_and_resumes_after_a_restart() {
 #[test]
 fn concurrent_writes_share_entries_and_each_gets_its_own_answer() {
     let dir = TempDir::new("single-node-batch");
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = two_thread_runtime();
     let engine = LogEngine::open(dir.path()).expect("log");
     let store = Arc::new(open_store(dir.path()).expect("store"));
     let counters = Arc::new(crate::metrics::Counters::default());
