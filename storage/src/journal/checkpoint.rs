@@ -61,9 +61,12 @@ fn env_fd(env: &Environment) -> Result<libc::c_int> {
     Ok(fd)
 }
 
-/// A checkpoint writes the data file's dirty pages back in slices of this much, each waited
-/// for, before its sync (see [`write_back_in_slices`]).
+/// A checkpoint writes the data file's dirty pages back in slices of at least this much
+/// before its sync (see [`write_back_in_slices`]).
 const WRITE_BACK_SLICE: u64 = 4 << 20;
+/// And in at most this many: each costs two calls even where nothing is dirty, so a store of
+/// 64 GiB is written back in 64 MiB slices (2048 calls a checkpoint, not 32768).
+const WRITE_BACK_SLICES_MOST: u64 = 1024;
 
 /// The data file of `env` opened anew, for [`write_back_in_slices`]: through `/proc/self/fd`,
 /// so that it is the very file LMDB has open (checked by its inode), with an open file
@@ -76,8 +79,8 @@ fn open_for_write_back(env: &Environment, inode: u64) -> Option<File> {
     (file.metadata().ok()?.ino() == inode).then_some(file)
 }
 
-/// Writes back the dirty pages of the first `used` bytes of the data file, a
-/// [`WRITE_BACK_SLICE`] at a time, at most two slices in flight (each waited for before the
+/// Writes back the dirty pages of the first `used` bytes of the data file, a slice at a time
+/// ([`WRITE_BACK_SLICE`], or a [`WRITE_BACK_SLICES_MOST`]th of `used`), at most two in flight (each waited for before the
 /// one after the next is started), so that the checkpoint's sync that follows has little left
 /// to write.
 ///
@@ -89,9 +92,10 @@ fn open_for_write_back(env: &Environment, inode: u64) -> Option<File> {
 /// [`open_for_write_back`]); a failed slice just ends the slicing.
 fn write_back_in_slices(file: &File, used: u64) {
     let fd = file.as_raw_fd();
+    let slice = WRITE_BACK_SLICE.max(used / WRITE_BACK_SLICES_MOST);
     let mut off = 0;
     while off < used {
-        let len = WRITE_BACK_SLICE.min(used - off);
+        let len = slice.min(used - off);
         // Started, then the slice before it waited for: two slices in flight at most.
         if range_sync(fd, off, len, libc::SYNC_FILE_RANGE_WRITE).is_err() {
             return;
@@ -100,8 +104,7 @@ fn write_back_in_slices(file: &File, used: u64) {
             let wait = libc::SYNC_FILE_RANGE_WAIT_BEFORE
                 | libc::SYNC_FILE_RANGE_WRITE
                 | libc::SYNC_FILE_RANGE_WAIT_AFTER;
-            let before = off - WRITE_BACK_SLICE;
-            if range_sync(fd, before, WRITE_BACK_SLICE, wait).is_err() {
+            if range_sync(fd, off - slice, slice, wait).is_err() {
                 return;
             }
         }
@@ -578,6 +581,8 @@ mod tests {
             WRITE_BACK_SLICE,
             bytes.len() as u64,
             12 * WRITE_BACK_SLICE,
+            // Slices larger than the least (a 1024th of 20 GiB).
+            5000 * WRITE_BACK_SLICE,
         ] {
             write_back_in_slices(&f, used);
         }
