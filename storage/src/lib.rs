@@ -297,6 +297,20 @@ pub(crate) fn io_error(e: std::io::Error) -> StorageError {
     StorageError::Lmdb(lmdb::Error::Other(e.raw_os_error().unwrap_or(libc::EIO)))
 }
 
+/// Runs `call`, a system call answering 0 or -1 with `errno`, again for as long as it is
+/// interrupted by a signal (`EINTR`); its error otherwise.
+pub(crate) fn retry_interrupted(mut call: impl FnMut() -> libc::c_int) -> std::io::Result<()> {
+    loop {
+        if call() == 0 {
+            return Ok(());
+        }
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EINTR) {
+            return Err(e);
+        }
+    }
+}
+
 // Bottom: environments, room, transactions, large values by pwrite.
 mod codec;
 mod direct;

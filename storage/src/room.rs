@@ -511,23 +511,21 @@ pub(crate) fn disk_space(fd: libc::c_int) -> Option<(u64, u64)> {
 /// cannot. Other errors count as a full disk too (logged): a write is refused, never
 /// risked in a hole.
 fn allocate(fd: libc::c_int, from: u64, to: u64) -> std::result::Result<bool, Unsupported> {
-    loop {
-        // SAFETY: `fd` is the environment's open data file descriptor; mode 0 only allocates
-        // blocks of a range inside the file (LMDB sized it to the map).
-        let r = unsafe { libc::fallocate(fd, 0, from as libc::off_t, (to - from) as libc::off_t) };
-        if r == 0 {
-            return Ok(true);
-        }
-        let e = std::io::Error::last_os_error();
-        match e.raw_os_error() {
-            Some(libc::EINTR) => continue,
-            Some(libc::ENOSPC) | Some(libc::EDQUOT) => return Ok(false),
-            Some(libc::EOPNOTSUPP) => return Err(Unsupported),
+    // SAFETY: `fd` is the environment's open data file descriptor; mode 0 only allocates
+    // blocks of a range inside the file (LMDB sized it to the map).
+    let allocated = crate::retry_interrupted(|| unsafe {
+        libc::fallocate(fd, 0, from as libc::off_t, (to - from) as libc::off_t)
+    });
+    match allocated {
+        Ok(()) => Ok(true),
+        Err(e) => match e.raw_os_error() {
+            Some(libc::ENOSPC) | Some(libc::EDQUOT) => Ok(false),
+            Some(libc::EOPNOTSUPP) => Err(Unsupported),
             _ => {
                 log::error!("fallocate of the data file failed: {e}");
-                return Ok(false);
+                Ok(false)
             }
-        }
+        },
     }
 }
 

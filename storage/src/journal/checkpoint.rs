@@ -114,19 +114,11 @@ fn write_back_in_slices(file: &File, used: u64) {
 
 /// `sync_file_range` of `len` bytes at `off`, retried on `EINTR`.
 fn range_sync(fd: libc::c_int, off: u64, len: u64, flags: libc::c_uint) -> io::Result<()> {
-    loop {
-        // SAFETY: `fd` is an open descriptor the caller owns for the call's length; the call
-        // only writes back that file's cached pages in the given range.
-        let r =
-            unsafe { libc::sync_file_range(fd, off as libc::off64_t, len as libc::off64_t, flags) };
-        if r == 0 {
-            return Ok(());
-        }
-        let e = io::Error::last_os_error();
-        if e.raw_os_error() != Some(libc::EINTR) {
-            return Err(e);
-        }
-    }
+    // SAFETY: `fd` is an open descriptor the caller owns for the call's length; the call only
+    // writes back that file's cached pages in the given range.
+    crate::retry_interrupted(|| unsafe {
+        libc::sync_file_range(fd, off as libc::off64_t, len as libc::off64_t, flags)
+    })
 }
 
 /// This boot of the machine (`None` where the kernel does not tell): what tells a restart of

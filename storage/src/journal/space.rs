@@ -137,25 +137,16 @@ fn fallocate(file: &File, mode: libc::c_int, from: u64, to: u64) -> std::io::Res
     if to <= from {
         return Ok(());
     }
-    loop {
-        // SAFETY: `file` is an open descriptor we own for the call's length; fallocate only
-        // changes the blocks of that file in the given range.
-        let r = unsafe {
-            libc::fallocate(
-                file.as_raw_fd(),
-                mode,
-                from as libc::off_t,
-                (to - from) as libc::off_t,
-            )
-        };
-        if r == 0 {
-            return Ok(());
-        }
-        let e = std::io::Error::last_os_error();
-        if e.raw_os_error() != Some(libc::EINTR) {
-            return Err(e);
-        }
-    }
+    // SAFETY: `file` is an open descriptor we own for the call's length; fallocate only
+    // changes the blocks of that file in the given range.
+    crate::retry_interrupted(|| unsafe {
+        libc::fallocate(
+            file.as_raw_fd(),
+            mode,
+            from as libc::off_t,
+            (to - from) as libc::off_t,
+        )
+    })
 }
 
 fn no_space(e: &std::io::Error) -> bool {
