@@ -352,7 +352,7 @@ fn the_circle_finder_finds_a_circle() {
 /// may import its own layer and those below, never one above.
 const STORAGE_LAYERS: &[&[&str]] = &[
     &["codec"],
-    &["env", "room", "txn", "direct"],
+    &["env", "room", "warm", "txn", "direct"],
     &["journal"],
     &[
         "old", "tables", "kv", "members", "purge", "cache", "list", "slots",

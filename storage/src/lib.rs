@@ -16,10 +16,11 @@
 //! Each layer uses only the layers below it (`tools/modcycles.py` finds no circle):
 //!
 //! 1. `codec`: byte layouts and their arithmetic, pure. Knows no transaction.
-//! 2. `env`, `room`, `txn`, `direct`: environments and their transactions, the operations'
-//!    context (`Ctx`: environment, named databases, room), capacity accounting and file
-//!    blocks, the journaling write transaction (`Wtx`) and its change record (`Ops`), large
-//!    values written into the file by `pwrite`. Never know a record's layout, an operation,
+//! 2. `env`, `room`, `warm`, `txn`, `direct`: environments and their transactions, the
+//!    operations' context (`Ctx`: environment, named databases, room), capacity accounting and
+//!    file blocks, the fresh pages read into the page cache ahead of the writes, the
+//!    journaling write transaction (`Wtx`) and its change record (`Ops`), large values written
+//!    into the file by `pwrite`. Never know a record's layout, an operation,
 //!    the journal's files or a batch.
 //! 3. `journal` (records, writer, replay) and `journal::checkpoint` (the checkpoint file and
 //!    thread, restoring a meta page): durability of the persistent store's passes. Never
@@ -317,6 +318,7 @@ mod direct;
 mod env;
 mod room;
 mod txn;
+mod warm;
 // The journal and its checkpoints.
 mod journal;
 // Operations.

@@ -49,6 +49,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use lmdb::Environment;
 
 use crate::codec;
+use crate::warm::Warmer;
 use crate::{Result, StorageError};
 
 /// Room of one environment. `limit` is what the operator configured (`map_size`,
@@ -378,6 +379,8 @@ pub(crate) struct Alloc {
     upto: AtomicU64,
     /// `fallocate` is in use: `WRITEMAP` is on and the filesystem supports it.
     on: AtomicBool,
+    /// Keeps the allocated pages past the high-water mark in the page cache (`warm`).
+    warmer: Warmer,
 }
 
 /// What [`Alloc::ensure`] answers when the disk cannot give the blocks.
@@ -388,6 +391,22 @@ impl Alloc {
         Alloc {
             upto: AtomicU64::new(0),
             on: AtomicBool::new(on),
+            warmer: Warmer::new(),
+        }
+    }
+
+    /// After a request's blocks are allocated: the pages it and the next ones will take,
+    /// past `high_water`, are read into the page cache off this thread (see `warm`).
+    fn warm(&self, env: &Environment, high_water: u64) {
+        if !self.on.load(Ordering::Relaxed) {
+            return;
+        }
+        let mut fd: libc::c_int = -1;
+        // SAFETY: `env.env()` is the open environment owned by `env`; `fd` is a valid
+        // out-pointer.
+        if unsafe { lmdb_sys::mdb_env_get_fd(env.env(), &mut fd) } == 0 {
+            self.warmer
+                .want(fd, high_water, self.upto.load(Ordering::Relaxed));
         }
     }
 
@@ -560,6 +579,7 @@ pub(crate) fn reserve_blocks(
         .saturating_add(reserve)
         .saturating_add(ALLOC_AHEAD);
     if alloc.ensure(env, room, hw, need, ahead, keep)?.is_ok() {
+        alloc.warm(env, hw);
         return Ok(());
     }
     // Pages freed by deletes are reused before the file grows: when the reusable ones cover
